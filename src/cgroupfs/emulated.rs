@@ -1,0 +1,171 @@
+//! A plain directory that behaves like cgroupfs where memslice depends on it:
+//! `mkdir` yields the interface files the kernel would create, enabling a
+//! controller in cgroup.subtree_control adds that controller's files to the
+//! children, and `rmdir` refuses a group with processes or children.
+//!
+//! This exists so `plan`, `apply` and `status` run end to end in tests and
+//! benchmarks without root or a memory controller. It is chosen only when
+//! the root holds [`MARKER`], a regular file no real cgroupfs can contain,
+//! so it can never be picked on a real host by accident. What only the
+//! kernel decides (OOM kills, reclaim) is tested in the VM, not here.
+
+use std::fs;
+use std::io::{self, ErrorKind};
+use std::path::Path;
+
+use super::parse;
+use crate::config::Controller;
+
+pub const MARKER: &str = "memslice-emulated-root";
+
+const CORE_FILES: [(&str, &str); 5] = [
+    ("cgroup.procs", ""),
+    ("cgroup.events", "populated 0\nfrozen 0\n"),
+    ("cgroup.subtree_control", ""),
+    ("cgroup.type", "domain\n"),
+    ("cgroup.kill", ""),
+];
+
+const MEMORY_FILES: [(&str, &str); 10] = [
+    ("memory.min", "0\n"),
+    ("memory.low", "0\n"),
+    ("memory.high", "max\n"),
+    ("memory.max", "max\n"),
+    ("memory.swap.max", "max\n"),
+    ("memory.oom.group", "0\n"),
+    ("memory.current", "0\n"),
+    ("memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n"),
+    ("memory.stat", "anon 0\nfile 0\nkernel 0\nshmem 0\n"),
+    (
+        "memory.pressure",
+        "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+    ),
+];
+
+/// Lays out an emulated cgroup root in `dir` offering `controllers`.
+pub fn create_root(dir: &Path, controllers: &[Controller]) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    fs::write(dir.join(MARKER), "this directory emulates a cgroup2 root for memslice tests\n")?;
+    let names: Vec<&str> = controllers.iter().map(|c| c.name()).collect();
+    fs::write(dir.join("cgroup.controllers"), format!("{}\n", names.join(" ")))?;
+    for (name, content) in CORE_FILES {
+        fs::write(dir.join(name), content)?;
+    }
+    Ok(())
+}
+
+pub fn is_emulated(dir: &Path) -> bool {
+    dir.join(MARKER).is_file()
+}
+
+/// Fills a freshly made group directory as the kernel's mkdir would.
+pub fn populate(dir: &Path) -> io::Result<()> {
+    let parent = dir.parent().ok_or_else(|| io::Error::from(ErrorKind::InvalidInput))?;
+    let offered = fs::read_to_string(parent.join("cgroup.subtree_control"))?;
+    fs::write(dir.join("cgroup.controllers"), &offered)?;
+    for (name, content) in CORE_FILES {
+        fs::write(dir.join(name), content)?;
+    }
+    if parse::controllers(&offered).contains(&Controller::Memory) {
+        write_memory_files(dir)?;
+    }
+    Ok(())
+}
+
+fn write_memory_files(dir: &Path) -> io::Result<()> {
+    for (name, content) in MEMORY_FILES {
+        if !dir.join(name).exists() {
+            fs::write(dir.join(name), content)?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies `+ctrl -ctrl` as the kernel does, with the kernel's errors:
+/// ENOENT for a controller the group is not offered, EBUSY for a non-root
+/// group with processes of its own.
+pub fn write_subtree_control(dir: &Path, request: &str) -> io::Result<()> {
+    let offered = parse::controllers(&fs::read_to_string(dir.join("cgroup.controllers"))?);
+    let mut enabled = parse::controllers(&fs::read_to_string(dir.join("cgroup.subtree_control"))?);
+    for token in request.split_whitespace() {
+        let (enable, name) = match token.split_at_checked(1) {
+            Some(("+", name)) => (true, name),
+            Some(("-", name)) => (false, name),
+            _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        };
+        let controller = Controller::from_name(name).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        if !offered.contains(&controller) {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        if enable && !is_emulated(dir) && !fs::read_to_string(dir.join("cgroup.procs"))?.trim().is_empty() {
+            return Err(io::Error::from_raw_os_error(libc::EBUSY));
+        }
+        enabled.retain(|c| *c != controller);
+        if enable {
+            enabled.push(controller);
+        }
+    }
+    enabled.sort();
+    let names: Vec<&str> = enabled.iter().map(|c| c.name()).collect();
+    fs::write(dir.join("cgroup.subtree_control"), format!("{}\n", names.join(" ")))?;
+    if enabled.contains(&Controller::Memory) {
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                write_memory_files(&entry.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// rmdir with the kernel's refusals: EBUSY while processes or child groups
+/// remain.
+pub fn remove(dir: &Path) -> io::Result<()> {
+    let busy = !fs::read_to_string(dir.join("cgroup.procs"))?.trim().is_empty()
+        || fs::read_dir(dir)?.any(|entry| entry.is_ok_and(|e| e.file_type().is_ok_and(|t| t.is_dir())));
+    if busy {
+        return Err(io::Error::from_raw_os_error(libc::EBUSY));
+    }
+    fs::remove_dir_all(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        create_root(dir.path(), &[Controller::Memory, Controller::Pids]).expect("root");
+        dir
+    }
+
+    #[test]
+    fn memory_files_appear_only_once_the_parent_enables_memory() {
+        let dir = root();
+        let child = dir.path().join("app");
+        fs::create_dir(&child).expect("mkdir");
+        populate(&child).expect("populate");
+        assert!(!child.join("memory.max").exists());
+        write_subtree_control(dir.path(), "+memory").expect("enable");
+        assert_eq!(fs::read_to_string(child.join("memory.max")).expect("read"), "max\n");
+    }
+
+    #[test]
+    fn refuses_what_the_kernel_refuses() {
+        let dir = root();
+        let err = write_subtree_control(dir.path(), "+io").expect_err("io is not offered");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+        write_subtree_control(dir.path(), "+memory").expect("enable");
+        let child = dir.path().join("busy");
+        fs::create_dir(&child).expect("mkdir");
+        populate(&child).expect("populate");
+        fs::write(child.join("cgroup.procs"), "42\n").expect("fake a process");
+        let err = write_subtree_control(&child, "+memory").expect_err("internal process");
+        assert_eq!(err.raw_os_error(), Some(libc::EBUSY));
+        assert_eq!(remove(&child).expect_err("busy").raw_os_error(), Some(libc::EBUSY));
+        fs::write(child.join("cgroup.procs"), "").expect("empty it");
+        remove(&child).expect("now empty");
+        assert!(!child.exists());
+    }
+}

@@ -1,0 +1,254 @@
+//! All file access under the cgroup root goes through [`Root`]: the root is
+//! a value, never a constant, so the same code runs on /sys/fs/cgroup, on a
+//! subtree delegated to memslice, and on a temp dir in tests.
+//!
+//! Groups are named by their path relative to the root (`app/web`; `""` is
+//! the root itself). Writes open with `create(false)`, so a misspelt knob
+//! fails with ENOENT instead of leaving a stray file behind.
+
+pub mod emulated;
+pub mod parse;
+
+use std::fs::OpenOptions;
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use crate::config::{Controller, Limit};
+
+pub use parse::{MemoryEvents, ParseError, Pressure};
+
+/// Who answers the file operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A real cgroup2 mount: the kernel creates interface files and checks
+    /// every write.
+    Kernel,
+    /// A plain directory marked by [`emulated::MARKER`]; see that module.
+    Emulated,
+}
+
+#[derive(Debug, Clone)]
+pub struct Root {
+    path: PathBuf,
+    backend: Backend,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to read {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("failed to write {value:?} to {}: {source}{}", path.display(), write_hint(path, source))]
+    Write {
+        path: PathBuf,
+        value: String,
+        source: std::io::Error,
+    },
+    #[error("failed to create cgroup {}: {source}", path.display())]
+    Create { path: PathBuf, source: std::io::Error },
+    #[error("failed to remove cgroup {}: {source}", path.display())]
+    Remove { path: PathBuf, source: std::io::Error },
+    #[error("unexpected content in {}: {source}", path.display())]
+    Parse { path: PathBuf, source: ParseError },
+}
+
+/// The kernel answers with bare errnos; say what they mean for cgroupfs.
+fn write_hint(path: &Path, err: &std::io::Error) -> &'static str {
+    let subtree = path.file_name().is_some_and(|name| name == "cgroup.subtree_control");
+    match err.raw_os_error() {
+        Some(libc::EBUSY) if subtree => {
+            " (the group has processes of its own; cgroup v2's \"no internal processes\" rule forbids enabling controllers for its children until they move into a leaf group)"
+        }
+        Some(libc::ENOENT) if subtree => " (the controller is not enabled in the parent's cgroup.subtree_control)",
+        Some(libc::ENOENT) => " (no such file: is the controller enabled in the parent's cgroup.subtree_control?)",
+        Some(libc::EINVAL) => " (the kernel refused the value)",
+        Some(libc::EACCES | libc::EPERM) => " (permission denied: run as root, or point --cgroup-root at a subtree delegated to this user)",
+        _ => "",
+    }
+}
+
+impl Root {
+    pub fn new(path: impl Into<PathBuf>, backend: Backend) -> Root {
+        Root {
+            path: path.into(),
+            backend,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The one place a group's directory is built.
+    pub fn dir(&self, group: &str) -> PathBuf {
+        if group.is_empty() {
+            self.path.clone()
+        } else {
+            self.path.join(group)
+        }
+    }
+
+    pub fn file(&self, group: &str, name: &str) -> PathBuf {
+        self.dir(group).join(name)
+    }
+
+    pub fn exists(&self, group: &str) -> bool {
+        self.file(group, "cgroup.procs").is_file()
+    }
+
+    /// Creates the group; `Ok(false)` when it already existed.
+    pub fn create(&self, group: &str) -> Result<bool, Error> {
+        let path = self.dir(group);
+        match std::fs::create_dir(&path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == ErrorKind::AlreadyExists => return Ok(false),
+            Err(source) => return Err(Error::Create { path, source }),
+        }
+        if self.backend == Backend::Emulated {
+            emulated::populate(&path).map_err(|source| Error::Create { path, source })?;
+        }
+        Ok(true)
+    }
+
+    /// Removes an empty group. The kernel refuses (EBUSY) while it has
+    /// processes or children; the emulation refuses the same way.
+    pub fn remove(&self, group: &str) -> Result<(), Error> {
+        let path = self.dir(group);
+        let result = match self.backend {
+            Backend::Kernel => std::fs::remove_dir(&path),
+            Backend::Emulated => emulated::remove(&path),
+        };
+        result.map_err(|source| Error::Remove { path, source })
+    }
+
+    pub fn read(&self, group: &str, name: &str) -> Result<String, Error> {
+        let path = self.file(group, name);
+        std::fs::read_to_string(&path).map_err(|source| Error::Read { path, source })
+    }
+
+    /// Like [`Root::read`], but a missing file is `None`: knobs such as
+    /// memory.swap.max exist only with some kernel options.
+    pub fn read_optional(&self, group: &str, name: &str) -> Result<Option<String>, Error> {
+        match self.read(group, name) {
+            Ok(text) => Ok(Some(text)),
+            Err(Error::Read { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    pub fn write(&self, group: &str, name: &str, value: &str) -> Result<(), Error> {
+        let path = self.file(group, name);
+        let fail = |source| Error::Write {
+            path: path.clone(),
+            value: value.to_string(),
+            source,
+        };
+        if self.backend == Backend::Emulated && name == "cgroup.subtree_control" {
+            return emulated::write_subtree_control(&self.dir(group), value).map_err(fail);
+        }
+        let mut file = OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .create(false)
+            .open(&path)
+            .map_err(fail)?;
+        // One write call: the kernel parses each write(2) as a whole value.
+        file.write_all(value.as_bytes()).map_err(fail)
+    }
+
+    fn parsed<T>(&self, group: &str, name: &str, parse: impl FnOnce(&str) -> Result<T, ParseError>) -> Result<T, Error> {
+        let text = self.read(group, name)?;
+        parse(&text).map_err(|source| Error::Parse {
+            path: self.file(group, name),
+            source,
+        })
+    }
+
+    pub fn limit(&self, group: &str, name: &str) -> Result<Option<Limit>, Error> {
+        let Some(text) = self.read_optional(group, name)? else {
+            return Ok(None);
+        };
+        Limit::parse_kernel(&text).map(Some).ok_or_else(|| Error::Parse {
+            path: self.file(group, name),
+            source: ParseError {
+                line: text.trim().to_string(),
+                reason: "expected a byte count or \"max\"",
+            },
+        })
+    }
+
+    pub fn memory_current(&self, group: &str) -> Result<Option<u64>, Error> {
+        Ok(self.limit(group, "memory.current")?.and_then(Limit::bytes))
+    }
+
+    pub fn memory_events(&self, group: &str) -> Result<MemoryEvents, Error> {
+        self.parsed(group, "memory.events", parse::memory_events)
+    }
+
+    pub fn memory_stat(&self, group: &str) -> Result<Vec<(String, u64)>, Error> {
+        self.parsed(group, "memory.stat", |text| {
+            parse::flat_keyed(text).map(|pairs| pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+        })
+    }
+
+    pub fn memory_pressure(&self, group: &str) -> Result<Option<Pressure>, Error> {
+        match self.read_optional(group, "memory.pressure")? {
+            None => Ok(None),
+            Some(text) => parse::pressure(&text).map(Some).map_err(|source| Error::Parse {
+                path: self.file(group, "memory.pressure"),
+                source,
+            }),
+        }
+    }
+
+    pub fn procs(&self, group: &str) -> Result<Vec<u32>, Error> {
+        self.parsed(group, "cgroup.procs", parse::pids)
+    }
+
+    pub fn populated(&self, group: &str) -> Result<bool, Error> {
+        self.parsed(group, "cgroup.events", parse::populated)
+    }
+
+    pub fn controllers(&self, group: &str) -> Result<Vec<Controller>, Error> {
+        Ok(parse::controllers(&self.read(group, "cgroup.controllers")?))
+    }
+
+    pub fn subtree_control(&self, group: &str) -> Result<Vec<Controller>, Error> {
+        Ok(parse::controllers(&self.read(group, "cgroup.subtree_control")?))
+    }
+
+    /// Names of the child groups, sorted.
+    pub fn children(&self, group: &str) -> Result<Vec<String>, Error> {
+        let path = self.dir(group);
+        let entries = std::fs::read_dir(&path).map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| Error::Read {
+                path: path.clone(),
+                source,
+            })?;
+            if entry.file_type().is_ok_and(|kind| kind.is_dir())
+                && let Some(name) = entry.file_name().to_str()
+            {
+                names.push(name.to_string());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// Joins a parent group and a child name into a group path.
+pub fn join(parent: &str, child: &str) -> String {
+    if parent.is_empty() {
+        child.to_string()
+    } else {
+        format!("{parent}/{child}")
+    }
+}

@@ -1,0 +1,140 @@
+//! The binary's edge: turns subcommands into library calls, prints for
+//! people, and maps errors to exit codes in one place.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use memslice::cgroupfs::Root;
+use memslice::config::{Config, ConfigError};
+use memslice::host::{self, HostError};
+use memslice::plan::{self, Plan};
+use memslice::observe;
+
+use crate::cli::{Cli, Command};
+
+const EXIT_CHANGES_PENDING: u8 = 2;
+
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MEMSLICE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
+    for cause in err.chain() {
+        if cause.downcast_ref::<ConfigError>().is_some() {
+            return ExitCode::from(2);
+        }
+        if let Some(HostError::NotCgroup2 { .. } | HostError::NoMemoryController { .. }) = cause.downcast_ref::<HostError>() {
+            return ExitCode::from(3);
+        }
+    }
+    ExitCode::FAILURE
+}
+
+pub fn run(cli: &Cli) -> Result<ExitCode> {
+    let global = &cli.global;
+    let node = host::node_facts()?;
+    let config = Config::load(&global.config, node)?;
+    match &cli.command {
+        Command::Plan { detailed_exitcode } => {
+            let plan = plan_for(cli, &config)?;
+            print!("{}", render_plan(&plan));
+            let pending = !plan.changes.is_empty();
+            Ok(if *detailed_exitcode && pending {
+                ExitCode::from(EXIT_CHANGES_PENDING)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Apply => {
+            let root = open_root(cli)?;
+            let plan = observe_and_diff(&root, &config)?;
+            let report = plan::apply(&root, &plan)?;
+            if report.writes == 0 {
+                println!(
+                    "nothing to do: {} matches {} (0 writes)",
+                    root.path().display(),
+                    global.config.display()
+                );
+            } else {
+                print!("{}", render_plan(&plan));
+                println!("applied {} change(s) to {}", report.writes, root.path().display());
+            }
+            for (group, procs) in &plan.unmanaged {
+                tracing::debug!(group, procs, "left alone: not named in the config");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => {
+            let root = open_root(cli)?;
+            let status = observe::status(&root, &config).context("cannot read the tree")?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", status.render_text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn open_root(cli: &Cli) -> Result<Root> {
+    let mountinfo = host::read_mountinfo()?;
+    Ok(host::open_root(&cli.global.cgroup_root, &mountinfo)?)
+}
+
+fn observe_and_diff(root: &Root, config: &Config) -> Result<Plan> {
+    let desired = plan::desired(config);
+    let observed = plan::observe(root, &desired).context("cannot read the live tree")?;
+    Ok(plan::diff(&desired, &observed))
+}
+
+/// Plans against the live tree; where the root is not a usable cgroup v2
+/// hierarchy, says why and plans against an empty tree, so a config can be
+/// reviewed anywhere. `apply` refuses such a root.
+fn plan_for(cli: &Cli, config: &Config) -> Result<Plan> {
+    match open_root(cli) {
+        Ok(root) => observe_and_diff(&root, config),
+        Err(err) => match err.downcast_ref::<HostError>() {
+            Some(HostError::NotCgroup2 { .. } | HostError::NoMemoryController { .. }) => {
+                eprintln!("memslice: warning: {err:#}");
+                eprintln!(
+                    "memslice: warning: planning against an empty tree; `apply` would refuse {}",
+                    cli.global.cgroup_root.display()
+                );
+                Ok(plan::diff(&plan::desired(config), &Default::default()))
+            }
+            _ => Err(err),
+        },
+    }
+}
+
+fn render_plan(plan: &Plan) -> String {
+    let mut out = String::new();
+    if plan.changes.is_empty() {
+        out.push_str("no changes: the tree matches the config\n");
+    }
+    for change in &plan.changes {
+        out.push_str(&format!("  {change}\n"));
+    }
+    for (group, procs) in &plan.unmanaged {
+        out.push_str(&format!("  note    {group} is not in the config ({procs} process(es)); left alone\n"));
+    }
+    for blocker in &plan.blockers {
+        out.push_str(&format!("  BLOCKED {blocker}\n"));
+    }
+    if !plan.changes.is_empty() {
+        out.push_str(&format!("{} change(s)\n", plan.changes.len()));
+    }
+    out
+}

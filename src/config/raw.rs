@@ -1,0 +1,311 @@
+//! Reads slices.toml into typed values that still carry their place in the
+//! file, so every later complaint can name the line.
+//!
+//! The walk is done by hand over toml's spanned tables instead of through
+//! `#[derive(Deserialize)]`: a slice table mixes settings with child slices,
+//! which serde cannot combine with `deny_unknown_fields`, and a misspelt
+//! `memory_mx = "1G"` must be reported as an unknown key, not as "invalid type".
+
+use std::ops::Range;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::Problem;
+use super::size::Size;
+
+pub const SLICE_KEYS: [&str; 8] = [
+    "description",
+    "memory_min",
+    "memory_low",
+    "memory_high",
+    "memory_max",
+    "memory_swap_max",
+    "oom_group",
+    "controllers",
+];
+const TOP_KEYS: [&str; 3] = ["node", "slice", "protect"];
+const NODE_KEYS: [&str; 1] = ["memory"];
+const PROTECT_KEYS: [&str; 7] = [
+    "slice",
+    "memory_max",
+    "max_tasks",
+    "oom_score_adj",
+    "users",
+    "groups",
+    "oom_group",
+];
+
+/// A value with the byte range it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct At<T> {
+    pub value: T,
+    pub span: Range<usize>,
+}
+
+#[derive(Debug, Default)]
+pub struct RawConfig {
+    /// `None` means "read MemTotal"; `node.memory = "auto"` is the same.
+    pub node_memory: Option<At<Size>>,
+    /// Parents before children, in file order.
+    pub slices: Vec<RawSlice>,
+    pub protect: Option<RawProtect>,
+}
+
+#[derive(Debug, Default)]
+pub struct RawSlice {
+    pub path: Vec<String>,
+    pub span: Range<usize>,
+    pub description: Option<String>,
+    pub memory_min: Option<At<Size>>,
+    pub memory_low: Option<At<Size>>,
+    pub memory_high: Option<At<Size>>,
+    pub memory_max: Option<At<Size>>,
+    pub memory_swap_max: Option<At<Size>>,
+    pub oom_group: Option<bool>,
+    pub controllers: Option<At<Vec<At<String>>>>,
+}
+
+#[derive(Debug, Default)]
+pub struct RawProtect {
+    pub span: Range<usize>,
+    pub slice: Option<At<String>>,
+    pub memory_max: Option<At<Size>>,
+    pub max_tasks: Option<At<i64>>,
+    pub oom_score_adj: Option<At<i64>>,
+    pub users: Vec<At<String>>,
+    pub groups: Vec<At<String>>,
+    pub oom_group: Option<bool>,
+}
+
+/// Walks the document; every problem found is pushed, none stops the walk.
+pub fn read(text: &str, problems: &mut Vec<Problem>) -> RawConfig {
+    let mut raw = RawConfig::default();
+    let document = match DeTable::parse(text) {
+        Ok(document) => document,
+        Err(err) => {
+            problems.push(Problem {
+                span: err.span().unwrap_or(0..0),
+                key: String::new(),
+                message: format!("not valid TOML: {}", err.message()),
+            });
+            return raw;
+        }
+    };
+    for (key, value) in document.get_ref() {
+        let name = key.get_ref().as_ref();
+        match name {
+            "node" => read_node(value, &mut raw, problems),
+            "slice" => match table(value, "slice", problems) {
+                Some(slices) => {
+                    for (child, body) in slices {
+                        read_slice(&mut vec![child.get_ref().to_string()], child, body, &mut raw, problems);
+                    }
+                }
+                None => {}
+            },
+            "protect" => read_protect(value, &mut raw, problems),
+            _ => problems.push(unknown_key(key, name, &TOP_KEYS)),
+        }
+    }
+    if raw.slices.is_empty() && problems.is_empty() {
+        problems.push(Problem {
+            span: 0..0,
+            key: "slice".into(),
+            message: "no slices are defined; add at least one table like [slice.ops]".into(),
+        });
+    }
+    raw
+}
+
+fn read_node(value: &Spanned<DeValue<'_>>, raw: &mut RawConfig, problems: &mut Vec<Problem>) {
+    let Some(node) = table(value, "node", problems) else { return };
+    for (key, value) in node {
+        match key.get_ref().as_ref() {
+            "memory" if value.get_ref().as_str() == Some("auto") => raw.node_memory = None,
+            "memory" => raw.node_memory = size(value, "node.memory", problems),
+            other => problems.push(unknown_key(key, &format!("node.{other}"), &NODE_KEYS)),
+        }
+    }
+}
+
+fn read_slice(
+    path: &mut Vec<String>,
+    name: &Spanned<toml::de::DeString<'_>>,
+    value: &Spanned<DeValue<'_>>,
+    raw: &mut RawConfig,
+    problems: &mut Vec<Problem>,
+) {
+    let dotted = format!("slice.{}", path.join("."));
+    let Some(body) = table(value, &dotted, problems) else { return };
+    let index = raw.slices.len();
+    raw.slices.push(RawSlice {
+        path: path.clone(),
+        span: name.span(),
+        ..RawSlice::default()
+    });
+    for (key, value) in body {
+        let field = key.get_ref().as_ref();
+        let full = format!("{dotted}.{field}");
+        if let DeValue::Table(_) = value.get_ref() {
+            if SLICE_KEYS.contains(&field) {
+                problems.push(wrong_type(value, &full, "a value, not a table"));
+                continue;
+            }
+            path.push(field.to_string());
+            read_slice(path, key, value, raw, problems);
+            path.pop();
+            continue;
+        }
+        let slice = &mut raw.slices[index];
+        match field {
+            "description" => slice.description = string(value, &full, problems).map(|at| at.value),
+            "memory_min" => slice.memory_min = size(value, &full, problems),
+            "memory_low" => slice.memory_low = size(value, &full, problems),
+            "memory_high" => slice.memory_high = size(value, &full, problems),
+            "memory_max" => slice.memory_max = size(value, &full, problems),
+            "memory_swap_max" => slice.memory_swap_max = size(value, &full, problems),
+            "oom_group" => slice.oom_group = boolean(value, &full, problems),
+            "controllers" => slice.controllers = strings(value, &full, problems),
+            _ => {
+                let mut problem = unknown_key(key, &full, &SLICE_KEYS);
+                problem.message.push_str(&format!(
+                    "; a child slice is a table, written [{dotted}.{field}]"
+                ));
+                problems.push(problem);
+            }
+        }
+    }
+}
+
+fn read_protect(value: &Spanned<DeValue<'_>>, raw: &mut RawConfig, problems: &mut Vec<Problem>) {
+    let Some(body) = table(value, "protect", problems) else { return };
+    let mut protect = RawProtect {
+        span: value.span(),
+        ..RawProtect::default()
+    };
+    for (key, value) in body {
+        let field = key.get_ref().as_ref();
+        let full = format!("protect.{field}");
+        match field {
+            "slice" => protect.slice = string(value, &full, problems),
+            "memory_max" => protect.memory_max = size(value, &full, problems),
+            "max_tasks" => protect.max_tasks = integer(value, &full, problems),
+            "oom_score_adj" => protect.oom_score_adj = integer(value, &full, problems),
+            "users" => protect.users = strings(value, &full, problems).map(|at| at.value).unwrap_or_default(),
+            "groups" => protect.groups = strings(value, &full, problems).map(|at| at.value).unwrap_or_default(),
+            "oom_group" => protect.oom_group = boolean(value, &full, problems),
+            _ => problems.push(unknown_key(key, &full, &PROTECT_KEYS)),
+        }
+    }
+    raw.protect = Some(protect);
+}
+
+fn table<'a, 'i>(
+    value: &'a Spanned<DeValue<'i>>,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<&'a DeTable<'i>> {
+    match value.get_ref() {
+        DeValue::Table(table) => Some(table),
+        _ => {
+            problems.push(wrong_type(value, key, "a table"));
+            None
+        }
+    }
+}
+
+fn size(value: &Spanned<DeValue<'_>>, key: &str, problems: &mut Vec<Problem>) -> Option<At<Size>> {
+    let parsed = match value.get_ref() {
+        DeValue::String(text) => Size::parse(text).map_err(|err| err.to_string()),
+        DeValue::Integer(number) => number
+            .as_str()
+            .parse::<u64>()
+            .map(Size::Bytes)
+            .map_err(|_| format!("{} is not a byte count; expected {}", number.as_str(), super::size::SIZE_FORMS)),
+        _ => Err(format!("expected {}", super::size::SIZE_FORMS)),
+    };
+    match parsed {
+        Ok(size) => Some(At {
+            value: size,
+            span: value.span(),
+        }),
+        Err(message) => {
+            problems.push(Problem {
+                span: value.span(),
+                key: key.to_string(),
+                message,
+            });
+            None
+        }
+    }
+}
+
+fn string(value: &Spanned<DeValue<'_>>, key: &str, problems: &mut Vec<Problem>) -> Option<At<String>> {
+    match value.get_ref().as_str() {
+        Some(text) => Some(At {
+            value: text.to_string(),
+            span: value.span(),
+        }),
+        None => {
+            problems.push(wrong_type(value, key, "a string"));
+            None
+        }
+    }
+}
+
+fn boolean(value: &Spanned<DeValue<'_>>, key: &str, problems: &mut Vec<Problem>) -> Option<bool> {
+    let found = value.get_ref().as_bool();
+    if found.is_none() {
+        problems.push(wrong_type(value, key, "true or false"));
+    }
+    found
+}
+
+fn integer(value: &Spanned<DeValue<'_>>, key: &str, problems: &mut Vec<Problem>) -> Option<At<i64>> {
+    let parsed = value
+        .get_ref()
+        .as_integer()
+        .and_then(|number| number.as_str().replace('_', "").parse::<i64>().ok());
+    match parsed {
+        Some(number) => Some(At {
+            value: number,
+            span: value.span(),
+        }),
+        None => {
+            problems.push(wrong_type(value, key, "a whole number"));
+            None
+        }
+    }
+}
+
+fn strings(value: &Spanned<DeValue<'_>>, key: &str, problems: &mut Vec<Problem>) -> Option<At<Vec<At<String>>>> {
+    let DeValue::Array(items) = value.get_ref() else {
+        problems.push(wrong_type(value, key, "a list of strings"));
+        return None;
+    };
+    let mut found = Vec::with_capacity(items.len());
+    for item in items.iter() {
+        found.push(string(item, key, problems)?);
+    }
+    Some(At {
+        value: found,
+        span: value.span(),
+    })
+}
+
+fn wrong_type(value: &Spanned<DeValue<'_>>, key: &str, expected: &str) -> Problem {
+    Problem {
+        span: value.span(),
+        key: key.to_string(),
+        message: format!("expected {expected}, found {}", value.get_ref().type_str()),
+    }
+}
+
+fn unknown_key(key: &Spanned<toml::de::DeString<'_>>, full: &str, allowed: &[&str]) -> Problem {
+    Problem {
+        span: key.span(),
+        key: full.to_string(),
+        message: format!("unknown key; allowed here: {}", allowed.join(", ")),
+    }
+}

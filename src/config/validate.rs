@@ -1,0 +1,365 @@
+//! Checks a read config as a whole: names the kernel accepts, limits that
+//! agree with each other and with the parent slice, a protect policy with
+//! bounds. Pure: the node's RAM and page size come in as values.
+
+use std::collections::BTreeSet;
+
+use super::raw::{At, RawConfig, RawProtect, RawSlice};
+use super::size::{Limit, Size, human_bytes};
+use super::{Config, Controller, MemorySettings, NodeFacts, Problem, ProtectPolicy, Slice, parent_of};
+
+const NAME_MAX: usize = 64;
+const NAME_RULE: &str = "1 to 64 characters from a-z, A-Z, 0-9, '_' and '-', not starting with '-'";
+
+pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -> Config {
+    let node_memory = node_memory(raw, host, problems);
+    let resolve = |size: &Option<At<Size>>| {
+        size.as_ref()
+            .map(|at| at.value.resolve(node_memory, host.page_size))
+    };
+    let mut slices: Vec<Slice> = Vec::with_capacity(raw.slices.len());
+    for raw_slice in &raw.slices {
+        check_names(raw_slice, problems);
+        let memory = MemorySettings {
+            min: resolve(&raw_slice.memory_min),
+            low: resolve(&raw_slice.memory_low),
+            high: resolve(&raw_slice.memory_high),
+            max: resolve(&raw_slice.memory_max),
+            swap_max: resolve(&raw_slice.memory_swap_max),
+            oom_group: raw_slice.oom_group,
+        };
+        check_own_limits(raw_slice, &memory, problems);
+        let path = raw_slice.path.join("/");
+        let has_children = raw.slices.iter().any(|other| other.path.len() > raw_slice.path.len() && other.path.starts_with(&raw_slice.path));
+        let controllers = controllers(raw_slice, has_children, problems);
+        slices.push(Slice {
+            path,
+            description: raw_slice.description.clone(),
+            memory,
+            controllers,
+        });
+    }
+    let root_controllers = root_controllers(&slices);
+    for (raw_slice, slice) in raw.slices.iter().zip(&slices) {
+        check_against_parent(raw_slice, slice, &slices, problems);
+    }
+    check_reservations(&raw.slices, &slices, node_memory, problems);
+    let protect = raw
+        .protect
+        .as_ref()
+        .and_then(|protect| protect_policy(protect, &slices, node_memory, host, problems));
+    Config {
+        slices,
+        root_controllers,
+        protect,
+        node_memory,
+    }
+}
+
+fn node_memory(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -> u64 {
+    match &raw.node_memory {
+        None => host.memory,
+        Some(At {
+            value: Size::Bytes(bytes),
+            ..
+        }) if *bytes > 0 => *bytes,
+        Some(at) => {
+            problems.push(Problem {
+                span: at.span.clone(),
+                key: "node.memory".into(),
+                message: "must be \"auto\" (read MemTotal) or an absolute size like \"16G\"".into(),
+            });
+            host.memory
+        }
+    }
+}
+
+fn check_names(slice: &RawSlice, problems: &mut Vec<Problem>) {
+    let Some(name) = slice.path.last() else { return };
+    let valid = !name.is_empty()
+        && name.len() <= NAME_MAX
+        && !name.starts_with('-')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        problems.push(Problem {
+            span: slice.span.clone(),
+            key: format!("slice.{}", slice.path.join(".")),
+            message: format!(
+                "{name:?} is not a usable cgroup directory name: use {NAME_RULE} (dots would clash with the kernel's interface files such as memory.max)"
+            ),
+        });
+    }
+}
+
+fn check_own_limits(raw: &RawSlice, memory: &MemorySettings, problems: &mut Vec<Problem>) {
+    let Some(max) = memory.max else { return };
+    let below_max = [
+        ("memory_min", memory.min, &raw.memory_min),
+        ("memory_low", memory.low, &raw.memory_low),
+        ("memory_high", memory.high, &raw.memory_high),
+    ];
+    for (name, value, at) in below_max {
+        if let (Some(value), Some(at)) = (value, at)
+            && value > max
+        {
+            problems.push(Problem {
+                span: at.span.clone(),
+                key: format!("slice.{}.{name}", raw.path.join(".")),
+                message: format!("{value} is above this slice's memory_max ({max}); it must be at most memory_max"),
+            });
+        }
+    }
+}
+
+fn controllers(raw: &RawSlice, has_children: bool, problems: &mut Vec<Problem>) -> Vec<Controller> {
+    let key = format!("slice.{}.controllers", raw.path.join("."));
+    let Some(listed) = &raw.controllers else {
+        return if has_children { vec![Controller::Memory] } else { Vec::new() };
+    };
+    let mut found = BTreeSet::new();
+    for name in &listed.value {
+        match Controller::from_name(&name.value) {
+            Some(controller) if !found.insert(controller) => problems.push(Problem {
+                span: name.span.clone(),
+                key: key.clone(),
+                message: format!("{:?} is listed twice", name.value),
+            }),
+            Some(_) => {}
+            None => problems.push(Problem {
+                span: name.span.clone(),
+                key: key.clone(),
+                message: format!(
+                    "unknown controller {:?}; known: {}",
+                    name.value,
+                    Controller::ALL.map(Controller::name).join(", ")
+                ),
+            }),
+        }
+    }
+    if has_children && !found.contains(&Controller::Memory) {
+        problems.push(Problem {
+            span: listed.span.clone(),
+            key,
+            message: "this slice has child slices, so it must enable \"memory\" for their memory settings".into(),
+        });
+    }
+    found.into_iter().collect()
+}
+
+fn root_controllers(slices: &[Slice]) -> Vec<Controller> {
+    let mut union: BTreeSet<Controller> = [Controller::Memory].into();
+    union.extend(
+        slices
+            .iter()
+            .filter(|slice| parent_of(&slice.path).is_none())
+            .flat_map(|slice| slice.controllers.iter().copied()),
+    );
+    union.into_iter().collect()
+}
+
+fn check_against_parent(raw: &RawSlice, slice: &Slice, slices: &[Slice], problems: &mut Vec<Problem>) {
+    let Some(parent_path) = parent_of(&slice.path) else { return };
+    let Some(parent) = slices.iter().find(|s| s.path == parent_path) else { return };
+    let dotted = raw.path.join(".");
+    for controller in &slice.controllers {
+        if !parent.controllers.contains(controller) {
+            problems.push(Problem {
+                span: raw.controllers.as_ref().map_or(raw.span.clone(), |c| c.span.clone()),
+                key: format!("slice.{dotted}.controllers"),
+                message: format!(
+                    "{controller} is not enabled by the parent slice {parent_path}; the kernel only lets a group enable what its parent enables"
+                ),
+            });
+        }
+    }
+    let protections = [
+        ("memory_min", slice.memory.min, parent.memory.min, &raw.memory_min),
+        ("memory_low", slice.memory.low, parent.memory.low, &raw.memory_low),
+    ];
+    for (name, child, parent_value, at) in protections {
+        let (Some(Limit::Bytes(child)), Some(at)) = (child, at) else { continue };
+        let parent_bytes = parent_value.map_or(0, |limit| limit.bytes().unwrap_or(u64::MAX));
+        if child > parent_bytes {
+            problems.push(Problem {
+                span: at.span.clone(),
+                key: format!("slice.{dotted}.{name}"),
+                message: format!(
+                    "{} exceeds the parent slice {parent_path}'s {name} ({}); the kernel caps a child's protection at its parent's, so raise the parent's first",
+                    human_bytes(child),
+                    parent_value.map_or_else(|| "unset, so 0".to_string(), |limit| limit.to_string()),
+                ),
+            });
+        }
+    }
+}
+
+/// Children that together reserve more than their parent guarantees get a
+/// silently scaled-down share from the kernel; say so instead.
+fn check_reservations(raw: &[RawSlice], slices: &[Slice], node_memory: u64, problems: &mut Vec<Problem>) {
+    type Pick = fn(&MemorySettings) -> Option<Limit>;
+    let knobs: [(&str, Pick); 2] = [("memory_min", |m| m.min), ("memory_low", |m| m.low)];
+    let parents = std::iter::once(None).chain(slices.iter().map(|slice| Some(slice)));
+    for parent in parents {
+        let children: Vec<(usize, &Slice)> = slices
+            .iter()
+            .enumerate()
+            .filter(|(_, slice)| parent_of(&slice.path) == parent.map(|p| p.path.as_str()))
+            .collect();
+        for (name, pick) in knobs {
+            let budget = match parent {
+                None => node_memory,
+                Some(parent) => match pick(&parent.memory) {
+                    Some(Limit::Bytes(bytes)) => bytes,
+                    _ => continue,
+                },
+            };
+            let total: u64 = children
+                .iter()
+                .filter_map(|(_, child)| pick(&child.memory).and_then(Limit::bytes))
+                .sum();
+            if total > budget
+                && let Some((index, _)) = children.iter().rev().find(|(_, child)| pick(&child.memory).is_some())
+            {
+                let owner = parent.map_or_else(|| "the node's RAM".to_string(), |p| format!("{}'s {name}", p.path));
+                problems.push(Problem {
+                    span: raw[*index].span.clone(),
+                    key: format!("slice.{}.{name}", raw[*index].path.join(".")),
+                    message: format!(
+                        "the slices beside it reserve {} in {name} together, more than {owner} ({})",
+                        human_bytes(total),
+                        human_bytes(budget)
+                    ),
+                });
+            }
+        }
+    }
+}
+
+fn protect_policy(
+    raw: &RawProtect,
+    slices: &[Slice],
+    node_memory: u64,
+    host: NodeFacts,
+    problems: &mut Vec<Problem>,
+) -> Option<ProtectPolicy> {
+    let missing = |key: &str, what: &str| Problem {
+        span: raw.span.clone(),
+        key: format!("protect.{key}"),
+        message: format!("required: a protected task is exempt from the OOM killer, so the policy must bound {what}"),
+    };
+    let mut complete = true;
+    let slice = match &raw.slice {
+        None => {
+            problems.push(missing("slice", "where it runs (the slice that holds protected tasks)"));
+            complete = false;
+            String::new()
+        }
+        Some(at) => {
+            let path = at.value.trim_matches('/').to_string();
+            if !slices.iter().any(|s| s.path == path) {
+                problems.push(Problem {
+                    span: at.span.clone(),
+                    key: "protect.slice".into(),
+                    message: format!(
+                        "{:?} is not a slice of this file; known: {}",
+                        at.value,
+                        slices.iter().map(|s| s.path.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                });
+                complete = false;
+            }
+            path
+        }
+    };
+    let memory_max = match &raw.memory_max {
+        None => {
+            problems.push(missing("memory_max", "how much memory each task may take"));
+            complete = false;
+            Limit::Max
+        }
+        Some(at) => {
+            let limit = at.value.resolve(node_memory, host.page_size);
+            if limit == Limit::Max {
+                problems.push(Problem {
+                    span: at.span.clone(),
+                    key: "protect.memory_max".into(),
+                    message: "must be a size, not \"max\": an unbounded task the OOM killer skips can take the whole node".into(),
+                });
+                complete = false;
+            }
+            if let Some(ceiling) = effective_max(slices, &slice)
+                && limit > ceiling
+            {
+                problems.push(Problem {
+                    span: at.span.clone(),
+                    key: "protect.memory_max".into(),
+                    message: format!("{limit} is above the memory_max of slice {slice} and its parents ({ceiling})"),
+                });
+                complete = false;
+            }
+            limit
+        }
+    };
+    let max_tasks = match &raw.max_tasks {
+        None => {
+            problems.push(missing("max_tasks", "how many protected tasks may run at once"));
+            complete = false;
+            0
+        }
+        Some(at) => match u32::try_from(at.value) {
+            Ok(count) if count >= 1 => count,
+            _ => {
+                problems.push(Problem {
+                    span: at.span.clone(),
+                    key: "protect.max_tasks".into(),
+                    message: format!("{} is not allowed; use a whole number from 1 up", at.value),
+                });
+                complete = false;
+                0
+            }
+        },
+    };
+    let oom_score_adj = match &raw.oom_score_adj {
+        None => -1000,
+        Some(at) => match i32::try_from(at.value) {
+            Ok(adj) if (-1000..=1000).contains(&adj) => adj,
+            _ => {
+                problems.push(Problem {
+                    span: at.span.clone(),
+                    key: "protect.oom_score_adj".into(),
+                    message: format!("{} is outside the kernel's range -1000 to 1000", at.value),
+                });
+                complete = false;
+                0
+            }
+        },
+    };
+    for (key, names) in [("users", &raw.users), ("groups", &raw.groups)] {
+        for name in names.iter().filter(|name| name.value.trim().is_empty()) {
+            problems.push(Problem {
+                span: name.span.clone(),
+                key: format!("protect.{key}"),
+                message: "an empty name matches nobody; remove it".into(),
+            });
+            complete = false;
+        }
+    }
+    complete.then(|| ProtectPolicy {
+        slice,
+        memory_max,
+        max_tasks,
+        oom_score_adj,
+        oom_group: raw.oom_group.unwrap_or(true),
+        users: raw.users.iter().map(|at| at.value.clone()).collect(),
+        groups: raw.groups.iter().map(|at| at.value.clone()).collect(),
+    })
+}
+
+/// The tightest memory_max on the path from the root to `path`.
+pub fn effective_max(slices: &[Slice], path: &str) -> Option<Limit> {
+    slices
+        .iter()
+        .filter(|slice| path == slice.path || path.starts_with(&format!("{}/", slice.path)))
+        .filter_map(|slice| slice.memory.max)
+        .min()
+}

@@ -1,0 +1,260 @@
+//! What the host offers: where cgroup v2 is mounted, whether its memory
+//! controller is usable, the node's RAM. Parsers are pure; [`open_root`]
+//! and [`node_facts`] read /proc.
+//!
+//! A hybrid host (systemd's default before v247, and the development
+//! machines of this project) mounts cgroup2 at /sys/fs/cgroup/unified with
+//! no controllers and binds memory to v1. memslice refuses such a root
+//! with a message that says which layout it found and how to change it,
+//! before any write.
+
+use std::path::{Path, PathBuf};
+
+use crate::cgroupfs::{self, Backend, Root, emulated};
+use crate::config::{Controller, NodeFacts};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub point: PathBuf,
+    pub fs_type: String,
+    pub super_options: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{} is not a cgroup v2 hierarchy (it is {fs_type}). {diagnosis}", path.display())]
+    NotCgroup2 {
+        path: PathBuf,
+        fs_type: String,
+        diagnosis: String,
+    },
+    #[error(
+        "the memory controller is not available in {} (its cgroup.controllers lists: {listed}). {diagnosis}",
+        path.display()
+    )]
+    NoMemoryController {
+        path: PathBuf,
+        listed: String,
+        diagnosis: String,
+    },
+    #[error("cannot tell the node's RAM: {0}")]
+    Meminfo(String),
+    #[error(transparent)]
+    Cgroup(#[from] cgroupfs::Error),
+}
+
+const UNIFIED_HINT: &str = "memslice needs the unified hierarchy: boot with `systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all` on the kernel command line (the default since systemd 247), or point --cgroup-root at a cgroup2 directory whose cgroup.controllers lists memory";
+
+/// /proc/self/mountinfo, see proc(5): fields up to ` - `, then type, source,
+/// super options.
+pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|line| {
+            let (head, tail) = line.split_once(" - ")?;
+            let point = head.split(' ').nth(4)?;
+            let mut tail = tail.split(' ');
+            let fs_type = tail.next()?.to_string();
+            let super_options = tail.nth(1).unwrap_or("").split(',').map(str::to_string).collect();
+            Some(Mount {
+                point: PathBuf::from(unescape_octal(point)),
+                fs_type,
+                super_options,
+            })
+        })
+        .collect()
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo`.
+fn unescape_octal(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && let Some(octal) = field.get(i + 1..i + 4)
+            && let Ok(byte) = u8::from_str_radix(octal, 8)
+        {
+            out.push(byte);
+            i += 4;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The mount that holds `path`: the longest mount point that prefixes it;
+/// the last one mounted wins on equal points.
+pub fn mount_of<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
+    mounts
+        .iter()
+        .enumerate()
+        .filter(|(_, mount)| path.starts_with(&mount.point))
+        .max_by_key(|(index, mount)| (mount.point.components().count(), *index))
+        .map(|(_, mount)| mount)
+}
+
+/// Says why memory is missing, from what the mount table shows.
+pub fn diagnose(mounts: &[Mount]) -> String {
+    let v1_memory = mounts
+        .iter()
+        .find(|mount| mount.fs_type == "cgroup" && mount.super_options.iter().any(|opt| opt == "memory"));
+    let v2 = mounts.iter().find(|mount| mount.fs_type == "cgroup2");
+    match (v1_memory, v2) {
+        (Some(v1), Some(v2)) => format!(
+            "This host runs the hybrid cgroup layout: cgroup2 is mounted at {} but the memory controller is bound to cgroup v1 at {}. {UNIFIED_HINT}.",
+            v2.point.display(),
+            v1.point.display()
+        ),
+        (Some(v1), None) => format!(
+            "This host runs the legacy cgroup v1 layout: the memory controller is mounted at {} and no cgroup2 is mounted. {UNIFIED_HINT}.",
+            v1.point.display()
+        ),
+        (None, Some(v2)) => format!(
+            "cgroup2 is mounted at {}; if memory is missing there, the kernel may lack CONFIG_MEMCG or boot with cgroup_disable=memory, and below the top the parent must enable it in cgroup.subtree_control (or delegate it).",
+            v2.point.display()
+        ),
+        (None, None) => format!("No cgroup2 file system is mounted (mount -t cgroup2 none /sys/fs/cgroup). {UNIFIED_HINT}."),
+    }
+}
+
+/// Opens `path` as memslice's cgroup root: a cgroup2 directory whose
+/// cgroup.controllers offers memory, or an emulated root for tests.
+pub fn open_root(path: &Path, mountinfo: &str) -> Result<Root, HostError> {
+    if emulated::is_emulated(path) {
+        tracing::warn!(root = %path.display(), "using an emulated cgroup root (marker file {} present)", emulated::MARKER);
+        return Ok(Root::new(path, Backend::Emulated));
+    }
+    let mounts = parse_mountinfo(mountinfo);
+    let canonical = path.canonicalize().map_err(|source| HostError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let fs_type = mount_of(&mounts, &canonical).map_or("unknown", |mount| mount.fs_type.as_str());
+    if fs_type != "cgroup2" {
+        return Err(HostError::NotCgroup2 {
+            path: path.to_path_buf(),
+            fs_type: fs_type.to_string(),
+            diagnosis: diagnose(&mounts),
+        });
+    }
+    let root = Root::new(path, Backend::Kernel);
+    let offered = root.controllers("")?;
+    if !offered.contains(&Controller::Memory) {
+        let listed: Vec<&str> = offered.iter().map(|c| c.name()).collect();
+        return Err(HostError::NoMemoryController {
+            path: path.to_path_buf(),
+            listed: if listed.is_empty() { "nothing".into() } else { listed.join(" ") },
+            diagnosis: diagnose(&mounts),
+        });
+    }
+    Ok(root)
+}
+
+pub fn read_mountinfo() -> Result<String, HostError> {
+    read("/proc/self/mountinfo")
+}
+
+fn read(path: &str) -> Result<String, HostError> {
+    std::fs::read_to_string(path).map_err(|source| HostError::Read {
+        path: PathBuf::from(path),
+        source,
+    })
+}
+
+/// MemTotal from /proc/meminfo, in bytes.
+pub fn parse_mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
+    let mut fields = line.split_whitespace().skip(1);
+    let kib: u64 = fields.next()?.parse().ok()?;
+    match fields.next() {
+        Some("kB") => kib.checked_mul(1024),
+        _ => None,
+    }
+}
+
+pub fn node_facts() -> Result<NodeFacts, HostError> {
+    let meminfo = read("/proc/meminfo")?;
+    let memory = parse_mem_total(&meminfo).ok_or_else(|| HostError::Meminfo("/proc/meminfo has no MemTotal line in kB".into()))?;
+    let page_size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|size| u64::try_from(size).ok())
+        .unwrap_or(4096);
+    Ok(NodeFacts { memory, page_size })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+25 30 0:23 / /sys rw,nosuid shared:7 - sysfs sysfs rw
+26 25 0:24 / /sys/fs/cgroup ro,nosuid shared:8 - tmpfs tmpfs ro,mode=755
+27 26 0:25 / /sys/fs/cgroup/unified rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate
+31 26 0:29 / /sys/fs/cgroup/memory rw,nosuid shared:13 - cgroup cgroup rw,memory
+";
+    const UNIFIED: &str = "26 25 0:24 / /sys/fs/cgroup rw,nosuid shared:8 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n";
+
+    #[test]
+    fn mountinfo_fields() {
+        let mounts = parse_mountinfo(HYBRID);
+        assert_eq!(mounts.len(), 4);
+        assert_eq!(mounts[3].point, PathBuf::from("/sys/fs/cgroup/memory"));
+        assert_eq!(mounts[3].fs_type, "cgroup");
+        assert_eq!(mounts[3].super_options, vec!["rw", "memory"]);
+        let spaced = parse_mountinfo("1 0 0:1 / /mnt/a\\040b rw - ext4 /dev/x rw\n");
+        assert_eq!(spaced[0].point, PathBuf::from("/mnt/a b"));
+    }
+
+    #[test]
+    fn the_longest_mount_point_holds_a_path() {
+        let mounts = parse_mountinfo(HYBRID);
+        let found = mount_of(&mounts, Path::new("/sys/fs/cgroup/unified/memslice")).expect("found");
+        assert_eq!(found.fs_type, "cgroup2");
+        assert_eq!(mount_of(&mounts, Path::new("/sys/fs/cgroup")).map(|m| m.fs_type.as_str()), Some("tmpfs"));
+    }
+
+    #[test]
+    fn hybrid_hosts_are_named_as_such() {
+        let message = diagnose(&parse_mountinfo(HYBRID));
+        assert!(message.contains("hybrid cgroup layout"), "{message}");
+        assert!(message.contains("/sys/fs/cgroup/memory"), "{message}");
+        assert!(message.contains("systemd.unified_cgroup_hierarchy=1"), "{message}");
+        assert!(diagnose(&parse_mountinfo(UNIFIED)).contains("CONFIG_MEMCG"));
+        assert!(diagnose(&[]).contains("No cgroup2"));
+    }
+
+    #[test]
+    fn a_plain_directory_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let canonical = dir.path().canonicalize().expect("canonical");
+        let mountinfo = format!("{HYBRID}40 1 0:40 / {} rw - ext4 /dev/vda rw\n", canonical.display());
+        let err = open_root(dir.path(), &mountinfo).expect_err("not cgroup2");
+        let message = err.to_string();
+        assert!(message.contains("is not a cgroup v2 hierarchy (it is ext4)"), "{message}");
+        assert!(message.contains("hybrid"), "{message}");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 0);
+    }
+
+    #[test]
+    fn a_cgroup2_root_without_memory_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("cgroup.controllers"), "cpu pids\n").expect("write");
+        let canonical = dir.path().canonicalize().expect("canonical");
+        let mountinfo = format!("{HYBRID}40 1 0:40 / {} rw - cgroup2 cgroup2 rw\n", canonical.display());
+        let message = open_root(dir.path(), &mountinfo).expect_err("no memory").to_string();
+        assert!(message.contains("lists: cpu pids"), "{message}");
+        assert!(message.contains("bound to cgroup v1"), "{message}");
+    }
+
+    #[test]
+    fn mem_total() {
+        assert_eq!(parse_mem_total("MemTotal:       16314856 kB\nMemFree: 1 kB\n"), Some(16_314_856 * 1024));
+        assert_eq!(parse_mem_total("MemFree: 1 kB\n"), None);
+        assert_eq!(parse_mem_total("MemTotal: lots\n"), None);
+    }
+}

@@ -1,0 +1,12 @@
+//! memslice: a cgroup v2 memory-slice manager for Linux hosting nodes.
+//!
+//! The library keeps pure logic (config, plan/diff, parsers) apart from the
+//! code with side effects (cgroupfs reads and writes, host detection), so
+//! the first is unit-tested and the second runs against an emulated root in
+//! tests and against a real kernel in the VM harness (`vagrant/`).
+
+pub mod cgroupfs;
+pub mod config;
+pub mod host;
+pub mod observe;
+pub mod plan;

@@ -1,0 +1,20 @@
+//! parse → run → exit code.
+
+mod cli;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    commands::init_logging(cli.global.verbose);
+    match commands::run(&cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("memslice: error: {err:#}");
+            commands::exit_code_for(&err)
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! What operators look at: the tree with usage against limits and the OOM
+//! counters, for people (a table) and for scripts (JSON).
+
+mod status;
+
+pub use status::{GroupStatus, Status, status};
