@@ -24,11 +24,21 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// The slice tree to build (production nodes: /etc/memslice/slices.toml).
-    #[arg(long, global = true, env = "MEMSLICE_CONFIG", default_value = "slices.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "MEMSLICE_CONFIG",
+        default_value = "slices.toml"
+    )]
     pub config: PathBuf,
     /// cgroup v2 directory memslice manages: the mount itself, or a subtree
     /// delegated to memslice.
-    #[arg(long, global = true, env = "MEMSLICE_CGROUP_ROOT", default_value = "/sys/fs/cgroup")]
+    #[arg(
+        long,
+        global = true,
+        env = "MEMSLICE_CGROUP_ROOT",
+        default_value = "/sys/fs/cgroup"
+    )]
     pub cgroup_root: PathBuf,
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

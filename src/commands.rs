@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use memslice::cgroupfs::Root;
 use memslice::config::{Config, ConfigError};
 use memslice::host::{self, HostError};
-use memslice::plan::{self, Plan};
 use memslice::observe;
+use memslice::plan::{self, Plan};
 
 use crate::cli::{Cli, Command};
 
@@ -34,7 +34,9 @@ pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
         if cause.downcast_ref::<ConfigError>().is_some() {
             return ExitCode::from(2);
         }
-        if let Some(HostError::NotCgroup2 { .. } | HostError::NoMemoryController { .. }) = cause.downcast_ref::<HostError>() {
+        if let Some(HostError::NotCgroup2 { .. } | HostError::NoMemoryController { .. }) =
+            cause.downcast_ref::<HostError>()
+        {
             return ExitCode::from(3);
         }
     }
@@ -68,7 +70,11 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
                 );
             } else {
                 print!("{}", render_plan(&plan));
-                println!("applied {} change(s) to {}", report.writes, root.path().display());
+                println!(
+                    "applied {} change(s) to {}",
+                    report.writes,
+                    root.path().display()
+                );
             }
             for (group, procs) in &plan.unmanaged {
                 tracing::debug!(group, procs, "left alone: not named in the config");
@@ -128,7 +134,9 @@ fn render_plan(plan: &Plan) -> String {
         out.push_str(&format!("  {change}\n"));
     }
     for (group, procs) in &plan.unmanaged {
-        out.push_str(&format!("  note    {group} is not in the config ({procs} process(es)); left alone\n"));
+        out.push_str(&format!(
+            "  note    {group} is not in the config ({procs} process(es)); left alone\n"
+        ));
     }
     for blocker in &plan.blockers {
         out.push_str(&format!("  BLOCKED {blocker}\n"));

@@ -23,7 +23,10 @@ pub struct Mount {
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{} is not a cgroup v2 hierarchy (it is {fs_type}). {diagnosis}", path.display())]
     NotCgroup2 {
         path: PathBuf,
@@ -56,7 +59,12 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
             let point = head.split(' ').nth(4)?;
             let mut tail = tail.split(' ');
             let fs_type = tail.next()?.to_string();
-            let super_options = tail.nth(1).unwrap_or("").split(',').map(str::to_string).collect();
+            let super_options = tail
+                .nth(1)
+                .unwrap_or("")
+                .split(',')
+                .map(str::to_string)
+                .collect();
             Some(Mount {
                 point: PathBuf::from(unescape_octal(point)),
                 fs_type,
@@ -99,9 +107,9 @@ pub fn mount_of<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
 
 /// Says why memory is missing, from what the mount table shows.
 pub fn diagnose(mounts: &[Mount]) -> String {
-    let v1_memory = mounts
-        .iter()
-        .find(|mount| mount.fs_type == "cgroup" && mount.super_options.iter().any(|opt| opt == "memory"));
+    let v1_memory = mounts.iter().find(|mount| {
+        mount.fs_type == "cgroup" && mount.super_options.iter().any(|opt| opt == "memory")
+    });
     let v2 = mounts.iter().find(|mount| mount.fs_type == "cgroup2");
     match (v1_memory, v2) {
         (Some(v1), Some(v2)) => format!(
@@ -117,7 +125,9 @@ pub fn diagnose(mounts: &[Mount]) -> String {
             "cgroup2 is mounted at {}; if memory is missing there, the kernel may lack CONFIG_MEMCG or boot with cgroup_disable=memory, and below the top the parent must enable it in cgroup.subtree_control (or delegate it).",
             v2.point.display()
         ),
-        (None, None) => format!("No cgroup2 file system is mounted (mount -t cgroup2 none /sys/fs/cgroup). {UNIFIED_HINT}."),
+        (None, None) => format!(
+            "No cgroup2 file system is mounted (mount -t cgroup2 none /sys/fs/cgroup). {UNIFIED_HINT}."
+        ),
     }
 }
 
@@ -147,7 +157,11 @@ pub fn open_root(path: &Path, mountinfo: &str) -> Result<Root, HostError> {
         let listed: Vec<&str> = offered.iter().map(|c| c.name()).collect();
         return Err(HostError::NoMemoryController {
             path: path.to_path_buf(),
-            listed: if listed.is_empty() { "nothing".into() } else { listed.join(" ") },
+            listed: if listed.is_empty() {
+                "nothing".into()
+            } else {
+                listed.join(" ")
+            },
             diagnosis: diagnose(&mounts),
         });
     }
@@ -178,7 +192,8 @@ pub fn parse_mem_total(meminfo: &str) -> Option<u64> {
 
 pub fn node_facts() -> Result<NodeFacts, HostError> {
     let meminfo = read("/proc/meminfo")?;
-    let memory = parse_mem_total(&meminfo).ok_or_else(|| HostError::Meminfo("/proc/meminfo has no MemTotal line in kB".into()))?;
+    let memory = parse_mem_total(&meminfo)
+        .ok_or_else(|| HostError::Meminfo("/proc/meminfo has no MemTotal line in kB".into()))?;
     let page_size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
         .ok()
         .flatten()
@@ -215,7 +230,10 @@ mod tests {
         let mounts = parse_mountinfo(HYBRID);
         let found = mount_of(&mounts, Path::new("/sys/fs/cgroup/unified/memslice")).expect("found");
         assert_eq!(found.fs_type, "cgroup2");
-        assert_eq!(mount_of(&mounts, Path::new("/sys/fs/cgroup")).map(|m| m.fs_type.as_str()), Some("tmpfs"));
+        assert_eq!(
+            mount_of(&mounts, Path::new("/sys/fs/cgroup")).map(|m| m.fs_type.as_str()),
+            Some("tmpfs")
+        );
     }
 
     #[test]
@@ -223,7 +241,10 @@ mod tests {
         let message = diagnose(&parse_mountinfo(HYBRID));
         assert!(message.contains("hybrid cgroup layout"), "{message}");
         assert!(message.contains("/sys/fs/cgroup/memory"), "{message}");
-        assert!(message.contains("systemd.unified_cgroup_hierarchy=1"), "{message}");
+        assert!(
+            message.contains("systemd.unified_cgroup_hierarchy=1"),
+            "{message}"
+        );
         assert!(diagnose(&parse_mountinfo(UNIFIED)).contains("CONFIG_MEMCG"));
         assert!(diagnose(&[]).contains("No cgroup2"));
     }
@@ -232,10 +253,16 @@ mod tests {
     fn a_plain_directory_is_refused_before_anything_is_written() {
         let dir = tempfile::tempdir().expect("tempdir");
         let canonical = dir.path().canonicalize().expect("canonical");
-        let mountinfo = format!("{HYBRID}40 1 0:40 / {} rw - ext4 /dev/vda rw\n", canonical.display());
+        let mountinfo = format!(
+            "{HYBRID}40 1 0:40 / {} rw - ext4 /dev/vda rw\n",
+            canonical.display()
+        );
         let err = open_root(dir.path(), &mountinfo).expect_err("not cgroup2");
         let message = err.to_string();
-        assert!(message.contains("is not a cgroup v2 hierarchy (it is ext4)"), "{message}");
+        assert!(
+            message.contains("is not a cgroup v2 hierarchy (it is ext4)"),
+            "{message}"
+        );
         assert!(message.contains("hybrid"), "{message}");
         assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 0);
     }
@@ -245,15 +272,23 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("cgroup.controllers"), "cpu pids\n").expect("write");
         let canonical = dir.path().canonicalize().expect("canonical");
-        let mountinfo = format!("{HYBRID}40 1 0:40 / {} rw - cgroup2 cgroup2 rw\n", canonical.display());
-        let message = open_root(dir.path(), &mountinfo).expect_err("no memory").to_string();
+        let mountinfo = format!(
+            "{HYBRID}40 1 0:40 / {} rw - cgroup2 cgroup2 rw\n",
+            canonical.display()
+        );
+        let message = open_root(dir.path(), &mountinfo)
+            .expect_err("no memory")
+            .to_string();
         assert!(message.contains("lists: cpu pids"), "{message}");
         assert!(message.contains("bound to cgroup v1"), "{message}");
     }
 
     #[test]
     fn mem_total() {
-        assert_eq!(parse_mem_total("MemTotal:       16314856 kB\nMemFree: 1 kB\n"), Some(16_314_856 * 1024));
+        assert_eq!(
+            parse_mem_total("MemTotal:       16314856 kB\nMemFree: 1 kB\n"),
+            Some(16_314_856 * 1024)
+        );
         assert_eq!(parse_mem_total("MemFree: 1 kB\n"), None);
         assert_eq!(parse_mem_total("MemTotal: lots\n"), None);
     }

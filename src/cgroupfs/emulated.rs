@@ -34,7 +34,10 @@ const MEMORY_FILES: [(&str, &str); 10] = [
     ("memory.swap.max", "max\n"),
     ("memory.oom.group", "0\n"),
     ("memory.current", "0\n"),
-    ("memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n"),
+    (
+        "memory.events",
+        "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
+    ),
     ("memory.stat", "anon 0\nfile 0\nkernel 0\nshmem 0\n"),
     (
         "memory.pressure",
@@ -45,9 +48,15 @@ const MEMORY_FILES: [(&str, &str); 10] = [
 /// Lays out an emulated cgroup root in `dir` offering `controllers`.
 pub fn create_root(dir: &Path, controllers: &[Controller]) -> io::Result<()> {
     fs::create_dir_all(dir)?;
-    fs::write(dir.join(MARKER), "this directory emulates a cgroup2 root for memslice tests\n")?;
+    fs::write(
+        dir.join(MARKER),
+        "this directory emulates a cgroup2 root for memslice tests\n",
+    )?;
     let names: Vec<&str> = controllers.iter().map(|c| c.name()).collect();
-    fs::write(dir.join("cgroup.controllers"), format!("{}\n", names.join(" ")))?;
+    fs::write(
+        dir.join("cgroup.controllers"),
+        format!("{}\n", names.join(" ")),
+    )?;
     for (name, content) in CORE_FILES {
         fs::write(dir.join(name), content)?;
     }
@@ -60,7 +69,9 @@ pub fn is_emulated(dir: &Path) -> bool {
 
 /// Fills a freshly made group directory as the kernel's mkdir would.
 pub fn populate(dir: &Path) -> io::Result<()> {
-    let parent = dir.parent().ok_or_else(|| io::Error::from(ErrorKind::InvalidInput))?;
+    let parent = dir
+        .parent()
+        .ok_or_else(|| io::Error::from(ErrorKind::InvalidInput))?;
     let offered = fs::read_to_string(parent.join("cgroup.subtree_control"))?;
     fs::write(dir.join("cgroup.controllers"), &offered)?;
     for (name, content) in CORE_FILES {
@@ -93,11 +104,17 @@ pub fn write_subtree_control(dir: &Path, request: &str) -> io::Result<()> {
             Some(("-", name)) => (false, name),
             _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
         };
-        let controller = Controller::from_name(name).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let controller = Controller::from_name(name)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
         if !offered.contains(&controller) {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));
         }
-        if enable && !is_emulated(dir) && !fs::read_to_string(dir.join("cgroup.procs"))?.trim().is_empty() {
+        if enable
+            && !is_emulated(dir)
+            && !fs::read_to_string(dir.join("cgroup.procs"))?
+                .trim()
+                .is_empty()
+        {
             return Err(io::Error::from_raw_os_error(libc::EBUSY));
         }
         enabled.retain(|c| *c != controller);
@@ -107,7 +124,10 @@ pub fn write_subtree_control(dir: &Path, request: &str) -> io::Result<()> {
     }
     enabled.sort();
     let names: Vec<&str> = enabled.iter().map(|c| c.name()).collect();
-    fs::write(dir.join("cgroup.subtree_control"), format!("{}\n", names.join(" ")))?;
+    fs::write(
+        dir.join("cgroup.subtree_control"),
+        format!("{}\n", names.join(" ")),
+    )?;
     if enabled.contains(&Controller::Memory) {
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
@@ -122,8 +142,11 @@ pub fn write_subtree_control(dir: &Path, request: &str) -> io::Result<()> {
 /// rmdir with the kernel's refusals: EBUSY while processes or child groups
 /// remain.
 pub fn remove(dir: &Path) -> io::Result<()> {
-    let busy = !fs::read_to_string(dir.join("cgroup.procs"))?.trim().is_empty()
-        || fs::read_dir(dir)?.any(|entry| entry.is_ok_and(|e| e.file_type().is_ok_and(|t| t.is_dir())));
+    let busy = !fs::read_to_string(dir.join("cgroup.procs"))?
+        .trim()
+        .is_empty()
+        || fs::read_dir(dir)?
+            .any(|entry| entry.is_ok_and(|e| e.file_type().is_ok_and(|t| t.is_dir())));
     if busy {
         return Err(io::Error::from_raw_os_error(libc::EBUSY));
     }
@@ -148,7 +171,10 @@ mod tests {
         populate(&child).expect("populate");
         assert!(!child.join("memory.max").exists());
         write_subtree_control(dir.path(), "+memory").expect("enable");
-        assert_eq!(fs::read_to_string(child.join("memory.max")).expect("read"), "max\n");
+        assert_eq!(
+            fs::read_to_string(child.join("memory.max")).expect("read"),
+            "max\n"
+        );
     }
 
     #[test]
@@ -163,7 +189,10 @@ mod tests {
         fs::write(child.join("cgroup.procs"), "42\n").expect("fake a process");
         let err = write_subtree_control(&child, "+memory").expect_err("internal process");
         assert_eq!(err.raw_os_error(), Some(libc::EBUSY));
-        assert_eq!(remove(&child).expect_err("busy").raw_os_error(), Some(libc::EBUSY));
+        assert_eq!(
+            remove(&child).expect_err("busy").raw_os_error(),
+            Some(libc::EBUSY)
+        );
         fs::write(child.join("cgroup.procs"), "").expect("empty it");
         remove(&child).expect("now empty");
         assert!(!child.exists());

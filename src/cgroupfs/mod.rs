@@ -36,7 +36,10 @@ pub struct Root {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("failed to read {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("failed to write {value:?} to {}: {source}{}", path.display(), write_hint(path, source))]
     Write {
         path: PathBuf,
@@ -44,24 +47,38 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("failed to create cgroup {}: {source}", path.display())]
-    Create { path: PathBuf, source: std::io::Error },
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("failed to remove cgroup {}: {source}", path.display())]
-    Remove { path: PathBuf, source: std::io::Error },
+    Remove {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("unexpected content in {}: {source}", path.display())]
     Parse { path: PathBuf, source: ParseError },
 }
 
 /// The kernel answers with bare errnos; say what they mean for cgroupfs.
 fn write_hint(path: &Path, err: &std::io::Error) -> &'static str {
-    let subtree = path.file_name().is_some_and(|name| name == "cgroup.subtree_control");
+    let subtree = path
+        .file_name()
+        .is_some_and(|name| name == "cgroup.subtree_control");
     match err.raw_os_error() {
         Some(libc::EBUSY) if subtree => {
             " (the group has processes of its own; cgroup v2's \"no internal processes\" rule forbids enabling controllers for its children until they move into a leaf group)"
         }
-        Some(libc::ENOENT) if subtree => " (the controller is not enabled in the parent's cgroup.subtree_control)",
-        Some(libc::ENOENT) => " (no such file: is the controller enabled in the parent's cgroup.subtree_control?)",
+        Some(libc::ENOENT) if subtree => {
+            " (the controller is not enabled in the parent's cgroup.subtree_control)"
+        }
+        Some(libc::ENOENT) => {
+            " (no such file: is the controller enabled in the parent's cgroup.subtree_control?)"
+        }
         Some(libc::EINVAL) => " (the kernel refused the value)",
-        Some(libc::EACCES | libc::EPERM) => " (permission denied: run as root, or point --cgroup-root at a subtree delegated to this user)",
+        Some(libc::EACCES | libc::EPERM) => {
+            " (permission denied: run as root, or point --cgroup-root at a subtree delegated to this user)"
+        }
         _ => "",
     }
 }
@@ -159,7 +176,12 @@ impl Root {
         file.write_all(value.as_bytes()).map_err(fail)
     }
 
-    fn parsed<T>(&self, group: &str, name: &str, parse: impl FnOnce(&str) -> Result<T, ParseError>) -> Result<T, Error> {
+    fn parsed<T>(
+        &self,
+        group: &str,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, ParseError>,
+    ) -> Result<T, Error> {
         let text = self.read(group, name)?;
         parse(&text).map_err(|source| Error::Parse {
             path: self.file(group, name),
@@ -171,13 +193,15 @@ impl Root {
         let Some(text) = self.read_optional(group, name)? else {
             return Ok(None);
         };
-        Limit::parse_kernel(&text).map(Some).ok_or_else(|| Error::Parse {
-            path: self.file(group, name),
-            source: ParseError {
-                line: text.trim().to_string(),
-                reason: "expected a byte count or \"max\"",
-            },
-        })
+        Limit::parse_kernel(&text)
+            .map(Some)
+            .ok_or_else(|| Error::Parse {
+                path: self.file(group, name),
+                source: ParseError {
+                    line: text.trim().to_string(),
+                    reason: "expected a byte count or \"max\"",
+                },
+            })
     }
 
     pub fn memory_current(&self, group: &str) -> Result<Option<u64>, Error> {
@@ -190,17 +214,20 @@ impl Root {
 
     pub fn memory_stat(&self, group: &str) -> Result<Vec<(String, u64)>, Error> {
         self.parsed(group, "memory.stat", |text| {
-            parse::flat_keyed(text).map(|pairs| pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            parse::flat_keyed(text)
+                .map(|pairs| pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
         })
     }
 
     pub fn memory_pressure(&self, group: &str) -> Result<Option<Pressure>, Error> {
         match self.read_optional(group, "memory.pressure")? {
             None => Ok(None),
-            Some(text) => parse::pressure(&text).map(Some).map_err(|source| Error::Parse {
-                path: self.file(group, "memory.pressure"),
-                source,
-            }),
+            Some(text) => parse::pressure(&text)
+                .map(Some)
+                .map_err(|source| Error::Parse {
+                    path: self.file(group, "memory.pressure"),
+                    source,
+                }),
         }
     }
 
@@ -217,7 +244,9 @@ impl Root {
     }
 
     pub fn subtree_control(&self, group: &str) -> Result<Vec<Controller>, Error> {
-        Ok(parse::controllers(&self.read(group, "cgroup.subtree_control")?))
+        Ok(parse::controllers(
+            &self.read(group, "cgroup.subtree_control")?,
+        ))
     }
 
     /// Names of the child groups, sorted.

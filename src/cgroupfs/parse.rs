@@ -49,8 +49,13 @@ pub fn flat_keyed(text: &str) -> Result<Vec<(&str, u64)>, ParseError> {
                 line: line.to_string(),
                 reason,
             };
-            let (key, value) = line.split_once(' ').ok_or_else(|| fail("expected `key value`"))?;
-            let value = value.trim().parse().map_err(|_| fail("value is not a whole number"))?;
+            let (key, value) = line
+                .split_once(' ')
+                .ok_or_else(|| fail("expected `key value`"))?;
+            let value = value
+                .trim()
+                .parse()
+                .map_err(|_| fail("value is not a whole number"))?;
             Ok((key, value))
         })
         .collect()
@@ -99,13 +104,19 @@ pub fn pressure(text: &str) -> Result<Pressure, ParseError> {
             _ => return Err(fail("expected `some` or `full`")),
         };
         for field in fields {
-            let (key, value) = field.split_once('=').ok_or_else(|| fail("expected key=value"))?;
+            let (key, value) = field
+                .split_once('=')
+                .ok_or_else(|| fail("expected key=value"))?;
             let number = || value.parse::<f64>().map_err(|_| fail("not a number"));
             match key {
                 "avg10" => slot.avg10 = number()?,
                 "avg60" => slot.avg60 = number()?,
                 "avg300" => slot.avg300 = number()?,
-                "total" => slot.total = value.parse().map_err(|_| fail("total is not a whole number"))?,
+                "total" => {
+                    slot.total = value
+                        .parse()
+                        .map_err(|_| fail("total is not a whole number"))?
+                }
                 _ => {}
             }
         }
@@ -116,7 +127,10 @@ pub fn pressure(text: &str) -> Result<Pressure, ParseError> {
 /// cgroup.controllers / cgroup.subtree_control. Controllers memslice does
 /// not know (a newer kernel's) are skipped, not refused.
 pub fn controllers(text: &str) -> Vec<Controller> {
-    let mut found: Vec<Controller> = text.split_whitespace().filter_map(Controller::from_name).collect();
+    let mut found: Vec<Controller> = text
+        .split_whitespace()
+        .filter_map(Controller::from_name)
+        .collect();
     found.sort();
     found
 }
@@ -189,8 +203,14 @@ mod tests {
 
     #[test]
     fn controllers_skip_unknown_names() {
-        assert_eq!(controllers("cpuset cpu io memory hugetlb pids rdma misc dmem\n").len(), 8);
-        assert_eq!(controllers("memory pids"), vec![Controller::Memory, Controller::Pids]);
+        assert_eq!(
+            controllers("cpuset cpu io memory hugetlb pids rdma misc dmem\n").len(),
+            8
+        );
+        assert_eq!(
+            controllers("memory pids"),
+            vec![Controller::Memory, Controller::Pids]
+        );
         assert!(controllers("").is_empty());
     }
 

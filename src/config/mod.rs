@@ -156,7 +156,12 @@ fn render_invalid(path: &Path, problems: &[Located]) -> String {
         if problems.len() == 1 { "" } else { "s" }
     );
     for problem in problems {
-        out.push_str(&format!("\n  {}:{}:{}: ", path.display(), problem.line, problem.column));
+        out.push_str(&format!(
+            "\n  {}:{}:{}: ",
+            path.display(),
+            problem.line,
+            problem.column
+        ));
         if !problem.key.is_empty() {
             out.push_str(&format!("{}: ", problem.key));
         }
@@ -199,7 +204,10 @@ fn locate(text: &str, problem: Problem) -> Located {
     let start = problem.span.start.min(text.len());
     let before = &text[..start];
     let line = before.matches('\n').count() + 1;
-    let column = before.rfind('\n').map_or(start, |newline| start - newline - 1) + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(start, |newline| start - newline - 1)
+        + 1;
     Located {
         line,
         column,
@@ -212,3 +220,6 @@ fn locate(text: &str, problem: Problem) -> Located {
 pub fn parent_of(path: &str) -> Option<&str> {
     path.rsplit_once('/').map(|(parent, _)| parent)
 }
+
+#[cfg(test)]
+mod tests;

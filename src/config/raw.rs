@@ -96,14 +96,19 @@ pub fn read(text: &str, problems: &mut Vec<Problem>) -> RawConfig {
         let name = key.get_ref().as_ref();
         match name {
             "node" => read_node(value, &mut raw, problems),
-            "slice" => match table(value, "slice", problems) {
-                Some(slices) => {
+            "slice" => {
+                if let Some(slices) = table(value, "slice", problems) {
                     for (child, body) in slices {
-                        read_slice(&mut vec![child.get_ref().to_string()], child, body, &mut raw, problems);
+                        read_slice(
+                            &mut vec![child.get_ref().to_string()],
+                            child,
+                            body,
+                            &mut raw,
+                            problems,
+                        );
                     }
                 }
-                None => {}
-            },
+            }
             "protect" => read_protect(value, &mut raw, problems),
             _ => problems.push(unknown_key(key, name, &TOP_KEYS)),
         }
@@ -119,7 +124,9 @@ pub fn read(text: &str, problems: &mut Vec<Problem>) -> RawConfig {
 }
 
 fn read_node(value: &Spanned<DeValue<'_>>, raw: &mut RawConfig, problems: &mut Vec<Problem>) {
-    let Some(node) = table(value, "node", problems) else { return };
+    let Some(node) = table(value, "node", problems) else {
+        return;
+    };
     for (key, value) in node {
         match key.get_ref().as_ref() {
             "memory" if value.get_ref().as_str() == Some("auto") => raw.node_memory = None,
@@ -137,7 +144,9 @@ fn read_slice(
     problems: &mut Vec<Problem>,
 ) {
     let dotted = format!("slice.{}", path.join("."));
-    let Some(body) = table(value, &dotted, problems) else { return };
+    let Some(body) = table(value, &dotted, problems) else {
+        return;
+    };
     let index = raw.slices.len();
     raw.slices.push(RawSlice {
         path: path.clone(),
@@ -179,7 +188,9 @@ fn read_slice(
 }
 
 fn read_protect(value: &Spanned<DeValue<'_>>, raw: &mut RawConfig, problems: &mut Vec<Problem>) {
-    let Some(body) = table(value, "protect", problems) else { return };
+    let Some(body) = table(value, "protect", problems) else {
+        return;
+    };
     let mut protect = RawProtect {
         span: value.span(),
         ..RawProtect::default()
@@ -192,8 +203,16 @@ fn read_protect(value: &Spanned<DeValue<'_>>, raw: &mut RawConfig, problems: &mu
             "memory_max" => protect.memory_max = size(value, &full, problems),
             "max_tasks" => protect.max_tasks = integer(value, &full, problems),
             "oom_score_adj" => protect.oom_score_adj = integer(value, &full, problems),
-            "users" => protect.users = strings(value, &full, problems).map(|at| at.value).unwrap_or_default(),
-            "groups" => protect.groups = strings(value, &full, problems).map(|at| at.value).unwrap_or_default(),
+            "users" => {
+                protect.users = strings(value, &full, problems)
+                    .map(|at| at.value)
+                    .unwrap_or_default()
+            }
+            "groups" => {
+                protect.groups = strings(value, &full, problems)
+                    .map(|at| at.value)
+                    .unwrap_or_default()
+            }
             "oom_group" => protect.oom_group = boolean(value, &full, problems),
             _ => problems.push(unknown_key(key, &full, &PROTECT_KEYS)),
         }
@@ -222,7 +241,13 @@ fn size(value: &Spanned<DeValue<'_>>, key: &str, problems: &mut Vec<Problem>) ->
             .as_str()
             .parse::<u64>()
             .map(Size::Bytes)
-            .map_err(|_| format!("{} is not a byte count; expected {}", number.as_str(), super::size::SIZE_FORMS)),
+            .map_err(|_| {
+                format!(
+                    "{} is not a byte count; expected {}",
+                    number.as_str(),
+                    super::size::SIZE_FORMS
+                )
+            }),
         _ => Err(format!("expected {}", super::size::SIZE_FORMS)),
     };
     match parsed {
@@ -241,7 +266,11 @@ fn size(value: &Spanned<DeValue<'_>>, key: &str, problems: &mut Vec<Problem>) ->
     }
 }
 
-fn string(value: &Spanned<DeValue<'_>>, key: &str, problems: &mut Vec<Problem>) -> Option<At<String>> {
+fn string(
+    value: &Spanned<DeValue<'_>>,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<At<String>> {
     match value.get_ref().as_str() {
         Some(text) => Some(At {
             value: text.to_string(),
@@ -262,7 +291,11 @@ fn boolean(value: &Spanned<DeValue<'_>>, key: &str, problems: &mut Vec<Problem>)
     found
 }
 
-fn integer(value: &Spanned<DeValue<'_>>, key: &str, problems: &mut Vec<Problem>) -> Option<At<i64>> {
+fn integer(
+    value: &Spanned<DeValue<'_>>,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<At<i64>> {
     let parsed = value
         .get_ref()
         .as_integer()
@@ -279,7 +312,11 @@ fn integer(value: &Spanned<DeValue<'_>>, key: &str, problems: &mut Vec<Problem>)
     }
 }
 
-fn strings(value: &Spanned<DeValue<'_>>, key: &str, problems: &mut Vec<Problem>) -> Option<At<Vec<At<String>>>> {
+fn strings(
+    value: &Spanned<DeValue<'_>>,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<At<Vec<At<String>>>> {
     let DeValue::Array(items) = value.get_ref() else {
         problems.push(wrong_type(value, key, "a list of strings"));
         return None;

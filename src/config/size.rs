@@ -23,8 +23,7 @@ pub enum Limit {
     Max,
 }
 
-pub const SIZE_FORMS: &str =
-    "a size such as \"512M\", \"2G\", \"1T\" (K/M/G/T are powers of 1024), a byte count, \"80%\" of the node's RAM, or \"max\"";
+pub const SIZE_FORMS: &str = "a size such as \"512M\", \"2G\", \"1T\" (K/M/G/T are powers of 1024), a byte count, \"80%\" of the node's RAM, or \"max\"";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{value:?} is not a size: {reason}; expected {SIZE_FORMS}")]
@@ -172,7 +171,17 @@ mod tests {
 
     #[test]
     fn rejects_what_the_kernel_or_a_reader_would_misread() {
-        for bad in ["", "M", "12X", "1.5G", "-1G", "101%", "1.234%", "ten", "99999999999T"] {
+        for bad in [
+            "",
+            "M",
+            "12X",
+            "1.5G",
+            "-1G",
+            "101%",
+            "1.234%",
+            "ten",
+            "99999999999T",
+        ] {
             let err = Size::parse(bad).expect_err(bad);
             assert!(err.to_string().contains("expected a size such as"), "{err}");
         }

@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 
 use super::raw::{At, RawConfig, RawProtect, RawSlice};
 use super::size::{Limit, Size, human_bytes};
-use super::{Config, Controller, MemorySettings, NodeFacts, Problem, ProtectPolicy, Slice, parent_of};
+use super::{
+    Config, Controller, MemorySettings, NodeFacts, Problem, ProtectPolicy, Slice, parent_of,
+};
 
 const NAME_MAX: usize = 64;
 const NAME_RULE: &str = "1 to 64 characters from a-z, A-Z, 0-9, '_' and '-', not starting with '-'";
@@ -30,7 +32,17 @@ pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -
         };
         check_own_limits(raw_slice, &memory, problems);
         let path = raw_slice.path.join("/");
-        let has_children = raw.slices.iter().any(|other| other.path.len() > raw_slice.path.len() && other.path.starts_with(&raw_slice.path));
+        // The protect slice holds one transient group per task, so it is
+        // a parent like any slice with children.
+        let holds_tasks = raw
+            .protect
+            .as_ref()
+            .and_then(|p| p.slice.as_ref())
+            .is_some_and(|at| at.value.trim_matches('/') == path);
+        let has_children = holds_tasks
+            || raw.slices.iter().any(|other| {
+                other.path.len() > raw_slice.path.len() && other.path.starts_with(&raw_slice.path)
+            });
         let controllers = controllers(raw_slice, has_children, problems);
         slices.push(Slice {
             path,
@@ -75,11 +87,15 @@ fn node_memory(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) ->
 }
 
 fn check_names(slice: &RawSlice, problems: &mut Vec<Problem>) {
-    let Some(name) = slice.path.last() else { return };
+    let Some(name) = slice.path.last() else {
+        return;
+    };
     let valid = !name.is_empty()
         && name.len() <= NAME_MAX
         && !name.starts_with('-')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !valid {
         problems.push(Problem {
             span: slice.span.clone(),
@@ -114,7 +130,11 @@ fn check_own_limits(raw: &RawSlice, memory: &MemorySettings, problems: &mut Vec<
 fn controllers(raw: &RawSlice, has_children: bool, problems: &mut Vec<Problem>) -> Vec<Controller> {
     let key = format!("slice.{}.controllers", raw.path.join("."));
     let Some(listed) = &raw.controllers else {
-        return if has_children { vec![Controller::Memory] } else { Vec::new() };
+        return if has_children {
+            vec![Controller::Memory]
+        } else {
+            Vec::new()
+        };
     };
     let mut found = BTreeSet::new();
     for name in &listed.value {
@@ -140,7 +160,7 @@ fn controllers(raw: &RawSlice, has_children: bool, problems: &mut Vec<Problem>) 
         problems.push(Problem {
             span: listed.span.clone(),
             key,
-            message: "this slice has child slices, so it must enable \"memory\" for their memory settings".into(),
+            message: "this slice has child slices or holds protected tasks, so it must enable \"memory\" for their memory settings".into(),
         });
     }
     found.into_iter().collect()
@@ -157,9 +177,18 @@ fn root_controllers(slices: &[Slice]) -> Vec<Controller> {
     union.into_iter().collect()
 }
 
-fn check_against_parent(raw: &RawSlice, slice: &Slice, slices: &[Slice], problems: &mut Vec<Problem>) {
-    let Some(parent_path) = parent_of(&slice.path) else { return };
-    let Some(parent) = slices.iter().find(|s| s.path == parent_path) else { return };
+fn check_against_parent(
+    raw: &RawSlice,
+    slice: &Slice,
+    slices: &[Slice],
+    problems: &mut Vec<Problem>,
+) {
+    let Some(parent_path) = parent_of(&slice.path) else {
+        return;
+    };
+    let Some(parent) = slices.iter().find(|s| s.path == parent_path) else {
+        return;
+    };
     let dotted = raw.path.join(".");
     for controller in &slice.controllers {
         if !parent.controllers.contains(controller) {
@@ -173,11 +202,23 @@ fn check_against_parent(raw: &RawSlice, slice: &Slice, slices: &[Slice], problem
         }
     }
     let protections = [
-        ("memory_min", slice.memory.min, parent.memory.min, &raw.memory_min),
-        ("memory_low", slice.memory.low, parent.memory.low, &raw.memory_low),
+        (
+            "memory_min",
+            slice.memory.min,
+            parent.memory.min,
+            &raw.memory_min,
+        ),
+        (
+            "memory_low",
+            slice.memory.low,
+            parent.memory.low,
+            &raw.memory_low,
+        ),
     ];
     for (name, child, parent_value, at) in protections {
-        let (Some(Limit::Bytes(child)), Some(at)) = (child, at) else { continue };
+        let (Some(Limit::Bytes(child)), Some(at)) = (child, at) else {
+            continue;
+        };
         let parent_bytes = parent_value.map_or(0, |limit| limit.bytes().unwrap_or(u64::MAX));
         if child > parent_bytes {
             problems.push(Problem {
@@ -195,10 +236,15 @@ fn check_against_parent(raw: &RawSlice, slice: &Slice, slices: &[Slice], problem
 
 /// Children that together reserve more than their parent guarantees get a
 /// silently scaled-down share from the kernel; say so instead.
-fn check_reservations(raw: &[RawSlice], slices: &[Slice], node_memory: u64, problems: &mut Vec<Problem>) {
+fn check_reservations(
+    raw: &[RawSlice],
+    slices: &[Slice],
+    node_memory: u64,
+    problems: &mut Vec<Problem>,
+) {
     type Pick = fn(&MemorySettings) -> Option<Limit>;
     let knobs: [(&str, Pick); 2] = [("memory_min", |m| m.min), ("memory_low", |m| m.low)];
-    let parents = std::iter::once(None).chain(slices.iter().map(|slice| Some(slice)));
+    let parents = std::iter::once(None).chain(slices.iter().map(Some));
     for parent in parents {
         let children: Vec<(usize, &Slice)> = slices
             .iter()
@@ -213,14 +259,23 @@ fn check_reservations(raw: &[RawSlice], slices: &[Slice], node_memory: u64, prob
                     _ => continue,
                 },
             };
-            let total: u64 = children
+            let reserved: Vec<u64> = children
                 .iter()
                 .filter_map(|(_, child)| pick(&child.memory).and_then(Limit::bytes))
-                .sum();
+                .collect();
+            let total: u64 = reserved.iter().sum();
+            // A lone child over its parent is already reported by check_against_parent.
             if total > budget
-                && let Some((index, _)) = children.iter().rev().find(|(_, child)| pick(&child.memory).is_some())
+                && (reserved.len() > 1 || parent.is_none())
+                && let Some((index, _)) = children
+                    .iter()
+                    .rev()
+                    .find(|(_, child)| pick(&child.memory).is_some())
             {
-                let owner = parent.map_or_else(|| "the node's RAM".to_string(), |p| format!("{}'s {name}", p.path));
+                let owner = parent.map_or_else(
+                    || "the node's RAM".to_string(),
+                    |p| format!("{}'s {name}", p.path),
+                );
                 problems.push(Problem {
                     span: raw[*index].span.clone(),
                     key: format!("slice.{}.{name}", raw[*index].path.join(".")),
@@ -245,12 +300,17 @@ fn protect_policy(
     let missing = |key: &str, what: &str| Problem {
         span: raw.span.clone(),
         key: format!("protect.{key}"),
-        message: format!("required: a protected task is exempt from the OOM killer, so the policy must bound {what}"),
+        message: format!(
+            "required: a protected task is exempt from the OOM killer, so the policy must bound {what}"
+        ),
     };
     let mut complete = true;
     let slice = match &raw.slice {
         None => {
-            problems.push(missing("slice", "where it runs (the slice that holds protected tasks)"));
+            problems.push(missing(
+                "slice",
+                "where it runs (the slice that holds protected tasks)",
+            ));
             complete = false;
             String::new()
         }
@@ -263,7 +323,11 @@ fn protect_policy(
                     message: format!(
                         "{:?} is not a slice of this file; known: {}",
                         at.value,
-                        slices.iter().map(|s| s.path.as_str()).collect::<Vec<_>>().join(", ")
+                        slices
+                            .iter()
+                            .map(|s| s.path.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 });
                 complete = false;
@@ -286,8 +350,7 @@ fn protect_policy(
                     message: "must be a size, not \"max\": an unbounded task the OOM killer skips can take the whole node".into(),
                 });
                 complete = false;
-            }
-            if let Some(ceiling) = effective_max(slices, &slice)
+            } else if let Some(ceiling) = effective_max(slices, &slice)
                 && limit > ceiling
             {
                 problems.push(Problem {
@@ -302,7 +365,10 @@ fn protect_policy(
     };
     let max_tasks = match &raw.max_tasks {
         None => {
-            problems.push(missing("max_tasks", "how many protected tasks may run at once"));
+            problems.push(missing(
+                "max_tasks",
+                "how many protected tasks may run at once",
+            ));
             complete = false;
             0
         }

@@ -67,7 +67,13 @@ pub fn status(root: &Root, config: &Config) -> Result<Status, cgroupfs::Error> {
     })
 }
 
-fn collect_unmanaged(root: &Root, config: &Config, parent: &str, depth: usize, out: &mut Vec<GroupStatus>) -> Result<(), cgroupfs::Error> {
+fn collect_unmanaged(
+    root: &Root,
+    config: &Config,
+    parent: &str,
+    depth: usize,
+    out: &mut Vec<GroupStatus>,
+) -> Result<(), cgroupfs::Error> {
     if depth == 0 {
         return Ok(());
     }
@@ -109,7 +115,11 @@ fn group_status(root: &Root, path: &str, managed: bool) -> Result<GroupStatus, c
         high: root.limit(path, "memory.high")?,
         low: root.limit(path, "memory.low")?,
         min: root.limit(path, "memory.min")?,
-        events: if has_events { Some(root.memory_events(path)?) } else { None },
+        events: if has_events {
+            Some(root.memory_events(path)?)
+        } else {
+            None
+        },
         pressure_some_avg10: root.memory_pressure(path)?.map(|p| p.some.avg10),
     })
 }
@@ -119,7 +129,10 @@ impl Status {
     pub fn render_text(&self) -> String {
         let mut out = String::new();
         let rows: Vec<[String; 8]> = self.groups.iter().map(row).collect();
-        let header = ["GROUP", "CURRENT", "MAX", "USE", "HIGH", "OOM", "OOM_KILL", "PSI10"].map(String::from);
+        let header = [
+            "GROUP", "CURRENT", "MAX", "USE", "HIGH", "OOM", "OOM_KILL", "PSI10",
+        ]
+        .map(String::from);
         let mut widths = header.clone().map(|h| h.len());
         for row in &rows {
             for (width, cell) in widths.iter_mut().zip(row) {
@@ -148,7 +161,16 @@ fn row(group: &GroupStatus) -> [String; 8] {
     let marker = if group.managed { "" } else { " (task)" };
     let label = format!("{}{name}{marker}", "  ".repeat(depth));
     if !group.exists {
-        return [label, "missing".into(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into(), "-".into()];
+        return [
+            label,
+            "missing".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ];
     }
     let show = |limit: Option<Limit>| limit.map_or_else(|| "-".to_string(), |l| l.to_string());
     let usage = match (group.current_bytes, group.max) {
@@ -169,6 +191,8 @@ fn row(group: &GroupStatus) -> [String; 8] {
         show(group.high),
         events.oom.to_string(),
         events.oom_kill.to_string(),
-        group.pressure_some_avg10.map_or_else(|| "-".into(), |v| format!("{v:.2}")),
+        group
+            .pressure_some_avg10
+            .map_or_else(|| "-".into(), |v| format!("{v:.2}")),
     ]
 }

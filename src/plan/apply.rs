@@ -49,6 +49,8 @@ fn perform(root: &Root, change: &Change) -> Result<(), cgroupfs::Error> {
             let request: Vec<String> = controllers.iter().map(|c| format!("+{c}")).collect();
             root.write(group, "cgroup.subtree_control", &request.join(" "))
         }
-        Change::Set { group, knob, to, .. } => root.write(group, knob.file(), &to.kernel_text()),
+        Change::Set {
+            group, knob, to, ..
+        } => root.write(group, knob.file(), &to.kernel_text()),
     }
 }

@@ -68,9 +68,13 @@ pub fn diff(desired: &[DesiredGroup], observed: &BTreeMap<String, ObservedGroup>
         let path = &group.path;
         let seen = observed.get(path);
         if seen.is_none() && !path.is_empty() {
-            plan.changes.push(Change::Create { group: path.clone() });
+            plan.changes.push(Change::Create {
+                group: path.clone(),
+            });
         }
-        let enabled = seen.map(|s| s.subtree_control.as_slice()).unwrap_or_default();
+        let enabled = seen
+            .map(|s| s.subtree_control.as_slice())
+            .unwrap_or_default();
         let missing: Vec<Controller> = group
             .subtree_control
             .iter()
@@ -135,7 +139,8 @@ pub fn diff(desired: &[DesiredGroup], observed: &BTreeMap<String, ObservedGroup>
             }
         }
         if let Some(seen) = seen {
-            plan.unmanaged.extend(seen.unmanaged_children.iter().cloned());
+            plan.unmanaged
+                .extend(seen.unmanaged_children.iter().cloned());
         }
     }
     plan.changes.extend(relaxed);
@@ -156,11 +161,26 @@ impl fmt::Display for Change {
             Change::Create { group } => write!(f, "create  {group}"),
             Change::Enable { group, controllers } => {
                 let names: Vec<String> = controllers.iter().map(|c| format!("+{c}")).collect();
-                write!(f, "enable  {}  cgroup.subtree_control: {}", display_group(group), names.join(" "))
+                write!(
+                    f,
+                    "enable  {}  cgroup.subtree_control: {}",
+                    display_group(group),
+                    names.join(" ")
+                )
             }
-            Change::Set { group, knob, from, to } => {
+            Change::Set {
+                group,
+                knob,
+                from,
+                to,
+            } => {
                 let from = from.map_or_else(|| "(new)".to_string(), |v| v.to_string());
-                write!(f, "set     {}  {}: {from} -> {to}", display_group(group), knob.file())
+                write!(
+                    f,
+                    "set     {}  {}: {from} -> {to}",
+                    display_group(group),
+                    knob.file()
+                )
             }
         }
     }
@@ -220,7 +240,14 @@ mod tests {
         vec![
             group("", &[], &[Controller::Memory]),
             group("app", &[(Knob::Max, bytes(8 * G))], &[Controller::Memory]),
-            group("app/web", &[(Knob::Max, bytes(4 * G)), (Knob::OomGroup, Value::Flag(false))], &[]),
+            group(
+                "app/web",
+                &[
+                    (Knob::Max, bytes(4 * G)),
+                    (Knob::OomGroup, Value::Flag(false)),
+                ],
+                &[],
+            ),
         ]
     }
 
@@ -247,8 +274,20 @@ mod tests {
     fn a_matching_tree_needs_nothing() {
         let observed = BTreeMap::from([
             ("".to_string(), seen(&[], &[Controller::Memory])),
-            ("app".to_string(), seen(&[(Knob::Max, bytes(8 * G))], &[Controller::Memory])),
-            ("app/web".to_string(), seen(&[(Knob::Max, bytes(4 * G)), (Knob::OomGroup, Value::Flag(false))], &[])),
+            (
+                "app".to_string(),
+                seen(&[(Knob::Max, bytes(8 * G))], &[Controller::Memory]),
+            ),
+            (
+                "app/web".to_string(),
+                seen(
+                    &[
+                        (Knob::Max, bytes(4 * G)),
+                        (Knob::OomGroup, Value::Flag(false)),
+                    ],
+                    &[],
+                ),
+            ),
         ]);
         assert_eq!(diff(&tree(), &observed), Plan::default());
     }
@@ -257,8 +296,20 @@ mod tests {
     fn drift_shows_exactly_the_changed_value() {
         let observed = BTreeMap::from([
             ("".to_string(), seen(&[], &[Controller::Memory])),
-            ("app".to_string(), seen(&[(Knob::Max, bytes(8 * G))], &[Controller::Memory])),
-            ("app/web".to_string(), seen(&[(Knob::Max, Value::Limit(Limit::Max)), (Knob::OomGroup, Value::Flag(false))], &[])),
+            (
+                "app".to_string(),
+                seen(&[(Knob::Max, bytes(8 * G))], &[Controller::Memory]),
+            ),
+            (
+                "app/web".to_string(),
+                seen(
+                    &[
+                        (Knob::Max, Value::Limit(Limit::Max)),
+                        (Knob::OomGroup, Value::Flag(false)),
+                    ],
+                    &[],
+                ),
+            ),
         ]);
         let plan = diff(&tree(), &observed);
         assert_eq!(
@@ -276,8 +327,20 @@ mod tests {
     fn lowered_ceilings_go_children_first_after_everything_else() {
         let observed = BTreeMap::from([
             ("".to_string(), seen(&[], &[Controller::Memory])),
-            ("app".to_string(), seen(&[(Knob::Max, bytes(16 * G))], &[Controller::Memory])),
-            ("app/web".to_string(), seen(&[(Knob::Max, bytes(12 * G)), (Knob::OomGroup, Value::Flag(true))], &[])),
+            (
+                "app".to_string(),
+                seen(&[(Knob::Max, bytes(16 * G))], &[Controller::Memory]),
+            ),
+            (
+                "app/web".to_string(),
+                seen(
+                    &[
+                        (Knob::Max, bytes(12 * G)),
+                        (Knob::OomGroup, Value::Flag(true)),
+                    ],
+                    &[],
+                ),
+            ),
         ]);
         let plan = diff(&tree(), &observed);
         let order: Vec<(String, Knob)> = plan
@@ -302,8 +365,20 @@ mod tests {
     fn raised_ceilings_go_parents_first() {
         let observed = BTreeMap::from([
             ("".to_string(), seen(&[], &[Controller::Memory])),
-            ("app".to_string(), seen(&[(Knob::Max, bytes(4 * G))], &[Controller::Memory])),
-            ("app/web".to_string(), seen(&[(Knob::Max, bytes(2 * G)), (Knob::OomGroup, Value::Flag(false))], &[])),
+            (
+                "app".to_string(),
+                seen(&[(Knob::Max, bytes(4 * G))], &[Controller::Memory]),
+            ),
+            (
+                "app/web".to_string(),
+                seen(
+                    &[
+                        (Knob::Max, bytes(2 * G)),
+                        (Knob::OomGroup, Value::Flag(false)),
+                    ],
+                    &[],
+                ),
+            ),
         ]);
         let plan = diff(&tree(), &observed);
         let groups: Vec<&str> = plan
@@ -321,10 +396,23 @@ mod tests {
     fn internal_processes_block_enabling_controllers() {
         let mut busy = seen(&[(Knob::Max, bytes(8 * G))], &[]);
         busy.procs = 3;
-        let observed = BTreeMap::from([("".to_string(), seen(&[], &[Controller::Memory])), ("app".to_string(), busy)]);
+        let observed = BTreeMap::from([
+            ("".to_string(), seen(&[], &[Controller::Memory])),
+            ("app".to_string(), busy),
+        ]);
         let plan = diff(&tree(), &observed);
-        assert_eq!(plan.blockers, vec![Blocker::InternalProcesses { group: "app".into(), procs: 3 }]);
-        assert!(plan.blockers[0].to_string().contains("no internal processes"));
+        assert_eq!(
+            plan.blockers,
+            vec![Blocker::InternalProcesses {
+                group: "app".into(),
+                procs: 3
+            }]
+        );
+        assert!(
+            plan.blockers[0]
+                .to_string()
+                .contains("no internal processes")
+        );
     }
 
     #[test]
@@ -332,7 +420,13 @@ mod tests {
         let mut root = seen(&[], &[]);
         root.offered = vec![Controller::Pids];
         let plan = diff(&tree()[..1], &BTreeMap::from([("".to_string(), root)]));
-        assert_eq!(plan.blockers, vec![Blocker::NotOffered { group: String::new(), controller: Controller::Memory }]);
+        assert_eq!(
+            plan.blockers,
+            vec![Blocker::NotOffered {
+                group: String::new(),
+                controller: Controller::Memory
+            }]
+        );
     }
 
     #[test]
@@ -343,8 +437,17 @@ mod tests {
         ];
         let mut ops = seen(&[], &[]);
         ops.knobs.insert(Knob::SwapMax, KnobState::Missing);
-        let enabled = BTreeMap::from([("".to_string(), seen(&[], &[Controller::Memory])), ("ops".to_string(), ops.clone())]);
-        assert_eq!(diff(&desired, &enabled).blockers, vec![Blocker::MissingFile { group: "ops".into(), knob: Knob::SwapMax }]);
+        let enabled = BTreeMap::from([
+            ("".to_string(), seen(&[], &[Controller::Memory])),
+            ("ops".to_string(), ops.clone()),
+        ]);
+        assert_eq!(
+            diff(&desired, &enabled).blockers,
+            vec![Blocker::MissingFile {
+                group: "ops".into(),
+                knob: Knob::SwapMax
+            }]
+        );
         let not_yet = BTreeMap::from([("".to_string(), seen(&[], &[])), ("ops".to_string(), ops)]);
         assert!(diff(&desired, &not_yet).blockers.is_empty());
     }
@@ -353,7 +456,10 @@ mod tests {
     fn unmanaged_children_are_reported_not_removed() {
         let mut app = seen(&[(Knob::Max, bytes(8 * G))], &[Controller::Memory]);
         app.unmanaged_children = vec![("app/legacy".into(), 2)];
-        let observed = BTreeMap::from([("".to_string(), seen(&[], &[Controller::Memory])), ("app".to_string(), app)]);
+        let observed = BTreeMap::from([
+            ("".to_string(), seen(&[], &[Controller::Memory])),
+            ("app".to_string(), app),
+        ]);
         let plan = diff(&tree()[..2], &observed);
         assert_eq!(plan.unmanaged, vec![("app/legacy".to_string(), 2)]);
         assert!(plan.changes.is_empty());

@@ -27,7 +27,10 @@ pub struct ObservedGroup {
 }
 
 /// Observes every desired group that exists; absent groups are absent keys.
-pub fn observe(root: &Root, desired: &[DesiredGroup]) -> Result<BTreeMap<String, ObservedGroup>, cgroupfs::Error> {
+pub fn observe(
+    root: &Root,
+    desired: &[DesiredGroup],
+) -> Result<BTreeMap<String, ObservedGroup>, cgroupfs::Error> {
     let mut observed = BTreeMap::new();
     for group in desired {
         let path = group.path.as_str();
@@ -44,13 +47,15 @@ pub fn observe(root: &Root, desired: &[DesiredGroup]) -> Result<BTreeMap<String,
         for (knob, _) in &group.knobs {
             let state = match root.read_optional(path, knob.file())? {
                 None => KnobState::Missing,
-                Some(text) => KnobState::Is(knob.parse(&text).ok_or_else(|| cgroupfs::Error::Parse {
-                    path: root.file(path, knob.file()),
-                    source: cgroupfs::ParseError {
-                        line: text.trim().to_string(),
-                        reason: "not a value this knob takes",
-                    },
-                })?),
+                Some(text) => {
+                    KnobState::Is(knob.parse(&text).ok_or_else(|| cgroupfs::Error::Parse {
+                        path: root.file(path, knob.file()),
+                        source: cgroupfs::ParseError {
+                            line: text.trim().to_string(),
+                            reason: "not a value this knob takes",
+                        },
+                    })?)
+                }
             };
             knobs.insert(*knob, state);
         }

@@ -19,6 +19,7 @@ expect_eq "$(cat $CG/ops/memory.min)" "$((256 << 20))" "ops memory.min"
 expect_eq "$(cat $CG/ops/memory.low)" "$((512 << 20))" "ops memory.low"
 expect_eq "$(cat $CG/app/web/memory.oom.group)" "0" "app/web memory.oom.group"
 expect_eq "$(cat $CG/app/cgroup.subtree_control)" "memory pids" "app cgroup.subtree_control"
+expect_eq "$(cat $CG/app/tasks/cgroup.subtree_control)" "memory" "app/tasks cgroup.subtree_control"
 grep -qw memory $CG/cgroup.subtree_control || fail "root does not enable memory"
 
 ms --config "$SHIPPED" plan --detailed-exitcode > /tmp/plan.out 2>&1

@@ -1,0 +1,385 @@
+//! Every validation rule, with the message an operator gets.
+
+use std::path::Path;
+
+use super::*;
+
+const NODE: NodeFacts = NodeFacts {
+    memory: 16 << 30,
+    page_size: 4096,
+};
+
+fn problems(text: &str) -> Vec<Located> {
+    match Config::parse(Path::new("slices.toml"), text, NODE) {
+        Ok(config) => panic!("expected problems, got {config:#?}"),
+        Err(ConfigError::Invalid { problems, .. }) => problems,
+        Err(other) => panic!("unexpected {other}"),
+    }
+}
+
+/// Asserts exactly one problem, at `line`, on `key`, saying `fragment`.
+fn only_problem(text: &str, line: usize, key: &str, fragment: &str) {
+    let found = problems(text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let problem = &found[0];
+    assert_eq!(
+        (problem.line, problem.key.as_str()),
+        (line, key),
+        "{problem:#?}"
+    );
+    assert!(
+        problem.message.contains(fragment),
+        "{:?} lacks {fragment:?}",
+        problem.message
+    );
+}
+
+fn valid(text: &str) -> Config {
+    Config::parse(Path::new("slices.toml"), text, NODE).unwrap_or_else(|err| panic!("{err}"))
+}
+
+#[test]
+fn the_shipped_example_is_valid() {
+    let config = valid(include_str!("../../slices.toml"));
+    let paths: Vec<&str> = config.slices.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["ops", "app", "app/web", "app/db", "app/cron", "app/tasks"]
+    );
+    let app = config.slice("app").expect("app");
+    assert_eq!(app.memory.max, Some(Limit::Bytes(13_743_894_528)));
+    assert_eq!(app.controllers, [Controller::Memory, Controller::Pids]);
+    assert_eq!(
+        config.root_controllers,
+        [Controller::Memory, Controller::Pids]
+    );
+    let protect = config.protect.expect("protect policy");
+    assert_eq!(
+        (
+            protect.slice.as_str(),
+            protect.max_tasks,
+            protect.oom_score_adj
+        ),
+        ("app/tasks", 2, -1000)
+    );
+}
+
+#[test]
+fn node_memory_overrides_the_host() {
+    let config = valid("[node]\nmemory = \"1G\"\n[slice.app]\nmemory_max = \"50%\"\n");
+    assert_eq!(config.node_memory, 1 << 30);
+    assert_eq!(config.slices[0].memory.max, Some(Limit::Bytes(512 << 20)));
+}
+
+#[test]
+fn a_slice_with_children_enables_memory_by_default() {
+    let config = valid("[slice.app.web]\nmemory_max = \"1G\"\n");
+    assert_eq!(config.slices[0].controllers, [Controller::Memory]);
+    assert!(config.slices[1].controllers.is_empty());
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let found = problems("[slice.ops]\nmemory_min = \"1G\n");
+    assert_eq!(found[0].line, 2);
+    assert!(
+        found[0].message.starts_with("not valid TOML"),
+        "{}",
+        found[0].message
+    );
+}
+
+#[test]
+fn duplicate_slices_are_refused() {
+    let found = problems("[slice.web]\n[slice.db]\n[slice.web]\n");
+    assert_eq!(found[0].line, 3, "{found:#?}");
+    assert!(
+        found[0].message.contains("duplicate") || found[0].message.contains("defined"),
+        "{}",
+        found[0].message
+    );
+}
+
+#[test]
+fn unknown_keys_list_what_is_allowed() {
+    only_problem(
+        "[slices.ops]\n",
+        1,
+        "slices",
+        "allowed here: node, slice, protect",
+    );
+    only_problem(
+        "[node]\nram = \"1G\"\n[slice.a]\n",
+        2,
+        "node.ram",
+        "allowed here: memory",
+    );
+    only_problem(
+        "[slice.app]\nmemory_mx = \"1G\"\n",
+        2,
+        "slice.app.memory_mx",
+        "allowed here: description, memory_min, memory_low, memory_high, memory_max, memory_swap_max, oom_group, controllers; a child slice is a table, written [slice.app.memory_mx]",
+    );
+    only_problem(
+        "[slice.t]\n[protect]\nslice = \"t\"\nmemory_max = \"1G\"\nmax_tasks = 1\nusers = [\"app\"]\nuser = \"x\"\n",
+        7,
+        "protect.user",
+        "allowed here: slice, memory_max",
+    );
+}
+
+#[test]
+fn wrong_types_say_what_was_expected() {
+    only_problem(
+        "[slice.app]\noom_group = \"yes\"\n",
+        2,
+        "slice.app.oom_group",
+        "expected true or false, found string",
+    );
+    only_problem(
+        "[slice.app]\nmemory_max = true\n",
+        2,
+        "slice.app.memory_max",
+        "expected a size such as",
+    );
+    only_problem(
+        "[slice.app]\ncontrollers = \"memory\"\n",
+        2,
+        "slice.app.controllers",
+        "expected a list of strings",
+    );
+    only_problem("slice = 3\n", 1, "slice", "expected a table, found integer");
+    only_problem(
+        "[slice.app]\nmemory_max = {}\n",
+        2,
+        "slice.app.memory_max",
+        "expected a value, not a table",
+    );
+}
+
+#[test]
+fn bad_sizes_say_which_forms_work() {
+    only_problem(
+        "[slice.app]\nmemory_max = \"2GB\"\n",
+        2,
+        "slice.app.memory_max",
+        "\"2GB\" is not a size",
+    );
+    only_problem(
+        "[slice.app]\nmemory_high = \"120%\"\n",
+        2,
+        "slice.app.memory_high",
+        "percentage above 100",
+    );
+    only_problem(
+        "[slice.app]\nmemory_low = -5\n",
+        2,
+        "slice.app.memory_low",
+        "-5 is not a byte count",
+    );
+    only_problem(
+        "[node]\nmemory = \"50%\"\n[slice.a]\n",
+        2,
+        "node.memory",
+        "\"auto\" (read MemTotal) or an absolute size",
+    );
+}
+
+#[test]
+fn names_must_be_usable_cgroup_directories() {
+    only_problem(
+        "[slice.\"memory.max\"]\n",
+        1,
+        "slice.memory.max",
+        "not a usable cgroup directory name",
+    );
+    only_problem(
+        "[slice.app.\"-web\"]\n",
+        1,
+        "slice.app.-web",
+        "not starting with '-'",
+    );
+    only_problem("[slice.\"a b\"]\n", 1, "slice.a b", "1 to 64 characters");
+    let long = "x".repeat(65);
+    only_problem(
+        &format!("[slice.{long}]\n"),
+        1,
+        &format!("slice.{long}"),
+        "1 to 64",
+    );
+}
+
+#[test]
+fn a_slice_needs_limits_that_agree() {
+    only_problem(
+        "[slice.app]\nmemory_max = \"1G\"\nmemory_high = \"2G\"\n",
+        3,
+        "slice.app.memory_high",
+        "2G is above this slice's memory_max (1G)",
+    );
+    only_problem(
+        "[slice.app]\nmemory_min = \"3G\"\nmemory_max = \"2G\"\n",
+        2,
+        "slice.app.memory_min",
+        "at most memory_max",
+    );
+}
+
+#[test]
+fn a_child_cannot_be_protected_beyond_its_parent() {
+    only_problem(
+        "[slice.app]\nmemory_min = \"1G\"\n[slice.app.db]\nmemory_min = \"2G\"\n",
+        4,
+        "slice.app.db.memory_min",
+        "2G exceeds the parent slice app's memory_min (1G)",
+    );
+    only_problem(
+        "[slice.app.db]\nmemory_low = \"1G\"\n",
+        2,
+        "slice.app.db.memory_low",
+        "(unset, so 0); the kernel caps a child's protection at its parent's",
+    );
+}
+
+#[test]
+fn children_cannot_reserve_more_than_the_parent_or_the_node() {
+    only_problem(
+        "[slice.app]\nmemory_low = \"2G\"\n[slice.app.web]\nmemory_low = \"1536M\"\n[slice.app.db]\nmemory_low = \"1G\"\n",
+        5,
+        "slice.app.db.memory_low",
+        "reserve 2.5G in memory_low together, more than app's memory_low (2G)",
+    );
+    only_problem(
+        "[slice.ops]\nmemory_min = \"10G\"\n[slice.db]\nmemory_min = \"8G\"\n",
+        3,
+        "slice.db.memory_min",
+        "more than the node's RAM (16G)",
+    );
+}
+
+#[test]
+fn controllers_follow_the_kernel_rules() {
+    only_problem(
+        "[slice.app]\ncontrollers = [\"memory\", \"gpu\"]\n",
+        2,
+        "slice.app.controllers",
+        "unknown controller \"gpu\"; known: cpu, cpuset",
+    );
+    only_problem(
+        "[slice.app]\ncontrollers = [\"pids\", \"pids\"]\n",
+        2,
+        "slice.app.controllers",
+        "\"pids\" is listed twice",
+    );
+    only_problem(
+        "[slice.app]\ncontrollers = [\"pids\"]\n[slice.app.web]\n",
+        2,
+        "slice.app.controllers",
+        "must enable \"memory\"",
+    );
+    only_problem(
+        "[slice.app]\n[slice.app.web]\ncontrollers = [\"memory\", \"io\"]\n[slice.app.web.php]\n",
+        3,
+        "slice.app.web.controllers",
+        "io is not enabled by the parent slice app",
+    );
+}
+
+#[test]
+fn a_protect_policy_must_bound_what_it_protects() {
+    let found = problems("[slice.tasks]\n[protect]\nslice = \"tasks\"\n");
+    let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["protect.memory_max", "protect.max_tasks"],
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .all(|p| p.line == 2 && p.message.starts_with("required:"))
+    );
+    only_problem(
+        "[slice.t]\n[protect]\nmemory_max = \"1G\"\nmax_tasks = 1\n",
+        2,
+        "protect.slice",
+        "required",
+    );
+}
+
+#[test]
+fn a_protect_policy_must_fit_its_slice() {
+    let base = "[slice.app]\nmemory_max = \"4G\"\n[slice.app.tasks]\n[protect]\n";
+    only_problem(
+        &format!("{base}slice = \"app/jobs\"\nmemory_max = \"1G\"\nmax_tasks = 1\n"),
+        5,
+        "protect.slice",
+        "not a slice of this file; known: app, app/tasks",
+    );
+    only_problem(
+        &format!("{base}slice = \"app/tasks\"\nmemory_max = \"8G\"\nmax_tasks = 1\n"),
+        6,
+        "protect.memory_max",
+        "8G is above the memory_max of slice app/tasks and its parents (4G)",
+    );
+    only_problem(
+        &format!("{base}slice = \"app/tasks\"\nmemory_max = \"max\"\nmax_tasks = 1\n"),
+        6,
+        "protect.memory_max",
+        "not \"max\"",
+    );
+    only_problem(
+        &format!("{base}slice = \"app/tasks\"\nmemory_max = \"1G\"\nmax_tasks = 0\n"),
+        7,
+        "protect.max_tasks",
+        "from 1 up",
+    );
+    only_problem(
+        &format!(
+            "{base}slice = \"app/tasks\"\nmemory_max = \"1G\"\nmax_tasks = 1\noom_score_adj = -1001\n"
+        ),
+        8,
+        "protect.oom_score_adj",
+        "outside the kernel's range -1000 to 1000",
+    );
+    only_problem(
+        &format!(
+            "{base}slice = \"app/tasks\"\nmemory_max = \"1G\"\nmax_tasks = 1\nusers = [\"\"]\n"
+        ),
+        8,
+        "protect.users",
+        "matches nobody",
+    );
+}
+
+#[test]
+fn an_empty_file_defines_nothing() {
+    only_problem("", 1, "slice", "no slices are defined");
+}
+
+#[test]
+fn every_problem_is_reported_in_file_order_with_the_path() {
+    let text = "[slice.app]\nmemory_max = \"lots\"\n[slice.\"bad.name\"]\nmemory_low = \"1Q\"\n";
+    let err =
+        Config::parse(Path::new("/etc/memslice/slices.toml"), text, NODE).expect_err("invalid");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(
+            "/etc/memslice/slices.toml is not valid (3 problems); nothing was changed"
+        ),
+        "{message}"
+    );
+    let lines: Vec<&str> = message.lines().skip(1).collect();
+    assert!(
+        lines[0].starts_with("  /etc/memslice/slices.toml:2:14: slice.app.memory_max:"),
+        "{message}"
+    );
+    assert!(
+        lines[1].starts_with("  /etc/memslice/slices.toml:3:8: slice.bad.name:"),
+        "{message}"
+    );
+    assert!(
+        lines[2].starts_with("  /etc/memslice/slices.toml:4:14: slice.bad.name.memory_low:"),
+        "{message}"
+    );
+}

@@ -1,0 +1,99 @@
+//! Each test gets its own temp dir with an emulated cgroup root and a config.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use assert_cmd::Command;
+use memslice::cgroupfs::emulated;
+use memslice::config::Controller;
+
+pub const SHIPPED: &str = include_str!("../../slices.toml");
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// An emulated root offering memory and pids, and `config` as slices.toml.
+    pub fn new(config: &str) -> Fixture {
+        let fixture = Fixture::bare(config);
+        emulated::create_root(&fixture.root(), &[Controller::Memory, Controller::Pids])
+            .expect("emulated root");
+        fixture
+    }
+
+    /// A config and an empty directory that is no cgroup root at all.
+    pub fn bare(config: &str) -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("cgroup")).expect("root dir");
+        std::fs::write(dir.path().join("slices.toml"), config).expect("config");
+        Fixture { dir }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("cgroup")
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("slices.toml")
+    }
+
+    pub fn memslice(&self, args: &[&str]) -> assert_cmd::assert::Assert {
+        Command::cargo_bin("memslice")
+            .expect("binary")
+            .env_remove("MEMSLICE_LOG")
+            .arg("--config")
+            .arg(self.config())
+            .arg("--cgroup-root")
+            .arg(self.root())
+            .args(args)
+            .assert()
+    }
+
+    pub fn read(&self, group: &str, file: &str) -> String {
+        std::fs::read_to_string(self.root().join(group).join(file))
+            .unwrap_or_else(|err| panic!("{group}/{file}: {err}"))
+            .trim()
+            .to_string()
+    }
+
+    pub fn write(&self, group: &str, file: &str, value: &str) {
+        std::fs::write(self.root().join(group).join(file), value).expect("write");
+    }
+
+    /// Every file under the root with its content and mtime: equal
+    /// snapshots mean nothing was written.
+    pub fn snapshot(&self) -> BTreeMap<PathBuf, (String, SystemTime)> {
+        let mut files = BTreeMap::new();
+        walk(&self.root(), &mut files);
+        files
+    }
+}
+
+fn walk(dir: &Path, files: &mut BTreeMap<PathBuf, (String, SystemTime)>) {
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            walk(&path, files);
+            files.insert(path, (String::from("<dir>"), SystemTime::UNIX_EPOCH));
+        } else {
+            let meta = std::fs::metadata(&path).expect("metadata");
+            let content = std::fs::read_to_string(&path).expect("content");
+            files.insert(path, (content, meta.modified().expect("mtime")));
+        }
+    }
+}
+
+/// The shipped example on a 16G node, so sizes are predictable.
+pub fn shipped_on_16g() -> String {
+    SHIPPED.replace("memory = \"auto\"", "memory = \"16G\"")
+}
+
+pub fn stdout(assert: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
+}
+
+pub fn stderr(assert: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
+}

@@ -1,0 +1,61 @@
+use crate::fixture::{Fixture, shipped_on_16g, stdout};
+
+#[test]
+fn status_json_reports_usage_limits_and_kills() {
+    let fx = Fixture::new(&shipped_on_16g());
+    fx.memslice(&["apply"]).success();
+    fx.write("app/web", "memory.current", "1073741824\n");
+    fx.write("app/web", "cgroup.procs", "10\n11\n");
+    fx.write(
+        "app",
+        "memory.events",
+        "low 0\nhigh 4\nmax 2\noom 1\noom_kill 1\noom_group_kill 0\n",
+    );
+    let out = fx.memslice(&["status", "--json"]).success();
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let groups = json["groups"].as_array().expect("groups");
+    let find = |path: &str| {
+        groups
+            .iter()
+            .find(|g| g["path"] == path)
+            .unwrap_or_else(|| panic!("{path} missing"))
+    };
+    assert_eq!(find("app/web")["current_bytes"], 1_073_741_824u64);
+    assert_eq!(find("app/web")["procs"], 2);
+    assert_eq!(find("app/web")["max"], "max");
+    assert_eq!(find("app")["max"], 13_743_894_528u64);
+    assert_eq!(find("app")["events"]["oom_kill"], 1);
+    assert_eq!(find("ops")["min"], 268_435_456u64);
+    assert_eq!(find("ops")["managed"], true);
+}
+
+#[test]
+fn status_table_shows_usage_against_the_limit() {
+    let fx = Fixture::new(&shipped_on_16g());
+    fx.memslice(&["apply"]).success();
+    fx.write("app", "memory.current", "6871947264\n");
+    let out = stdout(&fx.memslice(&["status"]).success());
+    let app = out
+        .lines()
+        .find(|l| l.starts_with("app "))
+        .unwrap_or_else(|| panic!("{out}"));
+    let cells: Vec<&str> = app.split_whitespace().collect();
+    assert_eq!(&cells[..5], ["app", "6.4G", "12.8G", "50%", "12G"], "{out}");
+}
+
+#[test]
+fn status_lists_task_groups_and_missing_slices() {
+    let fx = Fixture::new(&shipped_on_16g());
+    fx.memslice(&["apply"]).success();
+    std::fs::create_dir(fx.root().join("app/tasks/import-1")).expect("mkdir");
+    memslice::cgroupfs::emulated::populate(&fx.root().join("app/tasks/import-1"))
+        .expect("populate");
+    std::fs::remove_dir_all(fx.root().join("app/db")).expect("rm");
+    let out = stdout(&fx.memslice(&["status"]).success());
+    assert!(out.contains("\n    import-1 (task)"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("  db") && l.contains("missing")),
+        "{out}"
+    );
+}

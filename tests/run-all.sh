@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: lints, unit and emulated-root tests,
+# then the real-kernel scenarios in the qemu VM (vagrant/vm-test).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --check
+step "cargo clippy"
+cargo clippy --quiet --all-targets -- -D warnings
+step "unit and emulated-root tests"
+cargo test --quiet --all-targets
+step "real-kernel scenarios (qemu VM)"
+vagrant/vm-test
