@@ -56,10 +56,62 @@ pub enum Command {
     },
     /// Make the live tree match the config. Idempotent; never removes a group.
     Apply,
+    /// Start a command in its own transient group under a slice, and supervise it.
+    ///
+    /// memslice stays the parent: it reaps every descendant, forwards SIGINT,
+    /// SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2, exits with the
+    /// command's status (128+N for signal N, 137 when the kernel OOM-killed
+    /// it), then kills what is left in the group and removes it. Exit 125:
+    /// memslice itself failed; 126: the command cannot run; 127: not found.
+    Run {
+        /// Slice to run in, like app/tasks (default: the [protect] slice).
+        #[arg(long)]
+        slice: Option<String>,
+        /// Kill the whole task when one of its processes is OOM-killed (memory.oom.group).
+        #[arg(long, overrides_with = "no_oom_group")]
+        oom_group: bool,
+        /// Let the kernel OOM-kill single processes of the task (the default for run).
+        #[arg(long)]
+        no_oom_group: bool,
+        /// oom_score_adj of the command and its children (-1000 to 1000); below 0 needs root.
+        #[arg(long, allow_hyphen_values = true)]
+        oom_score_adj: Option<i32>,
+        #[command(flatten)]
+        task: TaskArgs,
+    },
+    /// `run` with the [protect] policy: exempt from the OOM killer (oom_score_adj -1000).
+    ///
+    /// The command and every child it spawns are protected; the caller's shell
+    /// is not. Through sudo the command runs as the invoking user, and the
+    /// policy in slices.toml says who may protect, how much memory a task may
+    /// take and how many may run at once.
+    Protect {
+        #[command(flatten)]
+        task: TaskArgs,
+    },
     /// The tree with usage against limits and OOM counters.
     Status {
         /// Machine-readable output (schema in the README).
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct TaskArgs {
+    /// memory.max of the task's group, like 2G or 25% (at most the slice's own limit).
+    #[arg(long)]
+    pub memory_max: Option<String>,
+    /// Name of the task's group (the group is NAME-PID; default: the command's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Run as this user (root only; through sudo the task runs as the invoking user).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Run the command even where oom_score_adj cannot be set (unprivileged containers).
+    #[arg(long)]
+    pub allow_unprotected: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
 }

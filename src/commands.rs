@@ -1,16 +1,19 @@
 //! The binary's edge: turns subcommands into library calls, prints for
 //! people, and maps errors to exit codes in one place.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use memslice::cgroupfs::Root;
-use memslice::config::{Config, ConfigError};
+use memslice::config::{Config, ConfigError, NodeFacts, Size, size::human_bytes};
 use memslice::host::{self, HostError};
 use memslice::observe;
 use memslice::plan::{self, Plan};
+use memslice::spawn::policy::{self, Mode, Request};
+use memslice::spawn::{self, SpawnError, TaskSpec, identity};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, TaskArgs};
 
 const EXIT_CHANGES_PENDING: u8 = 2;
 
@@ -25,11 +28,33 @@ pub fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }
 
-pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
+/// The message and its causes, each once: library errors already name
+/// their cause in their own text.
+pub fn render_error(err: &anyhow::Error) -> String {
+    let mut message = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
+}
+
+pub fn exit_code_for(cli: &Cli, err: &anyhow::Error) -> ExitCode {
+    if matches!(cli.command, Command::Run { .. } | Command::Protect { .. }) {
+        // Like env(1): the command's own codes stay unambiguous.
+        let code = err
+            .downcast_ref::<SpawnError>()
+            .map_or(125, SpawnError::exit_code);
+        return ExitCode::from(code);
+    }
     for cause in err.chain() {
         if cause.downcast_ref::<ConfigError>().is_some() {
             return ExitCode::from(2);
@@ -81,6 +106,32 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run {
+            slice,
+            oom_group,
+            no_oom_group,
+            oom_score_adj,
+            task,
+        } => {
+            let oom_group = match (oom_group, no_oom_group) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            run_task(
+                cli,
+                &config,
+                node,
+                Mode::Run,
+                slice.clone(),
+                oom_group,
+                *oom_score_adj,
+                task,
+            )
+        }
+        Command::Protect { task } => {
+            run_task(cli, &config, node, Mode::Protect, None, None, None, task)
+        }
         Command::Status { json } => {
             let root = open_root(cli)?;
             let status = observe::status(&root, &config).context("cannot read the tree")?;
@@ -92,6 +143,73 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_task(
+    cli: &Cli,
+    config: &Config,
+    node: NodeFacts,
+    mode: Mode,
+    slice: Option<String>,
+    oom_group: Option<bool>,
+    oom_score_adj: Option<i32>,
+    task: &TaskArgs,
+) -> Result<ExitCode> {
+    let memory_max = match &task.memory_max {
+        None => None,
+        Some(text) => Some(
+            Size::parse(text)
+                .with_context(|| format!("--memory-max {text}"))?
+                .resolve(config.node_memory, node.page_size),
+        ),
+    };
+    let user = task
+        .user
+        .as_deref()
+        .map(identity::person_by_name)
+        .transpose()?;
+    let request = Request {
+        mode,
+        slice,
+        memory_max,
+        oom_group,
+        oom_score_adj,
+        user,
+    };
+    let caller = identity::caller()?;
+    let launch = policy::decide(&request, config, &caller).map_err(SpawnError::from)?;
+    let root = open_root(cli)?;
+    let outcome = spawn::run_task(
+        &root,
+        &TaskSpec {
+            launch: &launch,
+            command: &task.command,
+            name: task.name.as_deref(),
+            allow_unprotected: task.allow_unprotected,
+        },
+    )?;
+    for warning in &outcome.warnings {
+        eprintln!("memslice: warning: {warning}");
+    }
+    if outcome.oom_kills > 0 {
+        let limit = outcome
+            .memory_max
+            .map_or_else(|| "the slice's".to_string(), |l| l.to_string());
+        let peak = outcome
+            .peak
+            .map_or_else(|| "unknown".to_string(), human_bytes);
+        let what = if outcome.oom_killed_command() {
+            "the command was killed"
+        } else {
+            "the command itself survived"
+        };
+        eprintln!(
+            "memslice: the kernel OOM-killed {} process(es) in {} (memory.max {limit}, peak {peak}); {what}",
+            outcome.oom_kills, outcome.group
+        );
+    }
+    Ok(ExitCode::from(outcome.exit_code()))
 }
 
 fn open_root(cli: &Cli) -> Result<Root> {
@@ -113,7 +231,7 @@ fn plan_for(cli: &Cli, config: &Config) -> Result<Plan> {
         Ok(root) => observe_and_diff(&root, config),
         Err(err) => match err.downcast_ref::<HostError>() {
             Some(HostError::NotCgroup2 { .. } | HostError::NoMemoryController { .. }) => {
-                eprintln!("memslice: warning: {err:#}");
+                eprintln!("memslice: warning: {}", render_error(&err));
                 eprintln!(
                     "memslice: warning: planning against an empty tree; `apply` would refuse {}",
                     cli.global.cgroup_root.display()

@@ -135,7 +135,7 @@ pub fn diagnose(mounts: &[Mount]) -> String {
 /// cgroup.controllers offers memory, or an emulated root for tests.
 pub fn open_root(path: &Path, mountinfo: &str) -> Result<Root, HostError> {
     if emulated::is_emulated(path) {
-        tracing::warn!(root = %path.display(), "using an emulated cgroup root (marker file {} present)", emulated::MARKER);
+        tracing::info!(root = %path.display(), "using an emulated cgroup root (marker file {} present)", emulated::MARKER);
         return Ok(Root::new(path, Backend::Emulated));
     }
     let mounts = parse_mountinfo(mountinfo);

@@ -10,3 +10,4 @@ pub mod config;
 pub mod host;
 pub mod observe;
 pub mod plan;
+pub mod spawn;

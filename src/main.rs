@@ -13,8 +13,8 @@ fn main() -> ExitCode {
     match commands::run(&cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("memslice: error: {err:#}");
-            commands::exit_code_for(&err)
+            eprintln!("memslice: error: {}", commands::render_error(&err));
+            commands::exit_code_for(&cli, &err)
         }
     }
 }

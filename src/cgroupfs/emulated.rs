@@ -139,6 +139,23 @@ pub fn write_subtree_control(dir: &Path, request: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// cgroup.kill: SIGKILLs the pids listed in cgroup.procs (in an emulated
+/// root, only a task memslice spawned writes its own pid there) and empties
+/// the list, as the kernel's does once they are gone.
+pub fn kill(dir: &Path) -> io::Result<()> {
+    let listed = parse::pids(&fs::read_to_string(dir.join("cgroup.procs"))?)
+        .map_err(|err| io::Error::new(ErrorKind::InvalidData, err))?;
+    for pid in listed {
+        if let Ok(pid) = i32::try_from(pid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    fs::write(dir.join("cgroup.procs"), "")
+}
+
 /// rmdir with the kernel's refusals: EBUSY while processes or child groups
 /// remain.
 pub fn remove(dir: &Path) -> io::Result<()> {

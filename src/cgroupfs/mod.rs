@@ -141,6 +141,45 @@ impl Root {
         result.map_err(|source| Error::Remove { path, source })
     }
 
+    /// SIGKILLs every process in the group and its descendants: cgroup.kill
+    /// (Linux 5.14) where it exists, otherwise each pid in cgroup.procs,
+    /// re-read until no new one appears, since processes fork while being
+    /// killed. Returns before they are gone; see [`Root::populated`].
+    pub fn kill(&self, group: &str) -> Result<(), Error> {
+        if self.backend == Backend::Emulated {
+            let path = self.dir(group);
+            return emulated::kill(&path).map_err(|source| Error::Write {
+                path: path.join("cgroup.kill"),
+                value: "1".into(),
+                source,
+            });
+        }
+        match self.write(group, "cgroup.kill", "1") {
+            Err(Error::Write { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {}
+            other => return other,
+        }
+        let mut killed = std::collections::BTreeSet::new();
+        loop {
+            let fresh: Vec<u32> = self
+                .procs(group)?
+                .into_iter()
+                .filter(|pid| killed.insert(*pid))
+                .collect();
+            if fresh.is_empty() {
+                return Ok(());
+            }
+            for pid in fresh {
+                if let Ok(pid) = i32::try_from(pid) {
+                    // ESRCH: it exited meanwhile, which is the goal.
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+    }
+
     pub fn read(&self, group: &str, name: &str) -> Result<String, Error> {
         let path = self.file(group, name);
         std::fs::read_to_string(&path).map_err(|source| Error::Read { path, source })

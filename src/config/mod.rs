@@ -10,6 +10,8 @@ mod raw;
 pub mod size;
 mod validate;
 
+pub use validate::effective_max;
+
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};

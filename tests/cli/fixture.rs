@@ -40,9 +40,16 @@ impl Fixture {
     }
 
     pub fn memslice(&self, args: &[&str]) -> assert_cmd::assert::Assert {
+        self.memslice_env(&[], args)
+    }
+
+    pub fn memslice_env(&self, env: &[(&str, &str)], args: &[&str]) -> assert_cmd::assert::Assert {
         Command::cargo_bin("memslice")
             .expect("binary")
             .env_remove("MEMSLICE_LOG")
+            .env_remove("SUDO_UID")
+            .env_remove("SUDO_GID")
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(self.config())
             .arg("--cgroup-root")

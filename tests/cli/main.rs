@@ -4,4 +4,5 @@
 mod fixture;
 mod plan_apply;
 mod refusals;
+mod run;
 mod status;

@@ -1,0 +1,103 @@
+//! Creating the task's process: clone3(2) with CLONE_INTO_CGROUP, so the
+//! child is charged to its group from its first instruction, or fork(2) on
+//! kernels without it. The only `unsafe` in memslice lives here.
+//!
+//! Both calls duplicate the process; the child runs `child`, which ends in exec
+//! or `_exit` (a return would `_exit(127)`). memslice is single-threaded when it spawns (nothing
+//! before this point starts a thread), so the child may allocate.
+//!
+//! # References
+//! - clone3(2), CLONE_INTO_CGROUP (Linux 5.7)
+//! - fork(2)
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use nix::unistd::Pid;
+
+/// Not in libc as a u64: libc's constant is an overflowing c_int.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `struct clone_args` as of Linux 5.7 (CLONE_ARGS_SIZE_VER2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spawned {
+    /// clone3 put the child into the group atomically.
+    IntoCgroup(Pid),
+    /// The kernel has no clone3 or no CLONE_INTO_CGROUP: the caller must
+    /// have the child move itself before it execs.
+    Unsupported,
+}
+
+/// clone3 into the cgroup whose directory is open as `cgroup_dir`.
+pub fn clone_into_cgroup(cgroup_dir: BorrowedFd<'_>, child: impl FnOnce()) -> io::Result<Spawned> {
+    let mut args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: u64::try_from(cgroup_dir.as_raw_fd())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?,
+        ..CloneArgs::default()
+    };
+    // SAFETY: `args` is a valid clone_args of the size passed; with no stack
+    // given, clone3 behaves like fork, and the child only runs `child`,
+    // which ends in exec or _exit, never returning into the parent's frames.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            std::ptr::from_mut(&mut args),
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match result {
+        0 => {
+            child();
+            exit_child(127)
+        }
+        pid if pid > 0 => Ok(Spawned::IntoCgroup(Pid::from_raw(
+            i32::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?,
+        ))),
+        _ => {
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                // No clone3 (before 5.3), or clone_args without `cgroup` (before 5.7).
+                Some(libc::ENOSYS | libc::E2BIG) => Ok(Spawned::Unsupported),
+                _ => Err(err),
+            }
+        }
+    }
+}
+
+/// Plain fork; the child runs `child`.
+pub fn fork(child: impl FnOnce()) -> io::Result<Pid> {
+    // SAFETY: memslice is single-threaded here, and the child only runs
+    // `child`, which ends in exec or _exit.
+    match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
+        nix::unistd::ForkResult::Child => {
+            child();
+            exit_child(127)
+        }
+        nix::unistd::ForkResult::Parent { child } => Ok(child),
+    }
+}
+
+/// Ends a forked child at once: no exit handlers, no second flush of the
+/// parent's buffered output (which `std::process::exit` would do).
+pub fn exit_child(code: i32) -> ! {
+    // SAFETY: _exit only ends the calling process; it touches no memory.
+    unsafe { libc::_exit(code) }
+}

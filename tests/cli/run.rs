@@ -1,0 +1,364 @@
+//! `run` and `protect` on an emulated root: the binary forks, moves the
+//! child through cgroup.procs, supervises and cleans up. What the kernel
+//! decides (OOM kills, clone3 into a real group) is in vagrant/scenarios.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::fixture::{Fixture, stderr, stdout};
+
+const CONFIG: &str = "[node]\nmemory = \"16G\"\n[slice.app]\nmemory_max = \"8G\"\n[slice.app.web]\n[slice.app.tasks]\nmemory_max = \"4G\"\n[protect]\nslice = \"app/tasks\"\nmemory_max = \"2G\"\nmax_tasks = 1\nusers = [\"nobody\"]\n";
+
+fn fixture() -> Fixture {
+    let fx = Fixture::new(CONFIG);
+    fx.memslice(&["apply"]).success();
+    fx
+}
+
+fn task_groups(fx: &Fixture) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(fx.root().join("app/tasks"))
+        .expect("tasks dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn require_root() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "this test needs root (SUDO_UID is only believed from root); run the suite as root, as CI does"
+    );
+}
+
+fn has_cap_sys_resource() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .expect("CapEff");
+    u64::from_str_radix(caps.trim(), 16).expect("hex") & (1 << 24) != 0
+}
+
+#[test]
+fn the_command_runs_in_its_own_group_with_its_limits_and_the_group_goes_away() {
+    let fx = fixture();
+    let script = "d=\"$0/app/tasks/probe-$PPID\"; for f in memory.max memory.oom.group cgroup.procs; do echo \"$(cat $d/$f)\"; done; echo $$";
+    let root = fx.root();
+    let out = fx
+        .memslice(&[
+            "run",
+            "--slice",
+            "app/tasks",
+            "--memory-max",
+            "1G",
+            "--oom-group",
+            "--name",
+            "probe",
+            "--",
+            "sh",
+            "-c",
+            script,
+            root.to_str().expect("utf8"),
+        ])
+        .success();
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[..2],
+        ["1073741824", "1"],
+        "memory.max and memory.oom.group: {text}"
+    );
+    assert_eq!(
+        lines[2], lines[3],
+        "the command's own pid is in cgroup.procs: {text}"
+    );
+    assert!(
+        task_groups(&fx).is_empty(),
+        "group left behind: {:?}",
+        task_groups(&fx)
+    );
+}
+
+#[test]
+fn exit_status_and_signals_come_back_as_a_shell_reports_them() {
+    let fx = fixture();
+    fx.memslice(&["run", "--slice", "app/tasks", "--", "sh", "-c", "exit 3"])
+        .code(3);
+    fx.memslice(&[
+        "run",
+        "--slice",
+        "app/tasks",
+        "--",
+        "sh",
+        "-c",
+        "kill -TERM $$",
+    ])
+    .code(143);
+    fx.memslice(&["run", "--slice", "app/tasks", "--", "true"])
+        .code(0);
+    assert!(task_groups(&fx).is_empty());
+}
+
+#[test]
+fn a_missing_or_non_executable_command_exits_like_a_shell_and_leaves_no_group() {
+    let fx = fixture();
+    let out = fx
+        .memslice(&["run", "--slice", "app/tasks", "--", "/no/such/program"])
+        .code(127);
+    assert!(
+        stderr(&out).contains("/no/such/program: cannot execute the command: ENOENT"),
+        "{}",
+        stderr(&out)
+    );
+    let script = fx.dir.path().join("not-executable.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").expect("write");
+    let out = fx
+        .memslice(&[
+            "run",
+            "--slice",
+            "app/tasks",
+            "--",
+            script.to_str().expect("utf8"),
+        ])
+        .code(126);
+    assert!(stderr(&out).contains("EACCES"), "{}", stderr(&out));
+    assert!(task_groups(&fx).is_empty(), "{:?}", task_groups(&fx));
+}
+
+#[test]
+fn bad_requests_exit_125_before_anything_is_created() {
+    let fx = fixture();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["run", "--slice", "app/nope", "--", "true"],
+            "slice \"app/nope\" is not in the config; known slices: app, app/web, app/tasks",
+        ),
+        (
+            &[
+                "run",
+                "--slice",
+                "app/tasks",
+                "--memory-max",
+                "6G",
+                "--",
+                "true",
+            ],
+            "--memory-max 6G is above 4G",
+        ),
+        (
+            &["run", "--slice", "app/web", "--", "true"],
+            "does not enable the memory controller",
+        ),
+        (
+            &[
+                "run",
+                "--slice",
+                "app/tasks",
+                "--memory-max",
+                "lots",
+                "--",
+                "true",
+            ],
+            "\"lots\" is not a size",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = fx.memslice(args).code(125);
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
+    assert!(task_groups(&fx).is_empty());
+    let out = fx
+        .memslice(&[
+            "run",
+            "--slice",
+            "app/tasks",
+            "--name",
+            "no/slash",
+            "--",
+            "true",
+        ])
+        .code(125);
+    assert!(
+        stderr(&out).contains("--name \"no/slash\" is not usable"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn orphans_are_killed_and_reaped_when_the_command_ends() {
+    let fx = fixture();
+    let pidfile = fx.dir.path().join("orphan.pid");
+    let script = format!("sleep 30 & echo $! > {}; exit 0", pidfile.display());
+    fx.memslice(&["run", "--slice", "app/tasks", "--", "sh", "-c", &script])
+        .success();
+    let pid = std::fs::read_to_string(&pidfile)
+        .expect("pidfile")
+        .trim()
+        .to_string();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "orphan {pid} survived (or is a zombie)"
+    );
+}
+
+#[test]
+fn signals_sent_to_memslice_reach_the_command() {
+    let fx = fixture();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_memslice"))
+        .arg("--config")
+        .arg(fx.config())
+        .arg("--cgroup-root")
+        .arg(fx.root())
+        .args([
+            "run",
+            "--slice",
+            "app/tasks",
+            "--",
+            "sh",
+            "-c",
+            "trap 'echo got TERM; exit 42' TERM; echo ready; while :; do sleep 0.05; done",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn memslice");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    assert_eq!(lines.next().expect("a line").expect("utf8"), "ready");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    assert_eq!(lines.next().expect("a line").expect("utf8"), "got TERM");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(42));
+    std::thread::sleep(Duration::from_millis(10));
+    assert!(task_groups(&fx).is_empty());
+}
+
+#[test]
+fn protect_refuses_past_max_tasks() {
+    let fx = fixture();
+    let busy = fx.root().join("app/tasks/import-1");
+    std::fs::create_dir(&busy).expect("mkdir");
+    memslice::cgroupfs::emulated::populate(&busy).expect("populate");
+    fx.write(
+        "app/tasks/import-1",
+        "cgroup.events",
+        "populated 1\nfrozen 0\n",
+    );
+    let out = fx.memslice(&["protect", "--", "true"]).code(125);
+    assert!(
+        stderr(&out).contains(
+            "1 protected task(s) are running in app/tasks, the most [protect] max_tasks allows is 1"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        task_groups(&fx),
+        ["import-1"],
+        "the refused task's group was left behind"
+    );
+}
+
+#[test]
+fn protect_sets_oom_score_adj_or_refuses_to_run_unprotected_as_root() {
+    require_root();
+    let fx = fixture();
+    if has_cap_sys_resource() {
+        let out = fx
+            .memslice(&["protect", "--", "sh", "-c", "cat /proc/self/oom_score_adj"])
+            .success();
+        assert_eq!(stdout(&out).trim(), "-1000");
+    } else {
+        let out = fx.memslice(&["protect", "--", "true"]).code(126);
+        assert!(
+            stderr(&out).contains("cannot set /proc/self/oom_score_adj"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains("--allow-unprotected"),
+            "{}",
+            stderr(&out)
+        );
+        let out = fx
+            .memslice(&[
+                "protect",
+                "--allow-unprotected",
+                "--",
+                "sh",
+                "-c",
+                "cat /proc/self/oom_score_adj",
+            ])
+            .success();
+        assert!(
+            stderr(&out).contains("warning: could not set oom_score_adj"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(task_groups(&fx).is_empty());
+}
+
+#[test]
+fn through_sudo_the_command_runs_as_the_invoking_user_as_root() {
+    require_root();
+    let fx = fixture();
+    let nobody = nix::unistd::User::from_name("nobody")
+        .expect("passwd")
+        .expect("nobody exists");
+    let out = fx
+        .memslice_env(
+            &[
+                ("SUDO_UID", &nobody.uid.to_string()),
+                ("SUDO_GID", &nobody.gid.to_string()),
+            ],
+            &["run", "--", "id", "-u"],
+        )
+        .success();
+    assert_eq!(stdout(&out).trim(), nobody.uid.to_string());
+}
+
+#[test]
+fn through_sudo_a_user_the_policy_does_not_name_is_refused_as_root() {
+    require_root();
+    let fx = Fixture::new(&CONFIG.replace(
+        "users = [\"nobody\"]",
+        "users = [\"app\"]\ngroups = [\"importers\"]",
+    ));
+    fx.memslice(&["apply"]).success();
+    let nobody = nix::unistd::User::from_name("nobody")
+        .expect("passwd")
+        .expect("nobody exists");
+    let out = fx
+        .memslice_env(
+            &[("SUDO_UID", &nobody.uid.to_string())],
+            &["protect", "--", "true"],
+        )
+        .code(125);
+    assert!(
+        stderr(&out).contains(
+            "user nobody may not protect tasks: [protect] users lists app, groups lists importers"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = fx
+        .memslice_env(
+            &[("SUDO_UID", &nobody.uid.to_string())],
+            &["run", "--slice", "app", "--", "true"],
+        )
+        .code(125);
+    assert!(
+        stderr(&out).contains("through sudo, tasks may only run in the protect slice app/tasks"),
+        "{}",
+        stderr(&out)
+    );
+}
