@@ -103,12 +103,17 @@ pub fn diff(desired: &[DesiredGroup], observed: &BTreeMap<String, ObservedGroup>
                 controllers: missing,
             });
         }
-        let parent_enables_memory_now = parent_of(path)
-            .or(Some("").filter(|_| !path.is_empty()))
-            .is_some_and(|parent| {
-                plan.changes.iter().any(|change| matches!(change,
-                    Change::Enable { group, controllers } if group == parent && controllers.contains(&Controller::Memory)))
-            });
+        let parent = if path.is_empty() {
+            None
+        } else {
+            Some(parent_of(path).unwrap_or(""))
+        };
+        let parent_enables_memory_now = parent.is_some_and(|parent| {
+            plan.changes.iter().any(|change| {
+                matches!(change, Change::Enable { group, controllers }
+                    if group == parent && controllers.contains(&Controller::Memory))
+            })
+        });
         for (knob, to) in &group.knobs {
             let from = match seen.map(|s| s.knobs.get(knob)) {
                 None | Some(None) => None,
@@ -270,48 +275,55 @@ mod tests {
         assert!(plan.blockers.is_empty());
     }
 
-    #[test]
-    fn a_matching_tree_needs_nothing() {
-        let observed = BTreeMap::from([
-            ("".to_string(), seen(&[], &[Controller::Memory])),
+    /// The tree() groups as observed, with app and app/web at these values.
+    fn observed(
+        app_max: Value,
+        web_max: Value,
+        web_oom_group: bool,
+    ) -> BTreeMap<String, ObservedGroup> {
+        BTreeMap::from([
+            (String::new(), seen(&[], &[Controller::Memory])),
             (
                 "app".to_string(),
-                seen(&[(Knob::Max, bytes(8 * G))], &[Controller::Memory]),
+                seen(&[(Knob::Max, app_max)], &[Controller::Memory]),
             ),
             (
                 "app/web".to_string(),
                 seen(
                     &[
-                        (Knob::Max, bytes(4 * G)),
-                        (Knob::OomGroup, Value::Flag(false)),
+                        (Knob::Max, web_max),
+                        (Knob::OomGroup, Value::Flag(web_oom_group)),
                     ],
                     &[],
                 ),
             ),
-        ]);
-        assert_eq!(diff(&tree(), &observed), Plan::default());
+        ])
+    }
+
+    fn set_order(plan: &Plan) -> Vec<(&str, Knob)> {
+        plan.changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Set { group, knob, .. } => Some((group.as_str(), *knob)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_matching_tree_needs_nothing() {
+        assert_eq!(
+            diff(&tree(), &observed(bytes(8 * G), bytes(4 * G), false)),
+            Plan::default()
+        );
     }
 
     #[test]
     fn drift_shows_exactly_the_changed_value() {
-        let observed = BTreeMap::from([
-            ("".to_string(), seen(&[], &[Controller::Memory])),
-            (
-                "app".to_string(),
-                seen(&[(Knob::Max, bytes(8 * G))], &[Controller::Memory]),
-            ),
-            (
-                "app/web".to_string(),
-                seen(
-                    &[
-                        (Knob::Max, Value::Limit(Limit::Max)),
-                        (Knob::OomGroup, Value::Flag(false)),
-                    ],
-                    &[],
-                ),
-            ),
-        ]);
-        let plan = diff(&tree(), &observed);
+        let plan = diff(
+            &tree(),
+            &observed(bytes(8 * G), Value::Limit(Limit::Max), false),
+        );
         assert_eq!(
             plan.changes,
             vec![Change::Set {
@@ -325,71 +337,24 @@ mod tests {
 
     #[test]
     fn lowered_ceilings_go_children_first_after_everything_else() {
-        let observed = BTreeMap::from([
-            ("".to_string(), seen(&[], &[Controller::Memory])),
-            (
-                "app".to_string(),
-                seen(&[(Knob::Max, bytes(16 * G))], &[Controller::Memory]),
-            ),
-            (
-                "app/web".to_string(),
-                seen(
-                    &[
-                        (Knob::Max, bytes(12 * G)),
-                        (Knob::OomGroup, Value::Flag(true)),
-                    ],
-                    &[],
-                ),
-            ),
-        ]);
-        let plan = diff(&tree(), &observed);
-        let order: Vec<(String, Knob)> = plan
-            .changes
-            .iter()
-            .filter_map(|c| match c {
-                Change::Set { group, knob, .. } => Some((group.clone(), *knob)),
-                _ => None,
-            })
-            .collect();
+        let plan = diff(&tree(), &observed(bytes(16 * G), bytes(12 * G), true));
         assert_eq!(
-            order,
-            vec![
-                ("app/web".to_string(), Knob::OomGroup),
-                ("app/web".to_string(), Knob::Max),
-                ("app".to_string(), Knob::Max),
+            set_order(&plan),
+            [
+                ("app/web", Knob::OomGroup),
+                ("app/web", Knob::Max),
+                ("app", Knob::Max)
             ]
         );
     }
 
     #[test]
     fn raised_ceilings_go_parents_first() {
-        let observed = BTreeMap::from([
-            ("".to_string(), seen(&[], &[Controller::Memory])),
-            (
-                "app".to_string(),
-                seen(&[(Knob::Max, bytes(4 * G))], &[Controller::Memory]),
-            ),
-            (
-                "app/web".to_string(),
-                seen(
-                    &[
-                        (Knob::Max, bytes(2 * G)),
-                        (Knob::OomGroup, Value::Flag(false)),
-                    ],
-                    &[],
-                ),
-            ),
-        ]);
-        let plan = diff(&tree(), &observed);
-        let groups: Vec<&str> = plan
-            .changes
-            .iter()
-            .filter_map(|c| match c {
-                Change::Set { group, .. } => Some(group.as_str()),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(groups, vec!["app", "app/web"]);
+        let plan = diff(&tree(), &observed(bytes(4 * G), bytes(2 * G), false));
+        assert_eq!(
+            set_order(&plan),
+            [("app", Knob::Max), ("app/web", Knob::Max)]
+        );
     }
 
     #[test]

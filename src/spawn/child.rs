@@ -111,7 +111,7 @@ fn send(report: BorrowedFd<'_>, step: Step, errno: Errno) {
     let _ = nix::unistd::write(report, &record);
 }
 
-fn errno_of(err: &std::io::Error) -> Errno {
+pub fn errno_of(err: &std::io::Error) -> Errno {
     Errno::from_raw(err.raw_os_error().unwrap_or(libc::EIO))
 }
 

@@ -310,7 +310,7 @@ fn spawn(
             clone3::clone_into_cgroup(dir.as_fd(), || child::exec(prepared, report.as_fd()))
                 .map_err(|err| SpawnError::Setup {
                     what: "clone3 into the task group",
-                    source: Errno::from_raw(err.raw_os_error().unwrap_or(libc::EIO)),
+                    source: child::errno_of(&err),
                 })?;
         if let clone3::Spawned::IntoCgroup(pid) = spawned {
             tracing::debug!(%group, pid = pid.as_raw(), "spawned with clone3(CLONE_INTO_CGROUP)");
@@ -323,13 +323,13 @@ fn spawn(
         .open(root.file(group, "cgroup.procs"))
         .map_err(|err| SpawnError::Setup {
             what: "open the task group's cgroup.procs",
-            source: Errno::from_raw(err.raw_os_error().unwrap_or(libc::EIO)),
+            source: child::errno_of(&err),
         })?;
     prepared.move_into = Some(procs);
     let pid = clone3::fork(|| child::exec(prepared, report.as_fd())).map_err(|err| {
         SpawnError::Setup {
             what: "fork",
-            source: Errno::from_raw(err.raw_os_error().unwrap_or(libc::EIO)),
+            source: child::errno_of(&err),
         }
     })?;
     prepared.move_into = None;
