@@ -422,25 +422,18 @@ fn empty_and_remove(root: &Root, group: &str) -> Result<(), SpawnError> {
 
 /// An emulated root cannot tell which processes are in a group; memslice's
 /// own remaining children (orphans reparented to it as subreaper) are.
+/// /proc/self/task/PID/children lists them (CONFIG_PROC_CHILDREN).
 fn kill_own_children() {
-    let me = std::process::id().to_string();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
+    let me = std::process::id();
+    let Ok(children) = std::fs::read_to_string(format!("/proc/self/task/{me}/children")) else {
         return;
     };
-    for entry in entries.flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // Fields after the command name, which may contain spaces: state, ppid.
-        let Some((_, rest)) = stat.rsplit_once(") ") else {
-            continue;
-        };
-        if rest.split(' ').nth(1) == Some(me.as_str())
-            && let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>()
-        {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            let _ = waitpid(Pid::from_raw(pid), None);
-        }
+    for pid in children
+        .split_whitespace()
+        .filter_map(|pid| pid.parse::<i32>().ok())
+    {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = waitpid(Pid::from_raw(pid), None);
     }
 }
 
