@@ -89,6 +89,9 @@ pub enum Command {
         #[command(flatten)]
         task: TaskArgs,
     },
+    /// Auto-heal: kill protected tasks and restart services after a grace period of downtime.
+    #[command(subcommand)]
+    Heal(HealCommand),
     /// The tree with usage against limits and OOM counters.
     Status {
         /// Machine-readable output (schema in the README).
@@ -114,4 +117,23 @@ pub struct TaskArgs {
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HealCommand {
+    /// One run, for a timer: probe, update the downtime record, decide, act.
+    ///
+    /// Exit 0 whatever the site's state (this is a healer, not a monitor);
+    /// 1 when an action failed. When another run holds the lock for more
+    /// than a few seconds, says so and exits 0.
+    Check {
+        /// Decide and print, without acting or writing the state file.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the decision as JSON (verdict, probes, actions).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Repeat `check` every heal.interval as a daemon; stops on SIGTERM or SIGINT.
+    Watch,
 }

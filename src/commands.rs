@@ -7,19 +7,26 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use memslice::cgroupfs::Root;
 use memslice::config::{Config, ConfigError, NodeFacts, Size, size::human_bytes};
+use memslice::heal;
 use memslice::host::{self, HostError};
 use memslice::observe;
 use memslice::plan::{self, Plan};
 use memslice::spawn::policy::{self, Mode, Request};
 use memslice::spawn::{self, SpawnError, TaskSpec, identity};
 
-use crate::cli::{Cli, Command, TaskArgs};
+use crate::cli::{Cli, Command, HealCommand, TaskArgs};
 
 const EXIT_CHANGES_PENDING: u8 = 2;
 
-pub fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
+pub fn init_logging(cli: &Cli) {
+    // The healer's decisions are its log: heal commands log them by default.
+    let quiet = if matches!(cli.command, Command::Heal(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let default = match cli.global.verbose {
+        0 => quiet,
         1 => "info",
         _ => "debug",
     };
@@ -132,6 +139,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Protect { task } => {
             run_task(cli, &config, node, Mode::Protect, None, None, None, task)
         }
+        Command::Heal(heal) => run_heal(cli, &config, heal),
         Command::Status { json } => {
             let root = open_root(cli)?;
             let status = observe::status(&root, &config).context("cannot read the tree")?;
@@ -210,6 +218,76 @@ fn run_task(
         );
     }
     Ok(ExitCode::from(outcome.exit_code()))
+}
+
+fn run_heal(cli: &Cli, config: &Config, command: &HealCommand) -> Result<ExitCode> {
+    let heal_config = config.heal.as_ref().ok_or(heal::HealError::NotConfigured)?;
+    let tz = heal::timezone(heal_config)?;
+    let root = open_root(cli)?;
+    match command {
+        HealCommand::Watch => {
+            heal::watch(&root, heal_config, &tz)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        HealCommand::Check { dry_run, json } => {
+            let options = heal::CheckOptions {
+                dry_run: *dry_run,
+                lock_wait: std::time::Duration::from_secs(5),
+            };
+            let report = match heal::check(&root, heal_config, &tz, options)? {
+                heal::CheckOutcome::Done(report) => report,
+                heal::CheckOutcome::Busy => {
+                    eprintln!(
+                        "memslice: another heal run holds {}; this one did nothing",
+                        heal_config.lock_file.display()
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
+            };
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                let verdict = &report.verdict;
+                let prefix = match (&report.actions, report.dry_run && verdict.act) {
+                    (Some(_), _) => "acted",
+                    (None, true) => "would act",
+                    (None, false) => match verdict.site {
+                        heal::decide::Site::Up => "up",
+                        heal::decide::Site::Failing => "failing",
+                        heal::decide::Site::Down => "down",
+                    },
+                };
+                println!("{prefix}: {}", verdict.reason);
+                if let Some(actions) = &report.actions {
+                    println!(
+                        "  killed: {}; restarted: {}",
+                        list(&actions.killed),
+                        list(&actions.restarted)
+                    );
+                    for failure in &actions.failures {
+                        println!("  failed: {failure}");
+                    }
+                }
+            }
+            let failed = report
+                .actions
+                .as_ref()
+                .is_some_and(|a| !a.failures.is_empty());
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "nothing".to_string()
+    } else {
+        items.join(", ")
+    }
 }
 
 fn open_root(cli: &Cli) -> Result<Root> {

@@ -7,6 +7,7 @@
 
 pub mod cgroupfs;
 pub mod config;
+pub mod heal;
 pub mod host;
 pub mod observe;
 pub mod plan;

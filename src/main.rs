@@ -9,7 +9,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    commands::init_logging(cli.global.verbose);
+    commands::init_logging(&cli);
     match commands::run(&cli) {
         Ok(code) => code,
         Err(err) => {

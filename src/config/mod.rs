@@ -6,6 +6,7 @@
 //! checks the tree as a whole against the node's RAM. Only a `Config` that
 //! passed both reaches the code that writes to cgroupfs.
 
+pub mod heal;
 mod raw;
 pub mod size;
 mod validate;
@@ -34,6 +35,7 @@ pub struct Config {
     /// Controllers the cgroup root must enable for the top-level slices.
     pub root_controllers: Vec<Controller>,
     pub protect: Option<ProtectPolicy>,
+    pub heal: Option<heal::HealConfig>,
     pub node_memory: u64,
 }
 

@@ -24,7 +24,7 @@ pub const SLICE_KEYS: [&str; 8] = [
     "oom_group",
     "controllers",
 ];
-const TOP_KEYS: [&str; 3] = ["node", "slice", "protect"];
+const TOP_KEYS: [&str; 4] = ["node", "slice", "protect", "heal"];
 const NODE_KEYS: [&str; 1] = ["memory"];
 const PROTECT_KEYS: [&str; 7] = [
     "slice",
@@ -34,6 +34,30 @@ const PROTECT_KEYS: [&str; 7] = [
     "users",
     "groups",
     "oom_group",
+];
+
+const HEAL_KEYS: [&str; 10] = [
+    "state_file",
+    "lock_file",
+    "failures_before_down",
+    "grace_day",
+    "grace_night",
+    "night",
+    "timezone",
+    "interval",
+    "protected",
+    "service",
+];
+const SERVICE_KEYS: [&str; 9] = [
+    "name",
+    "http",
+    "expect_status",
+    "tcp",
+    "command",
+    "unit",
+    "timeout",
+    "restart_unit",
+    "restart_command",
 ];
 
 /// A value with the byte range it came from.
@@ -50,6 +74,36 @@ pub struct RawConfig {
     /// Parents before children, in file order.
     pub slices: Vec<RawSlice>,
     pub protect: Option<RawProtect>,
+    pub heal: Option<RawHeal>,
+}
+
+#[derive(Debug, Default)]
+pub struct RawHeal {
+    pub span: Range<usize>,
+    pub state_file: Option<At<String>>,
+    pub lock_file: Option<At<String>>,
+    pub failures_before_down: Option<At<i64>>,
+    pub grace_day: Option<At<String>>,
+    pub grace_night: Option<At<String>>,
+    pub night: Option<At<String>>,
+    pub timezone: Option<At<String>>,
+    pub interval: Option<At<String>>,
+    pub protected: Option<At<Vec<At<String>>>>,
+    pub services: Vec<RawService>,
+}
+
+#[derive(Debug, Default)]
+pub struct RawService {
+    pub span: Range<usize>,
+    pub name: Option<At<String>>,
+    pub http: Option<At<String>>,
+    pub expect_status: Option<At<i64>>,
+    pub tcp: Option<At<String>>,
+    pub command: Option<At<Vec<At<String>>>>,
+    pub unit: Option<At<String>>,
+    pub timeout: Option<At<String>>,
+    pub restart_unit: Option<At<String>>,
+    pub restart_command: Option<At<Vec<At<String>>>>,
 }
 
 #[derive(Debug, Default)]
@@ -110,6 +164,7 @@ pub fn read(text: &str, problems: &mut Vec<Problem>) -> RawConfig {
                 }
             }
             "protect" => read_protect(value, &mut raw, problems),
+            "heal" => read_heal(value, &mut raw, problems),
             _ => problems.push(unknown_key(key, name, &TOP_KEYS)),
         }
     }
@@ -218,6 +273,73 @@ fn read_protect(value: &Spanned<DeValue<'_>>, raw: &mut RawConfig, problems: &mu
         }
     }
     raw.protect = Some(protect);
+}
+
+fn read_heal(value: &Spanned<DeValue<'_>>, raw: &mut RawConfig, problems: &mut Vec<Problem>) {
+    let Some(body) = table(value, "heal", problems) else {
+        return;
+    };
+    let mut heal = RawHeal {
+        span: value.span(),
+        ..RawHeal::default()
+    };
+    for (key, value) in body {
+        let field = key.get_ref().as_ref();
+        let full = format!("heal.{field}");
+        match field {
+            "state_file" => heal.state_file = string(value, &full, problems),
+            "lock_file" => heal.lock_file = string(value, &full, problems),
+            "failures_before_down" => heal.failures_before_down = integer(value, &full, problems),
+            "grace_day" => heal.grace_day = string(value, &full, problems),
+            "grace_night" => heal.grace_night = string(value, &full, problems),
+            "night" => heal.night = string(value, &full, problems),
+            "timezone" => heal.timezone = string(value, &full, problems),
+            "interval" => heal.interval = string(value, &full, problems),
+            "protected" => heal.protected = strings(value, &full, problems),
+            "service" => {
+                let DeValue::Array(items) = value.get_ref() else {
+                    problems.push(wrong_type(
+                        value,
+                        &full,
+                        "a list of tables, written [[heal.service]]",
+                    ));
+                    continue;
+                };
+                for item in items.iter() {
+                    if let Some(service) = read_service(item, problems) {
+                        heal.services.push(service);
+                    }
+                }
+            }
+            _ => problems.push(unknown_key(key, &full, &HEAL_KEYS)),
+        }
+    }
+    raw.heal = Some(heal);
+}
+
+fn read_service(value: &Spanned<DeValue<'_>>, problems: &mut Vec<Problem>) -> Option<RawService> {
+    let body = table(value, "heal.service", problems)?;
+    let mut service = RawService {
+        span: value.span(),
+        ..RawService::default()
+    };
+    for (key, value) in body {
+        let field = key.get_ref().as_ref();
+        let full = format!("heal.service.{field}");
+        match field {
+            "name" => service.name = string(value, &full, problems),
+            "http" => service.http = string(value, &full, problems),
+            "expect_status" => service.expect_status = integer(value, &full, problems),
+            "tcp" => service.tcp = string(value, &full, problems),
+            "command" => service.command = strings(value, &full, problems),
+            "unit" => service.unit = string(value, &full, problems),
+            "timeout" => service.timeout = string(value, &full, problems),
+            "restart_unit" => service.restart_unit = string(value, &full, problems),
+            "restart_command" => service.restart_command = strings(value, &full, problems),
+            _ => problems.push(unknown_key(key, &full, &SERVICE_KEYS)),
+        }
+    }
+    Some(service)
 }
 
 fn table<'a, 'i>(

@@ -60,10 +60,15 @@ pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -
         .protect
         .as_ref()
         .and_then(|protect| protect_policy(protect, &slices, node_memory, host, problems));
+    let heal = raw
+        .heal
+        .as_ref()
+        .map(|heal| super::heal::validate(heal, &slices, protect.as_ref(), problems));
     Config {
         slices,
         root_controllers,
         protect,
+        heal,
         node_memory,
     }
 }

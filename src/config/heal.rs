@@ -1,0 +1,458 @@
+//! `[heal]`: which services to probe, how long the site may be down before
+//! the healer steps in (longer at night, when heavy crons are normal), what
+//! it kills and how it restarts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jiff::civil::Time;
+
+use super::raw::{At, RawHeal, RawService};
+use super::{Problem, ProtectPolicy, Slice};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealConfig {
+    pub state_file: PathBuf,
+    pub lock_file: PathBuf,
+    /// Consecutive failed checks before a service counts as down.
+    pub failures_before_down: u32,
+    pub grace_day: Duration,
+    pub grace_night: Duration,
+    pub night: Option<NightWindow>,
+    /// IANA name; `None` is the system's zone (/etc/localtime).
+    pub timezone: Option<String>,
+    /// Probe interval of `heal watch`.
+    pub interval: Duration,
+    /// Slices whose processes (protected tasks) the healer kills.
+    pub protected: Vec<String>,
+    pub services: Vec<Service>,
+}
+
+/// Local time of day, `start` inclusive, `end` exclusive; crosses midnight
+/// when `end` is before `start` (22:00-07:00).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NightWindow {
+    pub start: Time,
+    pub end: Time,
+}
+
+impl NightWindow {
+    pub fn contains(self, time: Time) -> bool {
+        if self.start <= self.end {
+            self.start <= time && time < self.end
+        } else {
+            time >= self.start || time < self.end
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub name: String,
+    pub probe: Probe,
+    pub timeout: Duration,
+    pub restart: Option<Restart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// GET; passes on the expected status.
+    Http { url: String, expect_status: u16 },
+    /// A TCP connect to host:port.
+    Tcp { address: String },
+    /// Exit code 0 passes.
+    Command(Vec<String>),
+    /// `systemctl is-active` passes.
+    Unit(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restart {
+    Unit(String),
+    Command(Vec<String>),
+}
+
+const DURATION_FORMS: &str = "a duration such as \"90s\", \"3m\", \"1h\" or \"500ms\"";
+
+/// `"3m"` → 180 s. Pure; units ms, s, m, h.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration; expected {DURATION_FORMS}"))?;
+    let seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(number)),
+        "s" => number,
+        "m" => number.saturating_mul(60),
+        "h" => number.saturating_mul(3600),
+        _ => {
+            return Err(format!(
+                "{text:?} has no known unit; expected {DURATION_FORMS}"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+/// `"22:00-07:00"` → a window.
+pub fn parse_window(text: &str) -> Result<NightWindow, String> {
+    let fail = || format!("{text:?} is not a window; expected local times like \"22:00-07:00\"");
+    let (start, end) = text.split_once('-').ok_or_else(fail)?;
+    let time = |part: &str| part.trim().parse::<Time>().map_err(|_| fail());
+    let window = NightWindow {
+        start: time(start)?,
+        end: time(end)?,
+    };
+    if window.start == window.end {
+        return Err(format!(
+            "{text:?} is empty: start and end are the same time"
+        ));
+    }
+    Ok(window)
+}
+
+fn push(problems: &mut Vec<Problem>, span: &std::ops::Range<usize>, key: &str, message: String) {
+    problems.push(Problem {
+        span: span.clone(),
+        key: key.to_string(),
+        message,
+    });
+}
+
+fn duration_or(
+    at: &Option<At<String>>,
+    key: &str,
+    default: Duration,
+    problems: &mut Vec<Problem>,
+) -> Duration {
+    match at {
+        None => default,
+        Some(at) => parse_duration(&at.value).unwrap_or_else(|message| {
+            push(problems, &at.span, key, message);
+            default
+        }),
+    }
+}
+
+pub(super) fn validate(
+    raw: &RawHeal,
+    slices: &[Slice],
+    protect: Option<&ProtectPolicy>,
+    problems: &mut Vec<Problem>,
+) -> HealConfig {
+    let grace_day = duration_or(
+        &raw.grace_day,
+        "heal.grace_day",
+        Duration::from_secs(180),
+        problems,
+    );
+    let grace_night = duration_or(
+        &raw.grace_night,
+        "heal.grace_night",
+        Duration::from_secs(900),
+        problems,
+    );
+    let interval = duration_or(
+        &raw.interval,
+        "heal.interval",
+        Duration::from_secs(30),
+        problems,
+    );
+    if interval.is_zero() {
+        let span = raw
+            .interval
+            .as_ref()
+            .map_or(raw.span.clone(), |at| at.span.clone());
+        push(
+            problems,
+            &span,
+            "heal.interval",
+            "must be above zero".into(),
+        );
+    }
+    let night = raw
+        .night
+        .as_ref()
+        .and_then(|at| match parse_window(&at.value) {
+            Ok(window) => Some(window),
+            Err(message) => {
+                push(problems, &at.span, "heal.night", message);
+                None
+            }
+        });
+    let failures_before_down = match &raw.failures_before_down {
+        None => 2,
+        Some(at) => match u32::try_from(at.value) {
+            Ok(count) if count >= 1 => count,
+            _ => {
+                push(
+                    problems,
+                    &at.span,
+                    "heal.failures_before_down",
+                    format!("{} is not allowed; use a whole number from 1 up", at.value),
+                );
+                1
+            }
+        },
+    };
+    let timezone = raw
+        .timezone
+        .as_ref()
+        .map(|at| at.value.clone())
+        .filter(|name| name != "system");
+    let protected = protected(raw, slices, protect, problems);
+    let mut services: Vec<Service> = Vec::new();
+    for raw_service in &raw.services {
+        if let Some(service) = service(raw_service, problems) {
+            if services.iter().any(|s| s.name == service.name) {
+                push(
+                    problems,
+                    &raw_service.span,
+                    "heal.service.name",
+                    format!("{:?} is named twice", service.name),
+                );
+            }
+            services.push(service);
+        }
+    }
+    if raw.services.is_empty() {
+        push(
+            problems,
+            &raw.span,
+            "heal.service",
+            "no services to probe; add a [[heal.service]] table".into(),
+        );
+    }
+    if protected.is_empty() && raw.protected.is_none() {
+        push(
+            problems,
+            &raw.span,
+            "heal.protected",
+            "no protected slices: set heal.protected, or a [protect] policy whose slice is used"
+                .into(),
+        );
+    }
+    HealConfig {
+        state_file: path_or(&raw.state_file, "/var/lib/memslice/heal.state"),
+        lock_file: path_or(&raw.lock_file, "/run/memslice/heal.lock"),
+        failures_before_down,
+        grace_day,
+        grace_night,
+        night,
+        timezone,
+        interval,
+        protected,
+        services,
+    }
+}
+
+fn path_or(at: &Option<At<String>>, default: &str) -> PathBuf {
+    PathBuf::from(at.as_ref().map_or(default, |at| at.value.as_str()))
+}
+
+/// The healer may only kill slices that hold nothing but tasks: never the
+/// root, never a slice with service slices below it.
+fn protected(
+    raw: &RawHeal,
+    slices: &[Slice],
+    protect: Option<&ProtectPolicy>,
+    problems: &mut Vec<Problem>,
+) -> Vec<String> {
+    let Some(listed) = &raw.protected else {
+        return protect.map(|p| vec![p.slice.clone()]).unwrap_or_default();
+    };
+    let mut paths = Vec::new();
+    for at in &listed.value {
+        let path = at.value.trim_matches('/').to_string();
+        if !slices.iter().any(|s| s.path == path) {
+            push(
+                problems,
+                &at.span,
+                "heal.protected",
+                format!("{:?} is not a slice of this file", at.value),
+            );
+            continue;
+        }
+        let below: Vec<&str> = slices
+            .iter()
+            .filter(|s| s.path.starts_with(&format!("{path}/")))
+            .map(|s| s.path.as_str())
+            .collect();
+        if !below.is_empty() {
+            push(
+                problems,
+                &at.span,
+                "heal.protected",
+                format!(
+                    "{path} holds the slices {}, which a kill would take down too; name the slice that holds the tasks",
+                    below.join(", ")
+                ),
+            );
+            continue;
+        }
+        paths.push(path);
+    }
+    paths
+}
+
+fn service(raw: &RawService, problems: &mut Vec<Problem>) -> Option<Service> {
+    let Some(name) = &raw.name else {
+        push(
+            problems,
+            &raw.span,
+            "heal.service.name",
+            "required: a name for logs and metrics".into(),
+        );
+        return None;
+    };
+    let list = |at: &At<Vec<At<String>>>| {
+        at.value
+            .iter()
+            .map(|item| item.value.clone())
+            .collect::<Vec<_>>()
+    };
+    let mut probes = Vec::new();
+    if let Some(url) = &raw.http {
+        if !url.value.starts_with("http://") {
+            push(
+                problems,
+                &url.span,
+                "heal.service.http",
+                format!(
+                    "{:?}: only http:// URLs are probed (memslice has no TLS); probe https with a command such as curl",
+                    url.value
+                ),
+            );
+        }
+        let expect_status = match &raw.expect_status {
+            None => 200,
+            Some(at) => u16::try_from(at.value)
+                .ok()
+                .filter(|s| (100..600).contains(s))
+                .unwrap_or_else(|| {
+                    push(
+                        problems,
+                        &at.span,
+                        "heal.service.expect_status",
+                        format!("{} is not an HTTP status (100 to 599)", at.value),
+                    );
+                    200
+                }),
+        };
+        probes.push(Probe::Http {
+            url: url.value.clone(),
+            expect_status,
+        });
+    }
+    if let Some(address) = &raw.tcp {
+        if !address.value.contains(':') {
+            push(
+                problems,
+                &address.span,
+                "heal.service.tcp",
+                format!("{:?} needs a port, like \"127.0.0.1:3306\"", address.value),
+            );
+        }
+        probes.push(Probe::Tcp {
+            address: address.value.clone(),
+        });
+    }
+    if let Some(command) = &raw.command {
+        if command.value.is_empty() {
+            push(
+                problems,
+                &command.span,
+                "heal.service.command",
+                "an empty command runs nothing".into(),
+            );
+        }
+        probes.push(Probe::Command(list(command)));
+    }
+    if let Some(unit) = &raw.unit {
+        probes.push(Probe::Unit(unit.value.clone()));
+    }
+    if probes.len() != 1 {
+        push(
+            problems,
+            &name.span,
+            "heal.service",
+            format!(
+                "service {:?} needs exactly one probe of: http, tcp, command, unit (it has {})",
+                name.value,
+                probes.len()
+            ),
+        );
+        return None;
+    }
+    let restart = match (&raw.restart_unit, &raw.restart_command) {
+        (Some(_), Some(at)) => {
+            push(
+                problems,
+                &at.span,
+                "heal.service.restart_command",
+                "give restart_unit or restart_command, not both".into(),
+            );
+            None
+        }
+        (Some(unit), None) => Some(Restart::Unit(unit.value.clone())),
+        (None, Some(command)) => Some(Restart::Command(list(command))),
+        (None, None) => None,
+    };
+    let timeout = match &raw.timeout {
+        None => Duration::from_secs(5),
+        Some(at) => parse_duration(&at.value).unwrap_or_else(|message| {
+            push(problems, &at.span, "heal.service.timeout", message);
+            Duration::from_secs(5)
+        }),
+    };
+    Some(Service {
+        name: name.value.clone(),
+        probe: probes.remove(0),
+        timeout,
+        restart,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn time(text: &str) -> Time {
+        text.parse().expect("time")
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("3m"), Ok(Duration::from_secs(180)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        for bad in ["", "3", "m", "3 minutes", "-1s", "1.5m"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_night_window_may_cross_midnight() {
+        let night = parse_window("22:00-07:00").expect("window");
+        assert!(night.contains(time("23:30")));
+        assert!(night.contains(time("00:00")));
+        assert!(night.contains(time("06:59:59")));
+        assert!(!night.contains(time("07:00")));
+        assert!(!night.contains(time("12:00")));
+        assert!(night.contains(time("22:00")));
+        let siesta = parse_window("13:00-15:00").expect("window");
+        assert!(
+            siesta.contains(time("14:00"))
+                && !siesta.contains(time("15:00"))
+                && !siesta.contains(time("12:59"))
+        );
+        assert!(parse_window("22:00").is_err());
+        assert!(parse_window("25:00-07:00").is_err());
+        assert!(parse_window("07:00-07:00").is_err());
+    }
+}

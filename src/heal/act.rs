@@ -1,0 +1,186 @@
+//! The healer's actions: kill the protected tasks, wait until they are
+//! gone, restart the services that are down. It never kills a group that
+//! holds memslice itself, whatever the config says.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::probe;
+use crate::cgroupfs::Root;
+use crate::config::heal::{HealConfig, Restart};
+
+/// How long killed tasks may take to leave (reclaim under pressure is slow).
+const GONE_TIMEOUT: Duration = Duration::from_secs(30);
+const RESTART_TIMEOUT: Duration = Duration::from_secs(90);
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Actions {
+    pub killed: Vec<String>,
+    pub restarted: Vec<String>,
+    pub failures: Vec<String>,
+}
+
+/// /proc/self/cgroup's v2 line (`0::/path`) placed under the cgroup2 mount.
+pub fn own_cgroup_dir(proc_self_cgroup: &str, cgroup2_mount: &Path) -> Option<PathBuf> {
+    let path = proc_self_cgroup
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))?;
+    Some(cgroup2_mount.join(path.trim().trim_start_matches('/')))
+}
+
+fn holds_memslice(root: &Root, group: &str) -> bool {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounts = crate::host::parse_mountinfo(&mountinfo);
+    let Some(mount) = mounts.iter().find(|m| m.fs_type == "cgroup2") else {
+        return false;
+    };
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|text| own_cgroup_dir(&text, &mount.point));
+    let target = root
+        .dir(group)
+        .canonicalize()
+        .unwrap_or_else(|_| root.dir(group));
+    own.is_some_and(|own| own.starts_with(&target))
+}
+
+pub fn heal(root: &Root, config: &HealConfig, down: &[String]) -> Actions {
+    let mut actions = Actions::default();
+    for group in &config.protected {
+        if !root.exists(group) {
+            continue;
+        }
+        if holds_memslice(root, group) {
+            actions.failures.push(format!(
+                "refused to kill {group}: memslice itself runs in it"
+            ));
+            continue;
+        }
+        match kill_and_wait(root, group) {
+            Ok(()) => actions.killed.push(group.clone()),
+            Err(err) => actions.failures.push(format!("kill {group}: {err}")),
+        }
+    }
+    for service in config.services.iter().filter(|s| down.contains(&s.name)) {
+        let Some(restart) = &service.restart else {
+            continue;
+        };
+        let argv = match restart {
+            Restart::Unit(unit) => {
+                vec!["systemctl".to_string(), "restart".to_string(), unit.clone()]
+            }
+            Restart::Command(argv) => argv.clone(),
+        };
+        match probe::command(&argv, RESTART_TIMEOUT) {
+            Ok(_) => actions.restarted.push(service.name.clone()),
+            Err(err) => actions
+                .failures
+                .push(format!("restart {}: {err}", service.name)),
+        }
+    }
+    actions
+}
+
+fn kill_and_wait(root: &Root, group: &str) -> Result<(), String> {
+    root.kill(group).map_err(|err| err.to_string())?;
+    let started = Instant::now();
+    while root.populated(group).map_err(|err| err.to_string())? {
+        if started.elapsed() > GONE_TIMEOUT {
+            return Err(format!(
+                "processes remain {}s after cgroup.kill",
+                GONE_TIMEOUT.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroupfs::{Backend, emulated};
+    use crate::config::Controller;
+    use crate::config::heal::{Probe, Service};
+
+    #[test]
+    fn own_cgroup_is_read_from_the_v2_line() {
+        let text = "12:memory:/user.slice\n0::/ops/heal\n";
+        assert_eq!(
+            own_cgroup_dir(text, Path::new("/sys/fs/cgroup")),
+            Some(PathBuf::from("/sys/fs/cgroup/ops/heal"))
+        );
+        assert_eq!(
+            own_cgroup_dir("1:name=systemd:/\n", Path::new("/sys/fs/cgroup")),
+            None
+        );
+    }
+
+    #[test]
+    fn kills_only_the_protected_groups_then_restarts_what_is_down() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = Root::new(dir.path(), Backend::Emulated);
+        emulated::create_root(dir.path(), &[Controller::Memory]).expect("root");
+        for group in ["app", "app/tasks", "app/web", "ops"] {
+            root.create(group).expect("create");
+        }
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        root.write("app/tasks", "cgroup.procs", &sleeper.id().to_string())
+            .expect("fake membership");
+        let marker = dir.path().join("restarted");
+        let config = HealConfig {
+            state_file: dir.path().join("state"),
+            lock_file: dir.path().join("lock"),
+            failures_before_down: 1,
+            grace_day: Duration::ZERO,
+            grace_night: Duration::ZERO,
+            night: None,
+            timezone: None,
+            interval: Duration::from_secs(1),
+            protected: vec!["app/tasks".into()],
+            services: vec![
+                Service {
+                    name: "web".into(),
+                    probe: Probe::Command(vec!["true".into()]),
+                    timeout: Duration::from_secs(1),
+                    restart: Some(Restart::Command(vec![
+                        "touch".into(),
+                        marker.display().to_string(),
+                    ])),
+                },
+                Service {
+                    name: "db".into(),
+                    probe: Probe::Command(vec!["true".into()]),
+                    timeout: Duration::from_secs(1),
+                    restart: Some(Restart::Command(vec!["false".into()])),
+                },
+            ],
+        };
+        let actions = heal(&root, &config, &["web".to_string()]);
+        assert_eq!(
+            actions,
+            Actions {
+                killed: vec!["app/tasks".into()],
+                restarted: vec!["web".into()],
+                failures: vec![]
+            }
+        );
+        let status = sleeper.wait().expect("wait");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "the task was not killed"
+        );
+        assert!(marker.exists(), "web's restart command did not run");
+        let failed = heal(&root, &config, &["db".to_string()]);
+        assert_eq!(failed.restarted, Vec::<String>::new());
+        assert!(
+            failed.failures[0].starts_with("restart db: false: exit status: 1"),
+            "{:?}",
+            failed.failures
+        );
+    }
+}

@@ -1,0 +1,456 @@
+//! The healer's decision, as a pure function of the probe results, the
+//! stored record, the time and the config, so every rule is a unit test.
+//!
+//! Downtime is measured between instants (DST cannot stretch or shrink
+//! it); which grace is in force is read off the local clock at `now`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::{Timestamp, Zoned};
+use serde::{Deserialize, Serialize};
+
+use crate::config::heal::HealConfig;
+
+/// What survives between runs, in the state file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// When the site was first seen down in the current outage.
+    pub down_since: Option<Timestamp>,
+    /// Consecutive failed checks per service.
+    pub failures: BTreeMap<String, u32>,
+    pub last_action: Option<ActionRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub at: Timestamp,
+    pub reason: String,
+    pub killed: Vec<String>,
+    pub restarted: Vec<String>,
+}
+
+/// The state file as it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loaded {
+    Record(Record),
+    /// First run, or the file was removed.
+    Missing,
+    /// Unreadable or not a record: treated as unknown, downtime counts
+    /// from now, never from some old or zero instant.
+    Corrupt(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeResult {
+    pub service: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Site {
+    Up,
+    /// Some probe failed, not yet often enough to count as down.
+    Failing,
+    Down,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub at: Timestamp,
+    pub site: Site,
+    pub failing: Vec<String>,
+    pub down: Vec<String>,
+    pub down_since: Option<Timestamp>,
+    pub down_for_seconds: u64,
+    pub grace_seconds: u64,
+    pub night: bool,
+    pub act: bool,
+    pub reason: String,
+    /// Why the stored record was not used as it was.
+    pub record_note: Option<String>,
+}
+
+pub fn decide(
+    probes: &[ProbeResult],
+    loaded: &Loaded,
+    now: &Zoned,
+    config: &HealConfig,
+) -> (Verdict, Record) {
+    let at = now.timestamp();
+    let (mut record, mut record_note) = match loaded {
+        Loaded::Record(record) => (record.clone(), None),
+        Loaded::Missing => (Record::default(), None),
+        Loaded::Corrupt(why) => (
+            Record::default(),
+            Some(format!(
+                "state file unusable ({why}); downtime counts from now"
+            )),
+        ),
+    };
+    if record.down_since.is_some_and(|since| since > at) {
+        record_note = Some(format!(
+            "state file says the outage began in the future ({}); downtime counts from now",
+            record
+                .down_since
+                .map_or_else(String::new, |t| t.to_string())
+        ));
+        record.down_since = None;
+    }
+    let mut failures = BTreeMap::new();
+    let mut failing = Vec::new();
+    let mut down = Vec::new();
+    for probe in probes {
+        let count = if probe.ok {
+            0
+        } else {
+            record
+                .failures
+                .get(&probe.service)
+                .copied()
+                .unwrap_or(0)
+                .saturating_add(1)
+        };
+        if !probe.ok {
+            failing.push(probe.service.clone());
+        }
+        if count >= config.failures_before_down {
+            down.push(probe.service.clone());
+        }
+        failures.insert(probe.service.clone(), count);
+    }
+    let night = config
+        .night
+        .is_some_and(|window| window.contains(now.time()));
+    let grace = if night {
+        config.grace_night
+    } else {
+        config.grace_day
+    };
+    let shift = if night { "night" } else { "day" };
+    let mut next = Record {
+        down_since: None,
+        failures,
+        last_action: record.last_action.clone(),
+    };
+    let verdict =
+        |site, down_since: Option<Timestamp>, down_for: Duration, act, reason: String| Verdict {
+            at,
+            site,
+            failing: failing.clone(),
+            down: down.clone(),
+            down_since,
+            down_for_seconds: down_for.as_secs(),
+            grace_seconds: grace.as_secs(),
+            night,
+            act,
+            reason,
+            record_note: record_note.clone(),
+        };
+    if down.is_empty() {
+        let (site, reason) = if failing.is_empty() {
+            (Site::Up, format!("all {} service(s) pass", probes.len()))
+        } else {
+            (
+                Site::Failing,
+                format!(
+                    "{} failing, not yet {} checks in a row",
+                    failing.join(", "),
+                    config.failures_before_down
+                ),
+            )
+        };
+        return (verdict(site, None, Duration::ZERO, false, reason), next);
+    }
+    let since = record.down_since.unwrap_or(at);
+    let down_for = Duration::try_from(at.duration_since(since)).unwrap_or(Duration::ZERO);
+    let act = down_for >= grace;
+    let reason = if act {
+        format!(
+            "{} down for {}, past the {} {shift} grace: killing protected tasks and restarting",
+            down.join(", "),
+            human(down_for),
+            human(grace)
+        )
+    } else {
+        format!(
+            "{} down for {}; {shift} grace {} not over",
+            down.join(", "),
+            human(down_for),
+            human(grace)
+        )
+    };
+    // After an action a new grace period starts, so the healer does not
+    // act again on every check while the services come back.
+    next.down_since = Some(if act { at } else { since });
+    (
+        verdict(Site::Down, Some(since), down_for, act, reason),
+        next,
+    )
+}
+
+pub fn human(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match (seconds / 3600, seconds % 3600 / 60, seconds % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, m, _) => format!("{h}h{m:02}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::heal::{NightWindow, parse_window};
+    use jiff::tz::TimeZone;
+
+    fn config(night: Option<NightWindow>) -> HealConfig {
+        HealConfig {
+            state_file: "/tmp/unused".into(),
+            lock_file: "/tmp/unused.lock".into(),
+            failures_before_down: 2,
+            grace_day: Duration::from_secs(180),
+            grace_night: Duration::from_secs(900),
+            night,
+            timezone: None,
+            interval: Duration::from_secs(30),
+            protected: vec!["app/tasks".into()],
+            services: Vec::new(),
+        }
+    }
+
+    fn probe(service: &str, ok: bool) -> ProbeResult {
+        ProbeResult {
+            service: service.into(),
+            ok,
+            detail: String::new(),
+        }
+    }
+
+    fn at(text: &str, zone: &str) -> Zoned {
+        let tz = TimeZone::get(zone).unwrap_or_else(|err| {
+            panic!("{zone} ({err}): the tests need the system tz database (apt-get install tzdata)")
+        });
+        text.parse::<jiff::civil::DateTime>()
+            .expect("datetime")
+            .to_zoned(tz)
+            .expect("zoned")
+    }
+
+    fn down_since(minutes_before: i64, now: &Zoned) -> Loaded {
+        Loaded::Record(Record {
+            down_since: Some(now.timestamp() - jiff::SignedDuration::from_mins(minutes_before)),
+            failures: BTreeMap::from([("web".to_string(), 5)]),
+            last_action: None,
+        })
+    }
+
+    #[test]
+    fn all_passing_resets_the_outage() {
+        let now = at("2026-06-01T12:00", "Europe/Amsterdam");
+        let (verdict, next) = decide(
+            &[probe("web", true)],
+            &down_since(60, &now),
+            &now,
+            &config(None),
+        );
+        assert_eq!(verdict.site, Site::Up);
+        assert!(!verdict.act);
+        assert_eq!(next.down_since, None);
+        assert_eq!(next.failures["web"], 0);
+    }
+
+    #[test]
+    fn one_failure_is_not_yet_down() {
+        let now = at("2026-06-01T12:00", "UTC");
+        let (verdict, next) = decide(
+            &[probe("web", false)],
+            &Loaded::Missing,
+            &now,
+            &config(None),
+        );
+        assert_eq!(verdict.site, Site::Failing);
+        assert_eq!(verdict.reason, "web failing, not yet 2 checks in a row");
+        assert_eq!((next.failures["web"], next.down_since), (1, None));
+        let (verdict, next) = decide(
+            &[probe("web", false)],
+            &Loaded::Record(next),
+            &now,
+            &config(None),
+        );
+        assert_eq!(verdict.site, Site::Down);
+        assert_eq!(next.down_since, Some(now.timestamp()));
+        assert!(!verdict.act, "a new outage starts its grace now");
+    }
+
+    #[test]
+    fn day_grace_applies_by_day() {
+        let night = parse_window("22:00-07:00").ok();
+        let now = at("2026-06-01T14:00", "Europe/Amsterdam");
+        let (verdict, _) = decide(
+            &[probe("web", false)],
+            &down_since(2, &now),
+            &now,
+            &config(night),
+        );
+        assert_eq!(
+            (verdict.night, verdict.grace_seconds, verdict.act),
+            (false, 180, false)
+        );
+        assert_eq!(verdict.reason, "web down for 2m; day grace 3m not over");
+        let (verdict, next) = decide(
+            &[probe("web", false)],
+            &down_since(4, &now),
+            &now,
+            &config(night),
+        );
+        assert!(verdict.act);
+        assert_eq!(
+            verdict.reason,
+            "web down for 4m, past the 3m day grace: killing protected tasks and restarting"
+        );
+        assert_eq!(
+            verdict.down_since,
+            Some(now.timestamp() - jiff::SignedDuration::from_mins(4))
+        );
+        assert_eq!(
+            next.down_since,
+            Some(now.timestamp()),
+            "a new grace starts after acting"
+        );
+    }
+
+    #[test]
+    fn night_grace_applies_across_midnight() {
+        let night = parse_window("22:00-07:00").ok();
+        for clock in ["2026-06-01T23:30", "2026-06-02T00:10", "2026-06-02T06:59"] {
+            let now = at(clock, "Europe/Amsterdam");
+            let (verdict, _) = decide(
+                &[probe("web", false)],
+                &down_since(10, &now),
+                &now,
+                &config(night),
+            );
+            assert_eq!(
+                (verdict.night, verdict.grace_seconds, verdict.act),
+                (true, 900, false),
+                "{clock}"
+            );
+        }
+        let now = at("2026-06-02T07:00", "Europe/Amsterdam");
+        let (verdict, _) = decide(
+            &[probe("web", false)],
+            &down_since(10, &now),
+            &now,
+            &config(night),
+        );
+        assert_eq!(
+            (verdict.night, verdict.act),
+            (false, true),
+            "07:00 is day again and 10m is past 3m"
+        );
+    }
+
+    #[test]
+    fn the_night_is_read_in_the_configured_zone() {
+        let night = parse_window("22:00-07:00").ok();
+        // 21:30 UTC is 23:30 in Amsterdam (CEST): night there.
+        let utc = at("2026-06-01T21:30", "UTC");
+        let amsterdam = utc.with_time_zone(TimeZone::get("Europe/Amsterdam").expect("tz"));
+        let (in_utc, _) = decide(
+            &[probe("web", false)],
+            &down_since(10, &utc),
+            &utc,
+            &config(night),
+        );
+        let (in_ams, _) = decide(
+            &[probe("web", false)],
+            &down_since(10, &amsterdam),
+            &amsterdam,
+            &config(night),
+        );
+        assert!(!in_utc.night && in_ams.night);
+    }
+
+    #[test]
+    fn dst_does_not_stretch_the_downtime() {
+        // Europe/Amsterdam springs forward at 02:00 CET to 03:00 CEST on 2026-03-29.
+        let before = at("2026-03-29T01:55", "Europe/Amsterdam");
+        let after = at("2026-03-29T03:05", "Europe/Amsterdam");
+        let record = Loaded::Record(Record {
+            down_since: Some(before.timestamp()),
+            failures: BTreeMap::from([("web".to_string(), 3)]),
+            last_action: None,
+        });
+        let (verdict, _) = decide(&[probe("web", false)], &record, &after, &config(None));
+        assert_eq!(
+            verdict.down_for_seconds, 600,
+            "70 minutes on the wall clock are 10 real minutes"
+        );
+        assert!(verdict.act, "10m is past the 3m day grace");
+        let night = parse_window("02:30-06:00").ok();
+        let (verdict, _) = decide(&[probe("web", false)], &record, &after, &config(night));
+        assert!(verdict.night, "03:05 CEST is inside 02:30-06:00");
+    }
+
+    #[test]
+    fn a_record_from_the_future_counts_from_now() {
+        let now = at("2026-06-01T12:00", "UTC");
+        let (verdict, next) = decide(
+            &[probe("web", false)],
+            &down_since(-60, &now),
+            &now,
+            &config(None),
+        );
+        assert_eq!(verdict.down_for_seconds, 0);
+        assert!(!verdict.act);
+        assert!(
+            verdict
+                .record_note
+                .as_deref()
+                .is_some_and(|n| n.contains("in the future")),
+            "{verdict:?}"
+        );
+        assert_eq!(next.down_since, Some(now.timestamp()));
+    }
+
+    #[test]
+    fn a_corrupt_record_is_unknown_not_a_long_outage() {
+        let now = at("2026-06-01T12:00", "UTC");
+        let corrupt = Loaded::Corrupt("expected value at line 1".into());
+        let (verdict, next) = decide(&[probe("web", false)], &corrupt, &now, &config(None));
+        assert_eq!(
+            verdict.site,
+            Site::Failing,
+            "failure counts restart from zero"
+        );
+        assert!(!verdict.act);
+        assert!(
+            verdict
+                .record_note
+                .as_deref()
+                .is_some_and(|n| n.contains("unusable"))
+        );
+        let (verdict, _) = decide(
+            &[probe("web", false)],
+            &Loaded::Record(next),
+            &now,
+            &config(None),
+        );
+        assert_eq!(
+            (verdict.site, verdict.down_for_seconds, verdict.act),
+            (Site::Down, 0, false)
+        );
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human(Duration::from_secs(45)), "45s");
+        assert_eq!(human(Duration::from_secs(180)), "3m");
+        assert_eq!(human(Duration::from_secs(185)), "3m05s");
+        assert_eq!(human(Duration::from_secs(3720)), "1h02m");
+    }
+}

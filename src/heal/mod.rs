@@ -1,0 +1,211 @@
+//! Auto-heal: probe the site, keep the downtime record, and when the site
+//! has been down past the grace in force, kill the protected tasks and
+//! restart the services (the Hypernode practice in the seeds).
+//!
+//! `check` is one run, for a timer; `watch` repeats it as a daemon. Both
+//! take the lock first, so two runs never act at once.
+
+mod act;
+pub mod decide;
+mod probe;
+pub mod state;
+
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use jiff::Zoned;
+use jiff::tz::TimeZone;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signalfd::SignalFd;
+use serde::Serialize;
+
+pub use act::Actions;
+use decide::{ActionRecord, ProbeResult, Site, Verdict};
+
+use crate::cgroupfs::Root;
+use crate::config::heal::HealConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HealError {
+    #[error("the config has no [heal] section")]
+    NotConfigured,
+    #[error("heal.timezone {name:?} is not in the system tz database (/usr/share/zoneinfo): {err}")]
+    TimeZone { name: String, err: jiff::Error },
+    #[error("cannot tell the system time zone (/etc/localtime): {0}")]
+    SystemTimeZone(jiff::Error),
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    #[error("cannot watch for signals: {0}")]
+    Signals(nix::errno::Errno),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CheckOptions {
+    pub dry_run: bool,
+    /// How long to wait for another run's lock before giving up.
+    pub lock_wait: Duration,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub verdict: Verdict,
+    pub probes: Vec<ProbeResult>,
+    /// What was done; `null` when nothing was (or, with --dry-run, would be).
+    pub actions: Option<Actions>,
+    pub dry_run: bool,
+}
+
+#[derive(Debug)]
+pub enum CheckOutcome {
+    Done(Box<Report>),
+    /// Another heal run holds the lock.
+    Busy,
+}
+
+pub fn timezone(config: &HealConfig) -> Result<TimeZone, HealError> {
+    match &config.timezone {
+        Some(name) => TimeZone::get(name).map_err(|err| HealError::TimeZone {
+            name: name.clone(),
+            err,
+        }),
+        None => TimeZone::try_system().map_err(HealError::SystemTimeZone),
+    }
+}
+
+pub fn check(
+    root: &Root,
+    config: &HealConfig,
+    tz: &TimeZone,
+    options: CheckOptions,
+) -> Result<CheckOutcome, HealError> {
+    let _lock = if options.dry_run {
+        None
+    } else {
+        match state::lock(&config.lock_file, options.lock_wait)? {
+            Some(lock) => Some(lock),
+            None => return Ok(CheckOutcome::Busy),
+        }
+    };
+    let probes: Vec<ProbeResult> = config.services.iter().map(probe::probe).collect();
+    let loaded = state::load(&config.state_file);
+    let now = Zoned::now().with_time_zone(tz.clone());
+    let (verdict, mut next) = decide::decide(&probes, &loaded, &now, config);
+    if let Some(note) = &verdict.record_note {
+        tracing::error!("{note}");
+    }
+    let actions = (verdict.act && !options.dry_run).then(|| act::heal(root, config, &verdict.down));
+    if let Some(actions) = &actions {
+        next.last_action = Some(ActionRecord {
+            at: verdict.at,
+            reason: verdict.reason.clone(),
+            killed: actions.killed.clone(),
+            restarted: actions.restarted.clone(),
+        });
+    }
+    log(&verdict, &probes, actions.as_ref(), options.dry_run);
+    if !options.dry_run {
+        state::save(&config.state_file, &next)?;
+    }
+    Ok(CheckOutcome::Done(Box::new(Report {
+        verdict,
+        probes,
+        actions,
+        dry_run: options.dry_run,
+    })))
+}
+
+/// One line per decision, with the downtime, the grace in force and why.
+fn log(verdict: &Verdict, probes: &[ProbeResult], actions: Option<&Actions>, dry_run: bool) {
+    let shift = if verdict.night { "night" } else { "day" };
+    let failing: Vec<&str> = probes
+        .iter()
+        .filter(|p| !p.ok)
+        .map(|p| p.detail.as_str())
+        .collect();
+    match (verdict.site, actions) {
+        (Site::Up, _) => tracing::info!(
+            down_for_s = 0,
+            grace_s = verdict.grace_seconds,
+            shift,
+            "up: {}",
+            verdict.reason
+        ),
+        (_, None) => tracing::warn!(
+            down_for_s = verdict.down_for_seconds,
+            grace_s = verdict.grace_seconds,
+            shift,
+            dry_run,
+            "{}{} [{}]",
+            if dry_run && verdict.act {
+                "would act: "
+            } else {
+                ""
+            },
+            verdict.reason,
+            failing.join("; ")
+        ),
+        (_, Some(actions)) => {
+            tracing::warn!(
+                down_for_s = verdict.down_for_seconds,
+                grace_s = verdict.grace_seconds,
+                shift,
+                killed = ?actions.killed,
+                restarted = ?actions.restarted,
+                "acted: {} [{}]",
+                verdict.reason,
+                failing.join("; ")
+            );
+            for failure in &actions.failures {
+                tracing::error!("heal action failed: {failure}");
+            }
+        }
+    }
+}
+
+/// Runs `check` every `interval` until SIGTERM or SIGINT.
+pub fn watch(root: &Root, config: &HealConfig, tz: &TimeZone) -> Result<(), HealError> {
+    let mut stop = SigSet::empty();
+    stop.add(Signal::SIGTERM);
+    stop.add(Signal::SIGINT);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stop), None).map_err(HealError::Signals)?;
+    let signals = SignalFd::new(&stop).map_err(HealError::Signals)?;
+    let wait = PollTimeout::try_from(config.interval.as_millis().min(i32::MAX as u128) as i32)
+        .unwrap_or(PollTimeout::MAX);
+    tracing::info!(
+        interval_s = config.interval.as_secs_f64(),
+        "heal watch started"
+    );
+    loop {
+        match check(
+            root,
+            config,
+            tz,
+            CheckOptions {
+                dry_run: false,
+                lock_wait: Duration::from_secs(1),
+            },
+        ) {
+            Ok(CheckOutcome::Busy) => tracing::info!(
+                "another heal run holds {}; skipped",
+                config.lock_file.display()
+            ),
+            Ok(CheckOutcome::Done(_)) => {}
+            Err(err) => tracing::error!("heal check failed: {err}"),
+        }
+        let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, wait) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {
+                let signal = signals
+                    .read_signal()
+                    .ok()
+                    .flatten()
+                    .map(|info| info.ssi_signo);
+                tracing::info!(signal, "heal watch stopping");
+                return Ok(());
+            }
+            Err(errno) => return Err(HealError::Signals(errno)),
+        }
+    }
+}
