@@ -383,3 +383,92 @@ fn every_problem_is_reported_in_file_order_with_the_path() {
         "{message}"
     );
 }
+
+const HEAL_BASE: &str = "[slice.app]\n[slice.app.web]\n[slice.app.tasks]\n[protect]\nslice = \"app/tasks\"\nmemory_max = \"1G\"\nmax_tasks = 1\n";
+
+#[test]
+fn a_heal_section_is_read_with_its_defaults() {
+    let text = format!(
+        "{HEAL_BASE}[heal]\nnight = \"22:00-07:00\"\ntimezone = \"Europe/Amsterdam\"\n[[heal.service]]\nname = \"web\"\nhttp = \"http://127.0.0.1/health\"\nrestart_unit = \"nginx.service\"\n[[heal.service]]\nname = \"db\"\ntcp = \"127.0.0.1:3306\"\ntimeout = \"2s\"\n"
+    );
+    let heal = valid(&text).heal.expect("heal");
+    assert_eq!(
+        heal.protected,
+        ["app/tasks"],
+        "defaults to the protect slice"
+    );
+    assert_eq!(
+        (
+            heal.grace_day.as_secs(),
+            heal.grace_night.as_secs(),
+            heal.failures_before_down
+        ),
+        (180, 900, 2)
+    );
+    assert_eq!(heal.timezone.as_deref(), Some("Europe/Amsterdam"));
+    assert_eq!(
+        heal.state_file,
+        std::path::PathBuf::from("/var/lib/memslice/heal.state")
+    );
+    assert_eq!(heal.services.len(), 2);
+    assert_eq!(
+        heal.services[0].restart,
+        Some(heal::Restart::Unit("nginx.service".into()))
+    );
+    assert_eq!(
+        heal.services[1].probe,
+        heal::Probe::Tcp {
+            address: "127.0.0.1:3306".into()
+        }
+    );
+    assert_eq!(heal.services[1].timeout.as_secs(), 2);
+}
+
+#[test]
+fn heal_mistakes_are_named() {
+    let service = "[[heal.service]]\nname = \"web\"\ncommand = [\"true\"]\n";
+    let cases: [(String, usize, &str, &str); 11] = [
+        (format!("[heal]\ngrace = \"3m\"\n{service}"), 9, "heal.grace", "allowed here: state_file, lock_file"),
+        (format!("[heal]\ngrace_day = \"3 minutes\"\n{service}"), 9, "heal.grace_day", "expected a duration such as \"90s\""),
+        (format!("[heal]\nnight = \"22-7\"\n{service}"), 9, "heal.night", "expected local times like \"22:00-07:00\""),
+        (format!("[heal]\nfailures_before_down = 0\n{service}"), 9, "heal.failures_before_down", "from 1 up"),
+        (format!("[heal]\nprotected = [\"app\"]\n{service}"), 9, "heal.protected", "app holds the slices app/web, app/tasks, which a kill would take down too"),
+        (format!("[heal]\nprotected = [\"ops\"]\n{service}"), 9, "heal.protected", "\"ops\" is not a slice of this file"),
+        ("[heal]\n[[heal.service]]\nname = \"web\"\nhttp = \"https://shop.example/\"\n".into(), 11, "heal.service.http", "only http:// URLs are probed"),
+        ("[heal]\n[[heal.service]]\nname = \"web\"\ntcp = \"127.0.0.1\"\n".into(), 11, "heal.service.tcp", "needs a port"),
+        ("[heal]\n[[heal.service]]\nname = \"web\"\ntcp = \"a:1\"\nport = 80\n".into(), 12, "heal.service.port", "allowed here: name, http"),
+        ("[heal]\n[[heal.service]]\nname = \"web\"\ntcp = \"a:1\"\nunit = \"x\"\n".into(), 10, "heal.service", "needs exactly one probe of: http, tcp, command, unit (it has 2)"),
+        (
+            "[heal]\n[[heal.service]]\nname = \"web\"\ntcp = \"a:1\"\nrestart_unit = \"a\"\nrestart_command = [\"b\"]\n".into(),
+            13,
+            "heal.service.restart_command",
+            "not both",
+        ),
+    ];
+    for (heal, line, key, fragment) in cases {
+        only_problem(&format!("{HEAL_BASE}{heal}"), line, key, fragment);
+    }
+}
+
+#[test]
+fn heal_needs_services_with_names() {
+    only_problem(
+        &format!("{HEAL_BASE}[heal]\n"),
+        8,
+        "heal.service",
+        "no services to probe",
+    );
+    only_problem(
+        &format!("{HEAL_BASE}[heal]\n[[heal.service]]\ntcp = \"a:1\"\n"),
+        9,
+        "heal.service.name",
+        "required",
+    );
+    let twice = "[[heal.service]]\nname = \"web\"\ntcp = \"a:1\"\n";
+    only_problem(
+        &format!("{HEAL_BASE}[heal]\n{twice}{twice}"),
+        12,
+        "heal.service.name",
+        "\"web\" is named twice",
+    );
+}

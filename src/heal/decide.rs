@@ -197,6 +197,7 @@ pub fn human(duration: Duration) -> String {
         (0, 0, s) => format!("{s}s"),
         (0, m, 0) => format!("{m}m"),
         (0, m, s) => format!("{m}m{s:02}s"),
+        (h, 0, _) => format!("{h}h"),
         (h, m, _) => format!("{h}h{m:02}m"),
     }
 }
@@ -452,5 +453,6 @@ mod tests {
         assert_eq!(human(Duration::from_secs(180)), "3m");
         assert_eq!(human(Duration::from_secs(185)), "3m05s");
         assert_eq!(human(Duration::from_secs(3720)), "1h02m");
+        assert_eq!(human(Duration::from_secs(3600)), "1h");
     }
 }

@@ -2,6 +2,7 @@
 //! out like cgroupfs). What only the kernel decides is in vagrant/scenarios.
 
 mod fixture;
+mod heal;
 mod plan_apply;
 mod refusals;
 mod run;

@@ -1,0 +1,225 @@
+//! `heal check` / `heal watch` end to end on an emulated root, with command
+//! probes the test controls. The kernel side (a real hog, a real service)
+//! is the VM scenario 100-heal.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::fixture::{Fixture, stderr, stdout};
+
+/// A config whose web probe passes while `up` exists, restarts by
+/// creating `up`, and kills app/tasks after `grace`.
+fn heal_config(dir: &Path, grace: &str) -> String {
+    let up = dir.join("up");
+    format!(
+        "[node]\nmemory = \"16G\"\n[slice.app]\n[slice.app.web]\n[slice.app.tasks]\ncontrollers = [\"memory\"]\n\
+         [heal]\nstate_file = \"{state}\"\nlock_file = \"{lock}\"\nfailures_before_down = 1\ngrace_day = \"{grace}\"\ngrace_night = \"{grace}\"\n\
+         timezone = \"UTC\"\ninterval = \"100ms\"\nprotected = [\"app/tasks\"]\n\
+         [[heal.service]]\nname = \"web\"\ncommand = [\"test\", \"-e\", \"{up}\"]\nrestart_command = [\"touch\", \"{up}\"]\n",
+        state = dir.join("state/heal.state").display(),
+        lock = dir.join("heal.lock").display(),
+        up = up.display(),
+    )
+}
+
+fn fixture(grace: &str) -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fx = Fixture::new(&heal_config(dir.path(), grace));
+    // The config names paths in `dir`; keep them inside the fixture's own dir.
+    let text = heal_config(fx.dir.path(), grace);
+    std::fs::write(fx.config(), text).expect("config");
+    fx.memslice(&["apply"]).success();
+    fx
+}
+
+fn state(fx: &Fixture) -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(fx.dir.path().join("state/heal.state")).expect("state file"),
+    )
+    .expect("json")
+}
+
+#[test]
+fn past_the_grace_it_kills_the_protected_tasks_and_restarts() {
+    let fx = fixture("0s");
+    let mut task = Command::new("sleep").arg("60").spawn().expect("sleep");
+    fx.write("app/tasks", "cgroup.procs", &task.id().to_string());
+    let out = fx.memslice(&["heal", "check"]).success();
+    assert_eq!(
+        stdout(&out),
+        "acted: web down for 0s, past the 0s day grace: killing protected tasks and restarting\n  killed: app/tasks; restarted: web\n"
+    );
+    assert!(
+        stderr(&out).contains("acted:"),
+        "the decision is logged: {}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&task.wait().expect("wait")),
+        Some(9)
+    );
+    assert!(
+        fx.dir.path().join("up").exists(),
+        "restart command did not run"
+    );
+    let record = state(&fx);
+    assert_eq!(record["last_action"]["killed"][0], "app/tasks");
+    assert_eq!(record["last_action"]["restarted"][0], "web");
+    let out = fx.memslice(&["heal", "check"]).success();
+    assert_eq!(stdout(&out), "up: all 1 service(s) pass\n");
+    assert!(state(&fx)["down_since"].is_null());
+}
+
+#[test]
+fn within_the_grace_it_waits_and_the_downtime_survives_restarts() {
+    let fx = fixture("1h");
+    let first = fx.memslice(&["heal", "check"]).success();
+    assert_eq!(
+        stdout(&first),
+        "down: web down for 0s; day grace 1h not over\n"
+    );
+    let since = state(&fx)["down_since"].clone();
+    assert!(since.is_string(), "{since}");
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = fx.memslice(&["heal", "check", "--json"]).success();
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(
+        report["verdict"]["down_since"], since,
+        "a new process continued the same outage"
+    );
+    assert!(
+        report["verdict"]["down_for_seconds"]
+            .as_u64()
+            .expect("secs")
+            >= 1
+    );
+    assert_eq!(report["verdict"]["grace_seconds"], 3600);
+    assert_eq!(report["verdict"]["act"], false);
+    assert_eq!(report["probes"][0]["ok"], false);
+    assert!(report["actions"].is_null());
+}
+
+#[test]
+fn dry_run_decides_without_acting_or_writing() {
+    let fx = fixture("0s");
+    let mut task = Command::new("sleep").arg("60").spawn().expect("sleep");
+    fx.write("app/tasks", "cgroup.procs", &task.id().to_string());
+    let out = fx.memslice(&["heal", "check", "--dry-run"]).success();
+    assert!(
+        stdout(&out).starts_with("would act: web down"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        task.try_wait().expect("try_wait").is_none(),
+        "dry run killed the task"
+    );
+    assert!(!fx.dir.path().join("up").exists());
+    assert!(
+        !fx.dir.path().join("state/heal.state").exists(),
+        "dry run wrote the state file"
+    );
+    task.kill().expect("kill");
+    task.wait().expect("reap");
+}
+
+#[test]
+fn a_corrupt_state_file_is_reported_and_treated_as_unknown() {
+    let fx = fixture("0s");
+    std::fs::create_dir_all(fx.dir.path().join("state")).expect("dir");
+    std::fs::write(
+        fx.dir.path().join("state/heal.state"),
+        "{\"down_since\": 12",
+    )
+    .expect("garbage");
+    std::fs::write(fx.dir.path().join("up"), "").expect("up");
+    let out = fx.memslice(&["heal", "check"]).success();
+    assert!(
+        stderr(&out).contains("state file unusable"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out), "up: all 1 service(s) pass\n");
+    assert!(
+        state(&fx)["failures"].is_object(),
+        "a good record replaced the corrupt one"
+    );
+}
+
+#[test]
+fn a_second_run_waits_for_the_lock_then_gives_up() {
+    let fx = fixture("0s");
+    let lock = std::fs::File::create(fx.dir.path().join("heal.lock")).expect("lock file");
+    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).expect("flock");
+    let started = Instant::now();
+    let out = fx.memslice(&["heal", "check"]).success();
+    assert!(
+        stderr(&out).contains("another heal run holds"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "it should wait briefly first"
+    );
+    assert!(
+        !fx.dir.path().join("up").exists(),
+        "it acted without the lock"
+    );
+    drop(held);
+}
+
+#[test]
+fn heal_watch_repeats_and_stops_cleanly_on_sigterm() {
+    let fx = fixture("1h");
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_memslice"))
+        .arg("--config")
+        .arg(fx.config())
+        .arg("--cgroup-root")
+        .arg(fx.root())
+        .args(["heal", "watch"])
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("watch");
+    let (sender, lines) = std::sync::mpsc::channel();
+    let stderr = watch.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let next = || lines.recv_timeout(Duration::from_secs(10));
+    let mut decisions = 0;
+    while decisions < 3 {
+        match next() {
+            Ok(line) if line.contains("day grace 1h not over") => decisions += 1,
+            Ok(_) => {}
+            Err(err) => {
+                let _ = watch.kill();
+                panic!("after {decisions} decisions: {err}");
+            }
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(watch.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let status = watch.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    assert!(std::iter::from_fn(|| next().ok()).any(|line| line.contains("heal watch stopping")));
+}
+
+#[test]
+fn heal_without_a_heal_section_says_so() {
+    let fx = Fixture::new("[slice.app]\n");
+    let out = fx.memslice(&["heal", "check"]).code(1);
+    assert!(
+        stderr(&out).contains("the config has no [heal] section"),
+        "{}",
+        stderr(&out)
+    );
+}
