@@ -65,6 +65,8 @@ pub enum CheckOutcome {
 
 pub fn timezone(config: &HealConfig) -> Result<TimeZone, HealError> {
     match &config.timezone {
+        // UTC needs no tz database (minimal nodes and containers have none).
+        Some(name) if name == "UTC" => Ok(TimeZone::UTC),
         Some(name) => TimeZone::get(name).map_err(|err| HealError::TimeZone {
             name: name.clone(),
             err,

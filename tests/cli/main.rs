@@ -7,3 +7,4 @@ mod plan_apply;
 mod refusals;
 mod run;
 mod status;
+mod units;
