@@ -254,8 +254,9 @@ fn path_or(at: &Option<At<String>>, default: &str) -> PathBuf {
     PathBuf::from(at.as_ref().map_or(default, |at| at.value.as_str()))
 }
 
-/// The healer may only kill slices that hold nothing but tasks: never the
-/// root, never a slice with service slices below it.
+/// The healer may only kill slices that hold nothing but tasks: never a
+/// top-level slice (the operations side is one), never a slice with
+/// service slices below it.
 fn protected(
     raw: &RawHeal,
     slices: &[Slice],
@@ -274,6 +275,17 @@ fn protected(
                 &at.span,
                 "heal.protected",
                 format!("{:?} is not a slice of this file", at.value),
+            );
+            continue;
+        }
+        if !path.contains('/') {
+            push(
+                problems,
+                &at.span,
+                "heal.protected",
+                format!(
+                    "{path} is a top-level slice (a whole side of the node, such as ops or app); name the slice below it that holds the tasks"
+                ),
             );
             continue;
         }

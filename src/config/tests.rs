@@ -427,13 +427,20 @@ fn a_heal_section_is_read_with_its_defaults() {
 #[test]
 fn heal_mistakes_are_named() {
     let service = "[[heal.service]]\nname = \"web\"\ncommand = [\"true\"]\n";
-    let cases: [(String, usize, &str, &str); 11] = [
+    let cases: [(String, usize, &str, &str); 13] = [
         (format!("[heal]\ngrace = \"3m\"\n{service}"), 9, "heal.grace", "allowed here: state_file, lock_file"),
         (format!("[heal]\ngrace_day = \"3 minutes\"\n{service}"), 9, "heal.grace_day", "expected a duration such as \"90s\""),
         (format!("[heal]\nnight = \"22-7\"\n{service}"), 9, "heal.night", "expected local times like \"22:00-07:00\""),
         (format!("[heal]\nfailures_before_down = 0\n{service}"), 9, "heal.failures_before_down", "from 1 up"),
-        (format!("[heal]\nprotected = [\"app\"]\n{service}"), 9, "heal.protected", "app holds the slices app/web, app/tasks, which a kill would take down too"),
+        (
+            format!("[slice.app.jobs]\n[slice.app.jobs.nightly]\n[heal]\nprotected = [\"app/jobs\"]\n{service}"),
+            11,
+            "heal.protected",
+            "app/jobs holds the slices app/jobs/nightly, which a kill would take down too",
+        ),
         (format!("[heal]\nprotected = [\"ops\"]\n{service}"), 9, "heal.protected", "\"ops\" is not a slice of this file"),
+        (format!("[slice.ops]\n[heal]\nprotected = [\"ops\"]\n{service}"), 10, "heal.protected", "ops is a top-level slice"),
+        (format!("[heal]\nprotected = [\"app\"]\n{service}"), 9, "heal.protected", "app is a top-level slice"),
         ("[heal]\n[[heal.service]]\nname = \"web\"\nhttp = \"https://shop.example/\"\n".into(), 11, "heal.service.http", "only http:// URLs are probed"),
         ("[heal]\n[[heal.service]]\nname = \"web\"\ntcp = \"127.0.0.1\"\n".into(), 11, "heal.service.tcp", "needs a port"),
         ("[heal]\n[[heal.service]]\nname = \"web\"\ntcp = \"a:1\"\nport = 80\n".into(), 12, "heal.service.port", "allowed here: name, http"),
