@@ -26,6 +26,24 @@ pub struct HealConfig {
     /// Slices whose processes (protected tasks) the healer kills.
     pub protected: Vec<String>,
     pub services: Vec<Service>,
+    /// Flap limiter: at most `max_actions` heal actions per `actions_window`.
+    pub max_actions: u32,
+    pub actions_window: Duration,
+    /// Up this long after an action, the action history is forgotten.
+    pub stable_after: Duration,
+    pub storm: Option<StormConfig>,
+    /// Command told about each action, with JSON on its standard input.
+    pub notify: Option<Vec<String>>,
+    pub notify_timeout: Duration,
+}
+
+/// OOM storm: `kills` OOM kills per `window` in `slice` (memory.events
+/// oom_kill) is an emergency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StormConfig {
+    pub slice: String,
+    pub kills: u32,
+    pub window: Duration,
 }
 
 /// Local time of day, `start` inclusive, `end` exclusive; crosses midnight
@@ -184,21 +202,12 @@ pub(super) fn validate(
                 None
             }
         });
-    let failures_before_down = match &raw.failures_before_down {
-        None => 2,
-        Some(at) => match u32::try_from(at.value) {
-            Ok(count) if count >= 1 => count,
-            _ => {
-                push(
-                    problems,
-                    &at.span,
-                    "heal.failures_before_down",
-                    format!("{} is not allowed; use a whole number from 1 up", at.value),
-                );
-                1
-            }
-        },
-    };
+    let failures_before_down = positive(
+        &raw.failures_before_down,
+        "heal.failures_before_down",
+        2,
+        problems,
+    );
     let timezone = raw
         .timezone
         .as_ref()
@@ -236,6 +245,40 @@ pub(super) fn validate(
                 .into(),
         );
     }
+    let max_actions = positive(&raw.max_actions, "heal.max_actions", 3, problems);
+    let actions_window = duration_or(
+        &raw.actions_window,
+        "heal.actions_window",
+        Duration::from_secs(1800),
+        problems,
+    );
+    let stable_after = duration_or(
+        &raw.stable_after,
+        "heal.stable_after",
+        Duration::from_secs(600),
+        problems,
+    );
+    let storm = storm(raw, slices, problems);
+    let notify = raw.notify.as_ref().map(|at| {
+        at.value
+            .iter()
+            .map(|item| item.value.clone())
+            .collect::<Vec<_>>()
+    });
+    if let Some(at) = raw.notify.as_ref().filter(|at| at.value.is_empty()) {
+        push(
+            problems,
+            &at.span,
+            "heal.notify",
+            "an empty command runs nothing; remove the key to notify nobody".into(),
+        );
+    }
+    let notify_timeout = duration_or(
+        &raw.notify_timeout,
+        "heal.notify_timeout",
+        Duration::from_secs(10),
+        problems,
+    );
     HealConfig {
         state_file: path_or(&raw.state_file, "/var/lib/memslice/heal.state"),
         lock_file: path_or(&raw.lock_file, "/run/memslice/heal.lock"),
@@ -247,7 +290,86 @@ pub(super) fn validate(
         interval,
         protected,
         services,
+        max_actions,
+        actions_window,
+        stable_after,
+        storm,
+        notify,
+        notify_timeout,
     }
+}
+
+fn positive(at: &Option<At<i64>>, key: &str, default: u32, problems: &mut Vec<Problem>) -> u32 {
+    match at {
+        None => default,
+        Some(at) => match u32::try_from(at.value) {
+            Ok(count) if count >= 1 => count,
+            _ => {
+                push(
+                    problems,
+                    &at.span,
+                    key,
+                    format!("{} is not allowed; use a whole number from 1 up", at.value),
+                );
+                default
+            }
+        },
+    }
+}
+
+/// Off unless storm_slice is set; then kills and window have defaults.
+fn storm(raw: &RawHeal, slices: &[Slice], problems: &mut Vec<Problem>) -> Option<StormConfig> {
+    let Some(slice) = &raw.storm_slice else {
+        for (key, present) in [
+            (
+                "heal.storm_kills",
+                raw.storm_kills.as_ref().map(|a| a.span.clone()),
+            ),
+            (
+                "heal.storm_window",
+                raw.storm_window.as_ref().map(|a| a.span.clone()),
+            ),
+        ] {
+            if let Some(span) = present {
+                push(
+                    problems,
+                    &span,
+                    key,
+                    "has no effect without heal.storm_slice, the slice whose OOM kills are counted"
+                        .into(),
+                );
+            }
+        }
+        return None;
+    };
+    let path = slice.value.trim_matches('/').to_string();
+    if !slices.iter().any(|s| s.path == path) {
+        push(
+            problems,
+            &slice.span,
+            "heal.storm_slice",
+            format!("{:?} is not a slice of this file", slice.value),
+        );
+    }
+    let window = duration_or(
+        &raw.storm_window,
+        "heal.storm_window",
+        Duration::from_secs(1),
+        problems,
+    );
+    if window.is_zero() {
+        push(
+            problems,
+            &raw.span,
+            "heal.storm_window",
+            "must be above zero".into(),
+        );
+    }
+    Some(StormConfig {
+        slice: path,
+        kills: positive(&raw.storm_kills, "heal.storm_kills", 5, problems),
+        window,
+    })
 }
 
 fn path_or(at: &Option<At<String>>, default: &str) -> PathBuf {
@@ -427,6 +549,30 @@ fn service(raw: &RawService, problems: &mut Vec<Problem>) -> Option<Service> {
         timeout,
         restart,
     })
+}
+
+/// A config for tests elsewhere: 3 m / 15 m graces, two failures, three
+/// actions per 30 m, protected app/tasks, no services.
+#[cfg(test)]
+pub fn example() -> HealConfig {
+    HealConfig {
+        state_file: "/nonexistent/heal.state".into(),
+        lock_file: "/nonexistent/heal.lock".into(),
+        failures_before_down: 2,
+        grace_day: Duration::from_secs(180),
+        grace_night: Duration::from_secs(900),
+        night: None,
+        timezone: None,
+        interval: Duration::from_secs(30),
+        protected: vec!["app/tasks".into()],
+        services: Vec::new(),
+        max_actions: 3,
+        actions_window: Duration::from_secs(1800),
+        stable_after: Duration::from_secs(600),
+        storm: None,
+        notify: None,
+        notify_timeout: Duration::from_secs(10),
+    }
 }
 
 #[cfg(test)]

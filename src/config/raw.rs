@@ -36,7 +36,7 @@ const PROTECT_KEYS: [&str; 7] = [
     "oom_group",
 ];
 
-const HEAL_KEYS: [&str; 10] = [
+const HEAL_KEYS: [&str; 18] = [
     "state_file",
     "lock_file",
     "failures_before_down",
@@ -47,6 +47,14 @@ const HEAL_KEYS: [&str; 10] = [
     "interval",
     "protected",
     "service",
+    "max_actions",
+    "actions_window",
+    "stable_after",
+    "storm_slice",
+    "storm_kills",
+    "storm_window",
+    "notify",
+    "notify_timeout",
 ];
 const SERVICE_KEYS: [&str; 9] = [
     "name",
@@ -90,6 +98,14 @@ pub struct RawHeal {
     pub interval: Option<At<String>>,
     pub protected: Option<At<Vec<At<String>>>>,
     pub services: Vec<RawService>,
+    pub max_actions: Option<At<i64>>,
+    pub actions_window: Option<At<String>>,
+    pub stable_after: Option<At<String>>,
+    pub storm_slice: Option<At<String>>,
+    pub storm_kills: Option<At<i64>>,
+    pub storm_window: Option<At<String>>,
+    pub notify: Option<At<Vec<At<String>>>>,
+    pub notify_timeout: Option<At<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -296,6 +312,14 @@ fn read_heal(value: &Spanned<DeValue<'_>>, raw: &mut RawConfig, problems: &mut V
             "timezone" => heal.timezone = string(value, &full, problems),
             "interval" => heal.interval = string(value, &full, problems),
             "protected" => heal.protected = strings(value, &full, problems),
+            "max_actions" => heal.max_actions = integer(value, &full, problems),
+            "actions_window" => heal.actions_window = string(value, &full, problems),
+            "stable_after" => heal.stable_after = string(value, &full, problems),
+            "storm_slice" => heal.storm_slice = string(value, &full, problems),
+            "storm_kills" => heal.storm_kills = integer(value, &full, problems),
+            "storm_window" => heal.storm_window = string(value, &full, problems),
+            "notify" => heal.notify = strings(value, &full, problems),
+            "notify_timeout" => heal.notify_timeout = string(value, &full, problems),
             "service" => {
                 let DeValue::Array(items) = value.get_ref() else {
                     problems.push(wrong_type(

@@ -132,15 +132,7 @@ mod tests {
             .expect("fake membership");
         let marker = dir.path().join("restarted");
         let config = HealConfig {
-            state_file: dir.path().join("state"),
-            lock_file: dir.path().join("lock"),
             failures_before_down: 1,
-            grace_day: Duration::ZERO,
-            grace_night: Duration::ZERO,
-            night: None,
-            timezone: None,
-            interval: Duration::from_secs(1),
-            protected: vec!["app/tasks".into()],
             services: vec![
                 Service {
                     name: "web".into(),
@@ -158,6 +150,7 @@ mod tests {
                     restart: Some(Restart::Command(vec!["false".into()])),
                 },
             ],
+            ..crate::config::heal::example()
         };
         let actions = heal(&root, &config, &["web".to_string()]);
         assert_eq!(

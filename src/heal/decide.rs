@@ -10,6 +10,7 @@ use std::time::Duration;
 use jiff::{Timestamp, Zoned};
 use serde::{Deserialize, Serialize};
 
+use super::limits::{self, OomSample, Storm};
 use crate::config::heal::HealConfig;
 
 /// What survives between runs, in the state file.
@@ -20,6 +21,19 @@ pub struct Record {
     /// Consecutive failed checks per service.
     pub failures: BTreeMap<String, u32>,
     pub last_action: Option<ActionRecord>,
+    /// Heal actions within the flap limiter's window.
+    #[serde(default)]
+    pub actions: Vec<Timestamp>,
+    /// Since when every service passes; the action history is forgotten
+    /// once this lasts `stable_after`.
+    #[serde(default)]
+    pub up_since: Option<Timestamp>,
+    /// The flap limiter's trip was logged (once per trip).
+    #[serde(default)]
+    pub flap_reported: bool,
+    /// Recent readings of the storm slice's oom_kill counter.
+    #[serde(default)]
+    pub oom_samples: Vec<OomSample>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,7 +71,7 @@ pub enum Site {
     Down,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdict {
     pub at: Timestamp,
     pub site: Site,
@@ -68,15 +82,29 @@ pub struct Verdict {
     pub grace_seconds: u64,
     pub night: bool,
     pub act: bool,
+    /// Services whose restart runs with the action (empty for a storm
+    /// response before the grace is over).
+    pub restart: Vec<String>,
     pub reason: String,
     /// Why the stored record was not used as it was.
     pub record_note: Option<String>,
+    /// The OOM storm that triggered (or would trigger) an action.
+    pub storm: Option<Storm>,
+    /// Heal actions within the limiter's window, this one included.
+    pub recent_actions: usize,
+    /// The flap limiter holds the healer back.
+    pub flapping: bool,
+    /// First check since the limiter tripped: log and notify once.
+    pub flap_tripped_now: bool,
 }
 
+/// `oom_kills`: the storm slice's memory.events oom_kill now, when a storm
+/// rule is configured.
 pub fn decide(
     probes: &[ProbeResult],
     loaded: &Loaded,
     now: &Zoned,
+    oom_kills: Option<u64>,
     config: &HealConfig,
 ) -> (Verdict, Record) {
     let at = now.timestamp();
@@ -130,65 +158,134 @@ pub fn decide(
         config.grace_day
     };
     let shift = if night { "night" } else { "day" };
-    let mut next = Record {
-        down_since: None,
-        failures,
-        last_action: record.last_action.clone(),
+
+    let oom_samples = match (&config.storm, oom_kills) {
+        (Some(rule), Some(kills)) => {
+            limits::record_sample(&record.oom_samples, OomSample { at, kills }, rule.window)
+        }
+        _ => Vec::new(),
     };
-    let verdict =
-        |site, down_since: Option<Timestamp>, down_for: Duration, act, reason: String| Verdict {
-            at,
-            site,
-            failing: failing.clone(),
-            down: down.clone(),
-            down_since,
-            down_for_seconds: down_for.as_secs(),
-            grace_seconds: grace.as_secs(),
-            night,
-            act,
-            reason,
-            record_note: record_note.clone(),
-        };
-    if down.is_empty() {
-        let (site, reason) = if failing.is_empty() {
-            (Site::Up, format!("all {} service(s) pass", probes.len()))
-        } else {
-            (
-                Site::Failing,
-                format!(
-                    "{} failing, not yet {} checks in a row",
-                    failing.join(", "),
-                    config.failures_before_down
-                ),
-            )
-        };
-        return (verdict(site, None, Duration::ZERO, false, reason), next);
+    let storm = config
+        .storm
+        .as_ref()
+        .and_then(|rule| limits::storm(&oom_samples, rule.kills, rule.window));
+
+    let mut actions: Vec<Timestamp> = record
+        .actions
+        .iter()
+        .copied()
+        .filter(|action| limits::recent_actions(&[*action], at, config.actions_window) == 1)
+        .collect();
+    let up_since = if down.is_empty() {
+        Some(record.up_since.unwrap_or(at))
+    } else {
+        None
+    };
+    let stable = up_since.is_some_and(|since| {
+        Duration::try_from(at.duration_since(since)).unwrap_or_default() >= config.stable_after
+    });
+    let mut flap_reported = record.flap_reported;
+    if stable {
+        actions.clear();
+        flap_reported = false;
     }
-    let since = record.down_since.unwrap_or(at);
-    let down_for = Duration::try_from(at.duration_since(since)).unwrap_or(Duration::ZERO);
-    let act = down_for >= grace;
-    let reason = if act {
-        format!(
+
+    let since = (!down.is_empty()).then(|| record.down_since.unwrap_or(at));
+    let down_for = since.map_or(Duration::ZERO, |since| {
+        Duration::try_from(at.duration_since(since)).unwrap_or(Duration::ZERO)
+    });
+    let past_grace = since.is_some() && down_for >= grace;
+    let wanted = past_grace || storm.is_some();
+    let allowed = limits::may_act(&actions, at, config.max_actions, config.actions_window);
+    let act = wanted && allowed;
+    let flapping = wanted && !allowed;
+    let flap_tripped_now = flapping && !flap_reported;
+    if act {
+        actions.push(at);
+    }
+
+    let mut reason = match (since, past_grace) {
+        (None, _) if failing.is_empty() => format!("all {} service(s) pass", probes.len()),
+        (None, _) => format!(
+            "{} failing, not yet {} checks in a row",
+            failing.join(", "),
+            config.failures_before_down
+        ),
+        (Some(_), true) => format!(
             "{} down for {}, past the {} {shift} grace: killing protected tasks and restarting",
             down.join(", "),
             human(down_for),
             human(grace)
-        )
-    } else {
-        format!(
+        ),
+        (Some(_), false) => format!(
             "{} down for {}; {shift} grace {} not over",
             down.join(", "),
             human(down_for),
             human(grace)
-        )
+        ),
     };
-    // After an action a new grace period starts, so the healer does not
-    // act again on every check while the services come back.
-    next.down_since = Some(if act { at } else { since });
-    (
-        verdict(Site::Down, Some(since), down_for, act, reason),
-        next,
-    )
+    if let (Some(found), Some(rule)) = (storm, &config.storm) {
+        let storm_reason = format!(
+            "OOM storm in {}: {} kills in {:.1}s ({:.1}/s, the limit is {} per {}): killing protected tasks now",
+            rule.slice,
+            found.kills,
+            found.seconds,
+            found.per_second,
+            rule.kills,
+            human(rule.window)
+        );
+        reason = if past_grace {
+            format!("{reason}; {storm_reason}")
+        } else {
+            storm_reason
+        };
+    }
+    if flapping {
+        reason = format!(
+            "{reason}, but {} heal action(s) within {} already: holding back until `memslice heal reset` or the window passes",
+            actions.len(),
+            human(config.actions_window)
+        );
+    }
+    let next = Record {
+        // After an action a new grace period starts, so the healer does
+        // not act again on every check while the services come back.
+        down_since: since.map(|since| if act { at } else { since }),
+        failures,
+        last_action: record.last_action.clone(),
+        actions,
+        up_since,
+        flap_reported: flap_reported || flapping,
+        oom_samples,
+    };
+    let site = match (since.is_some(), failing.is_empty()) {
+        (true, _) => Site::Down,
+        (false, true) => Site::Up,
+        (false, false) => Site::Failing,
+    };
+    let verdict = Verdict {
+        at,
+        site,
+        failing,
+        restart: if past_grace && act {
+            down.clone()
+        } else {
+            Vec::new()
+        },
+        down,
+        down_since: since,
+        down_for_seconds: down_for.as_secs(),
+        grace_seconds: grace.as_secs(),
+        night,
+        act,
+        reason,
+        record_note,
+        storm,
+        recent_actions: next.actions.len(),
+        flapping,
+        flap_tripped_now,
+    };
+    (verdict, next)
 }
 
 pub fn human(duration: Duration) -> String {
@@ -210,16 +307,8 @@ mod tests {
 
     fn config(night: Option<NightWindow>) -> HealConfig {
         HealConfig {
-            state_file: "/tmp/unused".into(),
-            lock_file: "/tmp/unused.lock".into(),
-            failures_before_down: 2,
-            grace_day: Duration::from_secs(180),
-            grace_night: Duration::from_secs(900),
             night,
-            timezone: None,
-            interval: Duration::from_secs(30),
-            protected: vec!["app/tasks".into()],
-            services: Vec::new(),
+            ..crate::config::heal::example()
         }
     }
 
@@ -245,7 +334,7 @@ mod tests {
         Loaded::Record(Record {
             down_since: Some(now.timestamp() - jiff::SignedDuration::from_mins(minutes_before)),
             failures: BTreeMap::from([("web".to_string(), 5)]),
-            last_action: None,
+            ..Record::default()
         })
     }
 
@@ -256,6 +345,7 @@ mod tests {
             &[probe("web", true)],
             &down_since(60, &now),
             &now,
+            None,
             &config(None),
         );
         assert_eq!(verdict.site, Site::Up);
@@ -271,6 +361,7 @@ mod tests {
             &[probe("web", false)],
             &Loaded::Missing,
             &now,
+            None,
             &config(None),
         );
         assert_eq!(verdict.site, Site::Failing);
@@ -280,6 +371,7 @@ mod tests {
             &[probe("web", false)],
             &Loaded::Record(next),
             &now,
+            None,
             &config(None),
         );
         assert_eq!(verdict.site, Site::Down);
@@ -295,6 +387,7 @@ mod tests {
             &[probe("web", false)],
             &down_since(2, &now),
             &now,
+            None,
             &config(night),
         );
         assert_eq!(
@@ -306,6 +399,7 @@ mod tests {
             &[probe("web", false)],
             &down_since(4, &now),
             &now,
+            None,
             &config(night),
         );
         assert!(verdict.act);
@@ -333,6 +427,7 @@ mod tests {
                 &[probe("web", false)],
                 &down_since(10, &now),
                 &now,
+                None,
                 &config(night),
             );
             assert_eq!(
@@ -346,6 +441,7 @@ mod tests {
             &[probe("web", false)],
             &down_since(10, &now),
             &now,
+            None,
             &config(night),
         );
         assert_eq!(
@@ -365,12 +461,14 @@ mod tests {
             &[probe("web", false)],
             &down_since(10, &utc),
             &utc,
+            None,
             &config(night),
         );
         let (in_ams, _) = decide(
             &[probe("web", false)],
             &down_since(10, &amsterdam),
             &amsterdam,
+            None,
             &config(night),
         );
         assert!(!in_utc.night && in_ams.night);
@@ -384,16 +482,22 @@ mod tests {
         let record = Loaded::Record(Record {
             down_since: Some(before.timestamp()),
             failures: BTreeMap::from([("web".to_string(), 3)]),
-            last_action: None,
+            ..Record::default()
         });
-        let (verdict, _) = decide(&[probe("web", false)], &record, &after, &config(None));
+        let (verdict, _) = decide(&[probe("web", false)], &record, &after, None, &config(None));
         assert_eq!(
             verdict.down_for_seconds, 600,
             "70 minutes on the wall clock are 10 real minutes"
         );
         assert!(verdict.act, "10m is past the 3m day grace");
         let night = parse_window("02:30-06:00").ok();
-        let (verdict, _) = decide(&[probe("web", false)], &record, &after, &config(night));
+        let (verdict, _) = decide(
+            &[probe("web", false)],
+            &record,
+            &after,
+            None,
+            &config(night),
+        );
         assert!(verdict.night, "03:05 CEST is inside 02:30-06:00");
     }
 
@@ -404,6 +508,7 @@ mod tests {
             &[probe("web", false)],
             &down_since(-60, &now),
             &now,
+            None,
             &config(None),
         );
         assert_eq!(verdict.down_for_seconds, 0);
@@ -422,7 +527,7 @@ mod tests {
     fn a_corrupt_record_is_unknown_not_a_long_outage() {
         let now = at("2026-06-01T12:00", "UTC");
         let corrupt = Loaded::Corrupt("expected value at line 1".into());
-        let (verdict, next) = decide(&[probe("web", false)], &corrupt, &now, &config(None));
+        let (verdict, next) = decide(&[probe("web", false)], &corrupt, &now, None, &config(None));
         assert_eq!(
             verdict.site,
             Site::Failing,
@@ -439,6 +544,7 @@ mod tests {
             &[probe("web", false)],
             &Loaded::Record(next),
             &now,
+            None,
             &config(None),
         );
         assert_eq!(
@@ -454,5 +560,174 @@ mod tests {
         assert_eq!(human(Duration::from_secs(185)), "3m05s");
         assert_eq!(human(Duration::from_secs(3720)), "1h02m");
         assert_eq!(human(Duration::from_secs(3600)), "1h");
+    }
+
+    fn past_grace_at(now: &Zoned, actions: &[i64]) -> Loaded {
+        Loaded::Record(Record {
+            down_since: Some(now.timestamp() - jiff::SignedDuration::from_mins(10)),
+            failures: BTreeMap::from([("web".to_string(), 5)]),
+            actions: actions
+                .iter()
+                .map(|m| now.timestamp() - jiff::SignedDuration::from_mins(*m))
+                .collect(),
+            ..Record::default()
+        })
+    }
+
+    #[test]
+    fn the_flap_limiter_holds_back_the_fourth_action_and_says_so_once() {
+        let now = at("2026-06-01T12:00", "UTC");
+        let (verdict, next) = decide(
+            &[probe("web", false)],
+            &past_grace_at(&now, &[25, 15]),
+            &now,
+            None,
+            &config(None),
+        );
+        assert!(verdict.act && !verdict.flapping);
+        assert_eq!(
+            (verdict.recent_actions, verdict.restart.clone()),
+            (3, vec!["web".to_string()])
+        );
+        let (verdict, next) = decide(
+            &[probe("web", false)],
+            &Loaded::Record(Record {
+                down_since: next
+                    .down_since
+                    .map(|t| t - jiff::SignedDuration::from_mins(10)),
+                ..next
+            }),
+            &now,
+            None,
+            &config(None),
+        );
+        assert!(
+            !verdict.act && verdict.flapping && verdict.flap_tripped_now,
+            "{verdict:?}"
+        );
+        assert!(verdict.reason.ends_with("but 3 heal action(s) within 30m already: holding back until `memslice heal reset` or the window passes"), "{}", verdict.reason);
+        let (verdict, _) = decide(
+            &[probe("web", false)],
+            &Loaded::Record(next),
+            &now,
+            None,
+            &config(None),
+        );
+        assert!(
+            verdict.flapping && !verdict.flap_tripped_now,
+            "logged once per trip"
+        );
+    }
+
+    #[test]
+    fn the_window_passing_lets_the_healer_act_again() {
+        let now = at("2026-06-01T12:00", "UTC");
+        let (verdict, next) = decide(
+            &[probe("web", false)],
+            &past_grace_at(&now, &[40, 35, 20]),
+            &now,
+            None,
+            &config(None),
+        );
+        assert!(verdict.act, "two of three actions left the 30m window");
+        assert_eq!(next.actions.len(), 2);
+    }
+
+    #[test]
+    fn the_history_resets_after_a_stable_period_not_on_the_first_pass() {
+        let now = at("2026-06-01T12:00", "UTC");
+        let flapping = Record {
+            actions: vec![now.timestamp() - jiff::SignedDuration::from_mins(5); 3],
+            flap_reported: true,
+            ..Record::default()
+        };
+        let (first, next) = decide(
+            &[probe("web", true)],
+            &Loaded::Record(flapping),
+            &now,
+            None,
+            &config(None),
+        );
+        assert_eq!(
+            (first.site, next.actions.len(), next.up_since),
+            (Site::Up, 3, Some(now.timestamp())),
+            "one pass is not stable"
+        );
+        let later = at("2026-06-01T12:09", "UTC");
+        let (_, still) = decide(
+            &[probe("web", true)],
+            &Loaded::Record(next.clone()),
+            &later,
+            None,
+            &config(None),
+        );
+        assert_eq!(
+            still.actions.len(),
+            3,
+            "9 minutes is not the 10m stable_after"
+        );
+        let stable = at("2026-06-01T12:10", "UTC");
+        let (_, reset) = decide(
+            &[probe("web", true)],
+            &Loaded::Record(next),
+            &stable,
+            None,
+            &config(None),
+        );
+        assert!(reset.actions.is_empty() && !reset.flap_reported);
+    }
+
+    #[test]
+    fn an_oom_storm_acts_before_the_grace_without_restarting() {
+        let storm = crate::config::heal::StormConfig {
+            slice: "app".into(),
+            kills: 5,
+            window: Duration::from_secs(1),
+        };
+        let config = HealConfig {
+            storm: Some(storm),
+            ..config(None)
+        };
+        let now = at("2026-06-01T12:00:00", "UTC");
+        let (quiet, record) = decide(
+            &[probe("web", true)],
+            &Loaded::Missing,
+            &now,
+            Some(100),
+            &config,
+        );
+        assert!(!quiet.act && quiet.storm.is_none());
+        let soon = at("2026-06-01T12:00:01", "UTC");
+        let (verdict, next) = decide(
+            &[probe("web", true)],
+            &Loaded::Record(record),
+            &soon,
+            Some(107),
+            &config,
+        );
+        assert!(verdict.act, "{verdict:?}");
+        assert_eq!(verdict.storm.map(|s| s.kills), Some(7));
+        assert!(
+            verdict.restart.is_empty(),
+            "the services are up: nothing to restart"
+        );
+        assert_eq!(
+            verdict.reason,
+            "OOM storm in app: 7 kills in 1.0s (7.0/s, the limit is 5 per 1s): killing protected tasks now"
+        );
+        assert_eq!(
+            next.actions,
+            vec![soon.timestamp()],
+            "a storm response counts for the flap limiter"
+        );
+        let calm = at("2026-06-01T12:01:00", "UTC");
+        let (verdict, _) = decide(
+            &[probe("web", true)],
+            &Loaded::Record(next),
+            &calm,
+            Some(109),
+            &config,
+        );
+        assert!(!verdict.act, "2 kills in a minute is no storm");
     }
 }

@@ -7,6 +7,7 @@
 
 mod act;
 pub mod decide;
+pub mod limits;
 mod probe;
 pub mod state;
 
@@ -92,11 +93,22 @@ pub fn check(
     let probes: Vec<ProbeResult> = config.services.iter().map(probe::probe).collect();
     let loaded = state::load(&config.state_file);
     let now = Zoned::now().with_time_zone(tz.clone());
-    let (verdict, mut next) = decide::decide(&probes, &loaded, &now, config);
+    let oom_kills = match &config.storm {
+        Some(rule) => match root.memory_events(&rule.slice) {
+            Ok(events) => Some(events.oom_kill),
+            Err(err) => {
+                tracing::error!("cannot read the storm slice's OOM kills: {err}");
+                None
+            }
+        },
+        None => None,
+    };
+    let (verdict, mut next) = decide::decide(&probes, &loaded, &now, oom_kills, config);
     if let Some(note) = &verdict.record_note {
         tracing::error!("{note}");
     }
-    let actions = (verdict.act && !options.dry_run).then(|| act::heal(root, config, &verdict.down));
+    let actions =
+        (verdict.act && !options.dry_run).then(|| act::heal(root, config, &verdict.restart));
     if let Some(actions) = &actions {
         next.last_action = Some(ActionRecord {
             at: verdict.at,
