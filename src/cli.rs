@@ -134,6 +134,8 @@ pub enum HealCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Repeat `check` every heal.interval as a daemon; stops on SIGTERM or SIGINT.
+    /// Repeat `check` on the wall clock every heal.interval, as a daemon; stops on SIGTERM or SIGINT.
     Watch,
+    /// Clear the flap limiter's action history, so a held-back healer acts again.
+    Reset,
 }

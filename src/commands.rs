@@ -223,18 +223,30 @@ fn run_task(
 fn run_heal(cli: &Cli, config: &Config, command: &HealCommand) -> Result<ExitCode> {
     let heal_config = config.heal.as_ref().ok_or(heal::HealError::NotConfigured)?;
     let tz = heal::timezone(heal_config)?;
-    let root = open_root(cli)?;
     match command {
         HealCommand::Watch => {
-            heal::watch(&root, heal_config, &tz)?;
+            heal::watch(&open_root(cli)?, heal_config, &tz)?;
             Ok(ExitCode::SUCCESS)
         }
+        HealCommand::Reset => match heal::reset(heal_config)? {
+            Some(forgotten) => {
+                println!("flap limiter reset: {forgotten} recorded action(s) forgotten");
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                eprintln!(
+                    "memslice: another heal run holds {}; try again",
+                    heal_config.lock_file.display()
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        },
         HealCommand::Check { dry_run, json } => {
             let options = heal::CheckOptions {
                 dry_run: *dry_run,
                 lock_wait: std::time::Duration::from_secs(5),
             };
-            let report = match heal::check(&root, heal_config, &tz, options)? {
+            let report = match heal::check(&open_root(cli)?, heal_config, &tz, options)? {
                 heal::CheckOutcome::Done(report) => report,
                 heal::CheckOutcome::Busy => {
                     eprintln!(

@@ -255,7 +255,8 @@ pub fn decide(
         last_action: record.last_action.clone(),
         actions,
         up_since,
-        flap_reported: flap_reported || flapping,
+        // A new trip after the healer could act again is reported again.
+        flap_reported: !act && (flap_reported || flapping),
         oom_samples,
     };
     let site = match (since.is_some(), failing.is_empty()) {
@@ -622,15 +623,20 @@ mod tests {
     #[test]
     fn the_window_passing_lets_the_healer_act_again() {
         let now = at("2026-06-01T12:00", "UTC");
-        let (verdict, next) = decide(
-            &[probe("web", false)],
-            &past_grace_at(&now, &[40, 35, 20]),
-            &now,
-            None,
-            &config(None),
-        );
+        let Loaded::Record(tripped) = past_grace_at(&now, &[40, 35, 20]) else {
+            unreachable!("past_grace_at gives a record")
+        };
+        let tripped = Loaded::Record(Record {
+            flap_reported: true,
+            ..tripped
+        });
+        let (verdict, next) = decide(&[probe("web", false)], &tripped, &now, None, &config(None));
         assert!(verdict.act, "two of three actions left the 30m window");
         assert_eq!(next.actions.len(), 2);
+        assert!(
+            !next.flap_reported,
+            "the next trip is a new one, reported again"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 mod act;
 pub mod decide;
 pub mod limits;
+mod notify;
 mod probe;
 pub mod state;
 
@@ -120,6 +121,16 @@ pub fn check(
     log(&verdict, &probes, actions.as_ref(), options.dry_run);
     if !options.dry_run {
         state::save(&config.state_file, &next)?;
+        let tell = actions.is_some() || verdict.flap_tripped_now;
+        if let (Some(hook), true) = (&config.notify, tell) {
+            if let Err(err) = notify::send(
+                hook,
+                &notify::notice(&verdict, actions.as_ref()),
+                config.notify_timeout,
+            ) {
+                tracing::warn!("notify hook failed (healing is not affected): {err}");
+            }
+        }
     }
     Ok(CheckOutcome::Done(Box::new(Report {
         verdict,
@@ -138,11 +149,34 @@ fn log(verdict: &Verdict, probes: &[ProbeResult], actions: Option<&Actions>, dry
         .map(|p| p.detail.as_str())
         .collect();
     match (verdict.site, actions) {
+        (_, Some(actions)) => {
+            tracing::warn!(
+                down_for_s = verdict.down_for_seconds,
+                grace_s = verdict.grace_seconds,
+                shift,
+                killed = ?actions.killed,
+                restarted = ?actions.restarted,
+                "acted: {} [{}]",
+                verdict.reason,
+                failing.join("; ")
+            );
+            for failure in &actions.failures {
+                tracing::error!("heal action failed: {failure}");
+            }
+        }
         (Site::Up, _) => tracing::info!(
             down_for_s = 0,
             grace_s = verdict.grace_seconds,
             shift,
             "up: {}",
+            verdict.reason
+        ),
+        (_, None) if verdict.flap_tripped_now => tracing::error!(
+            down_for_s = verdict.down_for_seconds,
+            grace_s = verdict.grace_seconds,
+            shift,
+            recent_actions = verdict.recent_actions,
+            "flap limiter tripped: {}",
             verdict.reason
         ),
         (_, None) => tracing::warn!(
@@ -159,37 +193,23 @@ fn log(verdict: &Verdict, probes: &[ProbeResult], actions: Option<&Actions>, dry
             verdict.reason,
             failing.join("; ")
         ),
-        (_, Some(actions)) => {
-            tracing::warn!(
-                down_for_s = verdict.down_for_seconds,
-                grace_s = verdict.grace_seconds,
-                shift,
-                killed = ?actions.killed,
-                restarted = ?actions.restarted,
-                "acted: {} [{}]",
-                verdict.reason,
-                failing.join("; ")
-            );
-            for failure in &actions.failures {
-                tracing::error!("heal action failed: {failure}");
-            }
-        }
     }
 }
 
-/// Runs `check` every `interval` until SIGTERM or SIGINT.
+/// Runs `check` on the wall-clock grid of `interval` until SIGTERM or
+/// SIGINT. After a suspend or a stall it checks once, says how far it fell
+/// behind, and goes back to the grid; it never runs the missed checks.
 pub fn watch(root: &Root, config: &HealConfig, tz: &TimeZone) -> Result<(), HealError> {
     let mut stop = SigSet::empty();
     stop.add(Signal::SIGTERM);
     stop.add(Signal::SIGINT);
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stop), None).map_err(HealError::Signals)?;
     let signals = SignalFd::new(&stop).map_err(HealError::Signals)?;
-    let wait = PollTimeout::try_from(config.interval.as_millis().min(i32::MAX as u128) as i32)
-        .unwrap_or(PollTimeout::MAX);
     tracing::info!(
         interval_s = config.interval.as_secs_f64(),
         "heal watch started"
     );
+    let mut planned = jiff::Timestamp::now();
     loop {
         match check(
             root,
@@ -207,9 +227,23 @@ pub fn watch(root: &Root, config: &HealConfig, tz: &TimeZone) -> Result<(), Heal
             Ok(CheckOutcome::Done(_)) => {}
             Err(err) => tracing::error!("heal check failed: {err}"),
         }
+        let now = jiff::Timestamp::now();
+        let (next, missed) = limits::next_tick(planned, now, config.interval);
+        if missed > 1 {
+            tracing::warn!(
+                missed,
+                "heal watch fell behind the clock by {missed} intervals (suspend or stall); the next check is on the grid"
+            );
+        }
+        planned = next;
+        let wait = Duration::try_from(next.duration_since(now)).unwrap_or_default();
+        let millis = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
         let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, wait) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => {}
             Ok(_) => {
                 let signal = signals
                     .read_signal()
@@ -222,4 +256,25 @@ pub fn watch(root: &Root, config: &HealConfig, tz: &TimeZone) -> Result<(), Heal
             Err(errno) => return Err(HealError::Signals(errno)),
         }
     }
+}
+
+/// `memslice heal reset`: forget the action history so a tripped flap
+/// limiter lets the healer act again. Returns how many actions it forgot.
+pub fn reset(config: &HealConfig) -> Result<Option<usize>, HealError> {
+    let Some(_lock) = state::lock(&config.lock_file, Duration::from_secs(5))? else {
+        return Ok(None);
+    };
+    let mut record = match state::load(&config.state_file) {
+        decide::Loaded::Record(record) => record,
+        decide::Loaded::Missing | decide::Loaded::Corrupt(_) => decide::Record::default(),
+    };
+    let forgotten = record.actions.len();
+    record.actions.clear();
+    record.flap_reported = false;
+    state::save(&config.state_file, &record)?;
+    tracing::warn!(
+        forgotten,
+        "heal reset: the flap limiter's history was cleared by hand"
+    );
+    Ok(Some(forgotten))
 }

@@ -1,6 +1,7 @@
 //! Probing the site's services, each with its own timeout. A probe never
 //! hangs a heal run: every way of asking has a deadline.
 
+use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -68,17 +69,32 @@ fn tcp(address: &str, timeout: Duration) -> Result<String, String> {
 
 /// Runs `argv` with no input and its output discarded; kills it at the deadline.
 pub fn command(argv: &[String], timeout: Duration) -> Result<String, String> {
+    run(argv, None, timeout)
+}
+
+/// Runs `argv` with `input` on its standard input (when given) and kills it
+/// at the deadline, so no command can hang a heal run.
+pub fn run(argv: &[String], input: Option<&[u8]>, timeout: Duration) -> Result<String, String> {
     let shown = argv.join(" ");
     let Some((program, args)) = argv.split_first() else {
         return Err("empty command".into());
     };
     let mut child = Command::new(program)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .map_err(|err| format!("{shown}: {err}"))?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        // Small enough for the pipe buffer; a command that does not read
+        // it gets EPIPE, not a stuck healer.
+        let _ = stdin.write_all(input);
+    }
     let deadline = Instant::now() + timeout;
     loop {
         match child.try_wait() {
@@ -101,7 +117,7 @@ pub fn command(argv: &[String], timeout: Duration) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Write};
+    use std::io::Read;
     use std::net::TcpListener;
 
     fn service(probe: Probe) -> Service {

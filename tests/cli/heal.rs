@@ -223,3 +223,105 @@ fn heal_without_a_heal_section_says_so() {
         stderr(&out)
     );
 }
+
+/// The web probe never passes and its restart does nothing: a service that
+/// never comes back.
+fn never_back(fx: &Fixture, extra: &str) {
+    let text = heal_config(fx.dir.path(), "0s")
+        .replace(
+            "restart_command = [\"touch\"",
+            "restart_command = [\"true\", \"touch\"",
+        )
+        .replace("[heal]\n", &format!("[heal]\n{extra}"));
+    std::fs::write(fx.config(), text).expect("config");
+}
+
+#[test]
+fn a_service_that_never_comes_back_is_restarted_at_most_max_actions_times() {
+    let fx = fixture("0s");
+    never_back(&fx, "max_actions = 2\nactions_window = \"1h\"\n");
+    let outs: Vec<String> = (0..4)
+        .map(|_| stdout(&fx.memslice(&["heal", "check"]).success()))
+        .collect();
+    assert!(
+        outs[0].starts_with("acted:") && outs[1].starts_with("acted:"),
+        "{outs:?}"
+    );
+    for held in &outs[2..] {
+        assert!(
+            held.contains(
+                "but 2 heal action(s) within 1h already: holding back until `memslice heal reset`"
+            ),
+            "{held}"
+        );
+    }
+    let out = fx.memslice(&["heal", "check", "--json"]).success();
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(
+        (
+            report["verdict"]["flapping"].as_bool(),
+            report["verdict"]["act"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
+    let out = fx.memslice(&["heal", "reset"]).success();
+    assert_eq!(
+        stdout(&out),
+        "flap limiter reset: 2 recorded action(s) forgotten\n"
+    );
+    assert!(
+        stdout(&fx.memslice(&["heal", "check"]).success()).starts_with("acted:"),
+        "acts again after reset"
+    );
+}
+
+#[test]
+fn the_limiter_trip_is_logged_at_error_level_once() {
+    let fx = fixture("0s");
+    never_back(&fx, "max_actions = 1\n");
+    fx.memslice(&["heal", "check"]).success();
+    let first = stderr(&fx.memslice(&["heal", "check"]).success());
+    let second = stderr(&fx.memslice(&["heal", "check"]).success());
+    assert!(
+        first.contains("ERROR") && first.contains("flap limiter tripped"),
+        "{first}"
+    );
+    assert!(!second.contains("ERROR"), "{second}");
+}
+
+#[test]
+fn the_notify_hook_gets_each_action_and_cannot_hold_healing() {
+    let fx = fixture("0s");
+    let notice = fx.dir.path().join("notice.json");
+    never_back(
+        &fx,
+        &format!(
+            "notify = [\"sh\", \"-c\", \"cat > {}\"]\n",
+            notice.display()
+        ),
+    );
+    fx.memslice(&["heal", "check"]).success();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&notice).expect("hook ran")).expect("json");
+    assert_eq!(json["event"], "heal");
+    assert_eq!(json["killed"][0], "app/tasks");
+    assert_eq!(json["grace_seconds"], 0);
+
+    never_back(
+        &fx,
+        "notify = [\"sleep\", \"30\"]\nnotify_timeout = \"300ms\"\n",
+    );
+    let started = Instant::now();
+    let out = fx.memslice(&["heal", "check"]).success();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a hanging hook held the check {:?}",
+        started.elapsed()
+    );
+    assert!(stdout(&out).starts_with("acted:"));
+    assert!(
+        stderr(&out).contains("notify hook failed (healing is not affected)"),
+        "{}",
+        stderr(&out)
+    );
+}

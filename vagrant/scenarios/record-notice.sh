@@ -1,0 +1,3 @@
+#!/bin/sh
+# The notify hook of the scenarios: keeps each notice, one JSON per line.
+cat >> /tmp/notices
