@@ -92,6 +92,20 @@ pub enum Command {
     /// Auto-heal: kill protected tasks and restart services after a grace period of downtime.
     #[command(subcommand)]
     Heal(HealCommand),
+    /// OOM and limit events of the managed slices (memory.events).
+    ///
+    /// Without --follow: the counters so far. With it: one line per oom,
+    /// oom_kill, oom_group_kill, high and max event as the kernel reports it
+    /// (inotify, no polling), at the deepest slice it happened in, with the
+    /// group's usage and limit and, for a kill, the victim from the kernel log.
+    Events {
+        /// Keep watching and print events as they happen.
+        #[arg(long)]
+        follow: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
     /// The tree with usage against limits and OOM counters.
     Status {
         /// Machine-readable output (schema in the README).

@@ -1,7 +1,7 @@
 //! The binary's edge: turns subcommands into library calls, prints for
 //! people, and maps errors to exit codes in one place.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -140,6 +140,43 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             run_task(cli, &config, node, Mode::Protect, None, None, None, task)
         }
         Command::Heal(heal) => run_heal(cli, &config, heal),
+        Command::Events { follow, json } => {
+            let root = open_root(cli)?;
+            let groups: Vec<String> = config.slices.iter().map(|s| s.path.clone()).collect();
+            let mut watcher = observe::events::Watcher::new(&root, &groups)?;
+            if !follow {
+                for (group, events) in watcher.totals() {
+                    if *json {
+                        println!(
+                            "{}",
+                            serde_json::json!({ "group": group, "events": events })
+                        );
+                    } else {
+                        println!(
+                            "{group}: max {} high {} oom {} oom_kill {} oom_group_kill {}",
+                            events.max,
+                            events.high,
+                            events.oom,
+                            events.oom_kill,
+                            events.oom_group_kill
+                        );
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut out = std::io::stdout().lock();
+            loop {
+                for event in watcher.wait(None)? {
+                    let line = if *json {
+                        serde_json::to_string(&event)?
+                    } else {
+                        event.line()
+                    };
+                    writeln!(out, "{line}")?;
+                }
+                out.flush()?;
+            }
+        }
         Command::Status { json } => {
             let root = open_root(cli)?;
             let status = observe::status(&root, &config).context("cannot read the tree")?;
@@ -225,7 +262,8 @@ fn run_heal(cli: &Cli, config: &Config, command: &HealCommand) -> Result<ExitCod
     let tz = heal::timezone(heal_config)?;
     match command {
         HealCommand::Watch => {
-            heal::watch(&open_root(cli)?, heal_config, &tz)?;
+            let groups: Vec<String> = config.slices.iter().map(|s| s.path.clone()).collect();
+            heal::watch(&open_root(cli)?, heal_config, &tz, &groups)?;
             Ok(ExitCode::SUCCESS)
         }
         HealCommand::Reset => match heal::reset(heal_config)? {

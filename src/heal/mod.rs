@@ -27,6 +27,7 @@ use decide::{ActionRecord, ProbeResult, Site, Verdict};
 
 use crate::cgroupfs::Root;
 use crate::config::heal::HealConfig;
+use crate::observe::events::Watcher;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HealError {
@@ -199,12 +200,24 @@ fn log(verdict: &Verdict, probes: &[ProbeResult], actions: Option<&Actions>, dry
 /// Runs `check` on the wall-clock grid of `interval` until SIGTERM or
 /// SIGINT. After a suspend or a stall it checks once, says how far it fell
 /// behind, and goes back to the grid; it never runs the missed checks.
-pub fn watch(root: &Root, config: &HealConfig, tz: &TimeZone) -> Result<(), HealError> {
+pub fn watch(
+    root: &Root,
+    config: &HealConfig,
+    tz: &TimeZone,
+    event_groups: &[String],
+) -> Result<(), HealError> {
     let mut stop = SigSet::empty();
     stop.add(Signal::SIGTERM);
     stop.add(Signal::SIGINT);
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stop), None).map_err(HealError::Signals)?;
     let signals = SignalFd::new(&stop).map_err(HealError::Signals)?;
+    let mut events = match Watcher::new(root, event_groups) {
+        Ok(watcher) => Some(watcher),
+        Err(err) => {
+            tracing::error!("memory events will not be logged: {err}");
+            None
+        }
+    };
     tracing::info!(
         interval_s = config.interval.as_secs_f64(),
         "heal watch started"
@@ -227,8 +240,7 @@ pub fn watch(root: &Root, config: &HealConfig, tz: &TimeZone) -> Result<(), Heal
             Ok(CheckOutcome::Done(_)) => {}
             Err(err) => tracing::error!("heal check failed: {err}"),
         }
-        let now = jiff::Timestamp::now();
-        let (next, missed) = limits::next_tick(planned, now, config.interval);
+        let (next, missed) = limits::next_tick(planned, jiff::Timestamp::now(), config.interval);
         if missed > 1 {
             tracing::warn!(
                 missed,
@@ -236,24 +248,59 @@ pub fn watch(root: &Root, config: &HealConfig, tz: &TimeZone) -> Result<(), Heal
             );
         }
         planned = next;
-        let wait = Duration::try_from(next.duration_since(now)).unwrap_or_default();
+        if wait_until(next, &signals, events.as_mut())? {
+            return Ok(());
+        }
+    }
+}
+
+/// Sleeps until `next`, logging memory events meanwhile. `Ok(true)` when
+/// SIGTERM or SIGINT asked to stop.
+fn wait_until(
+    next: jiff::Timestamp,
+    signals: &SignalFd,
+    mut events: Option<&mut Watcher<'_>>,
+) -> Result<bool, HealError> {
+    loop {
+        let wait =
+            Duration::try_from(next.duration_since(jiff::Timestamp::now())).unwrap_or_default();
+        if wait.is_zero() {
+            return Ok(false);
+        }
         let millis = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
-        let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
-        ) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => {}
-            Ok(_) => {
-                let signal = signals
-                    .read_signal()
-                    .ok()
-                    .flatten()
-                    .map(|info| info.ssi_signo);
-                tracing::info!(signal, "heal watch stopping");
-                return Ok(());
+        let ready = {
+            let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+            if let Some(watcher) = events.as_deref() {
+                fds.push(PollFd::new(watcher.fd(), PollFlags::POLLIN));
             }
-            Err(errno) => return Err(HealError::Signals(errno)),
+            match poll(
+                &mut fds,
+                PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
+            ) {
+                Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+                Ok(_) => fds
+                    .iter()
+                    .map(|fd| fd.any().unwrap_or(false))
+                    .collect::<Vec<_>>(),
+                Err(errno) => return Err(HealError::Signals(errno)),
+            }
+        };
+        if ready[0] {
+            let signal = signals
+                .read_signal()
+                .ok()
+                .flatten()
+                .map(|info| info.ssi_signo);
+            tracing::info!(signal, "heal watch stopping");
+            return Ok(true);
+        }
+        if let Some(watcher) = events.as_deref_mut() {
+            match watcher.collect() {
+                Ok(found) => found
+                    .iter()
+                    .for_each(|event| tracing::warn!("memory event: {}", event.line())),
+                Err(err) => tracing::error!("cannot read memory events: {err}"),
+            }
         }
     }
 }
