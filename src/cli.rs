@@ -106,6 +106,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Prometheus text format of the tree and the healer (for node_exporter's textfile collector).
+    Metrics,
     /// The tree with usage against limits and OOM counters.
     Status {
         /// Machine-readable output (schema in the README).
@@ -149,7 +151,13 @@ pub enum HealCommand {
         json: bool,
     },
     /// Repeat `check` on the wall clock every heal.interval, as a daemon; stops on SIGTERM or SIGINT.
-    Watch,
+    ///
+    /// Also logs every memory event of the managed slices as it happens.
+    Watch {
+        /// Serve Prometheus metrics on ADDR (like 127.0.0.1:9464) at /metrics.
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<String>,
+    },
     /// Clear the flap limiter's action history, so a held-back healer acts again.
     Reset,
 }

@@ -3,6 +3,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use memslice::cgroupfs::Root;
@@ -10,6 +11,7 @@ use memslice::config::{Config, ConfigError, NodeFacts, Size, size::human_bytes};
 use memslice::heal;
 use memslice::host::{self, HostError};
 use memslice::observe;
+use memslice::observe::metrics::DecisionCounts;
 use memslice::plan::{self, Plan};
 use memslice::spawn::policy::{self, Mode, Request};
 use memslice::spawn::{self, SpawnError, TaskSpec, identity};
@@ -177,13 +179,18 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
                 out.flush()?;
             }
         }
+        Command::Metrics => {
+            let root = open_root(cli)?;
+            print!("{}", render_metrics(&root, &config, None));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status { json } => {
             let root = open_root(cli)?;
             let status = observe::status(&root, &config).context("cannot read the tree")?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
-                print!("{}", status.render_text());
+                print!("{}", status.render_text(std::io::stdout().is_terminal()));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -261,9 +268,19 @@ fn run_heal(cli: &Cli, config: &Config, command: &HealCommand) -> Result<ExitCod
     let heal_config = config.heal.as_ref().ok_or(heal::HealError::NotConfigured)?;
     let tz = heal::timezone(heal_config)?;
     match command {
-        HealCommand::Watch => {
+        HealCommand::Watch { metrics_addr } => {
+            let root = open_root(cli)?;
             let groups: Vec<String> = config.slices.iter().map(|s| s.path.clone()).collect();
-            heal::watch(&open_root(cli)?, heal_config, &tz, &groups)?;
+            let counts = Arc::new(Mutex::new(DecisionCounts::default()));
+            if let Some(addr) = metrics_addr {
+                let (root, config, counts) = (root.clone(), config.clone(), Arc::clone(&counts));
+                let bound = observe::serve::serve(addr, move || {
+                    let decisions = counts.lock().map(|c| *c).ok();
+                    render_metrics(&root, &config, decisions)
+                })?;
+                tracing::info!(%bound, "serving metrics at /metrics");
+            }
+            heal::watch(&root, heal_config, &tz, &groups, Some(&counts))?;
             Ok(ExitCode::SUCCESS)
         }
         HealCommand::Reset => match heal::reset(heal_config)? {
@@ -329,6 +346,22 @@ fn run_heal(cli: &Cli, config: &Config, command: &HealCommand) -> Result<ExitCod
                 ExitCode::SUCCESS
             })
         }
+    }
+}
+
+/// The metrics text; a tree that cannot be read becomes a comment, so a
+/// scrape still answers and says why.
+fn render_metrics(root: &Root, config: &Config, decisions: Option<DecisionCounts>) -> String {
+    let heal = config
+        .heal
+        .as_ref()
+        .map(|heal_config| heal::metrics(heal_config, decisions));
+    match observe::status(root, config) {
+        Ok(status) => observe::metrics::render(&status, heal.as_ref()),
+        Err(err) => format!(
+            "# memslice cannot read the tree: {}\n",
+            err.to_string().replace('\n', " ")
+        ),
     }
 }
 

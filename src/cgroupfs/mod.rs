@@ -258,15 +258,27 @@ impl Root {
         })
     }
 
+    /// memory.events, or `None` where the group has no memory controller.
+    pub fn memory_events_if_enabled(&self, group: &str) -> Result<Option<MemoryEvents>, Error> {
+        self.parsed_optional(group, "memory.events", parse::memory_events)
+    }
+
     pub fn memory_pressure(&self, group: &str) -> Result<Option<Pressure>, Error> {
-        match self.read_optional(group, "memory.pressure")? {
+        self.parsed_optional(group, "memory.pressure", parse::pressure)
+    }
+
+    fn parsed_optional<T>(
+        &self,
+        group: &str,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, ParseError>,
+    ) -> Result<Option<T>, Error> {
+        match self.read_optional(group, name)? {
             None => Ok(None),
-            Some(text) => parse::pressure(&text)
-                .map(Some)
-                .map_err(|source| Error::Parse {
-                    path: self.file(group, "memory.pressure"),
-                    source,
-                }),
+            Some(text) => parse(&text).map(Some).map_err(|source| Error::Parse {
+                path: self.file(group, name),
+                source,
+            }),
         }
     }
 

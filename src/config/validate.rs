@@ -2,7 +2,7 @@
 //! agree with each other and with the parent slice, a protect policy with
 //! bounds. Pure: the node's RAM and page size come in as values.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::raw::{At, RawConfig, RawProtect, RawSlice};
 use super::size::{Limit, Size, human_bytes};
@@ -19,6 +19,12 @@ pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -
         size.as_ref()
             .map(|at| at.value.resolve(node_memory, host.page_size))
     };
+    // Paths that have child slices, found once: the tree may be large.
+    let parents: HashSet<&[String]> = raw
+        .slices
+        .iter()
+        .filter_map(|s| s.path.split_last().map(|(_, parent)| parent))
+        .collect();
     let mut slices: Vec<Slice> = Vec::with_capacity(raw.slices.len());
     for raw_slice in &raw.slices {
         check_names(raw_slice, problems);
@@ -39,10 +45,7 @@ pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -
             .as_ref()
             .and_then(|p| p.slice.as_ref())
             .is_some_and(|at| at.value.trim_matches('/') == path);
-        let has_children = holds_tasks
-            || raw.slices.iter().any(|other| {
-                other.path.len() > raw_slice.path.len() && other.path.starts_with(&raw_slice.path)
-            });
+        let has_children = holds_tasks || parents.contains(raw_slice.path.as_slice());
         let controllers = controllers(raw_slice, has_children, problems);
         slices.push(Slice {
             path,
@@ -52,10 +55,25 @@ pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -
         });
     }
     let root_controllers = root_controllers(&slices);
-    for (raw_slice, slice) in raw.slices.iter().zip(&slices) {
-        check_against_parent(raw_slice, slice, &slices, problems);
+    let mut children: HashMap<Option<&str>, Vec<usize>> = HashMap::new();
+    for (index, slice) in slices.iter().enumerate() {
+        children
+            .entry(parent_of(&slice.path))
+            .or_default()
+            .push(index);
     }
-    check_reservations(&raw.slices, &slices, node_memory, problems);
+    let index_of: HashMap<&str, usize> = slices
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.path.as_str(), i))
+        .collect();
+    for (raw_slice, slice) in raw.slices.iter().zip(&slices) {
+        let parent = parent_of(&slice.path)
+            .and_then(|p| index_of.get(p))
+            .map(|i| &slices[*i]);
+        check_against_parent(raw_slice, slice, parent, problems);
+    }
+    check_reservations(&raw.slices, &slices, &children, node_memory, problems);
     let protect = raw
         .protect
         .as_ref()
@@ -185,13 +203,13 @@ fn root_controllers(slices: &[Slice]) -> Vec<Controller> {
 fn check_against_parent(
     raw: &RawSlice,
     slice: &Slice,
-    slices: &[Slice],
+    parent: Option<&Slice>,
     problems: &mut Vec<Problem>,
 ) {
     let Some(parent_path) = parent_of(&slice.path) else {
         return;
     };
-    let Some(parent) = slices.iter().find(|s| s.path == parent_path) else {
+    let Some(parent) = parent else {
         return;
     };
     let dotted = raw.path.join(".");
@@ -244,6 +262,7 @@ fn check_against_parent(
 fn check_reservations(
     raw: &[RawSlice],
     slices: &[Slice],
+    children_of: &HashMap<Option<&str>, Vec<usize>>,
     node_memory: u64,
     problems: &mut Vec<Problem>,
 ) {
@@ -251,11 +270,10 @@ fn check_reservations(
     let knobs: [(&str, Pick); 2] = [("memory_min", |m| m.min), ("memory_low", |m| m.low)];
     let parents = std::iter::once(None).chain(slices.iter().map(Some));
     for parent in parents {
-        let children: Vec<(usize, &Slice)> = slices
-            .iter()
-            .enumerate()
-            .filter(|(_, slice)| parent_of(&slice.path) == parent.map(|p| p.path.as_str()))
-            .collect();
+        let children: Vec<(usize, &Slice)> = children_of
+            .get(&parent.map(|p| p.path.as_str()))
+            .map(|indexes| indexes.iter().map(|i| (*i, &slices[*i])).collect())
+            .unwrap_or_default();
         for (name, pick) in knobs {
             let budget = match parent {
                 None => node_memory,

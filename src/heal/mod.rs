@@ -28,6 +28,8 @@ use decide::{ActionRecord, ProbeResult, Site, Verdict};
 use crate::cgroupfs::Root;
 use crate::config::heal::HealConfig;
 use crate::observe::events::Watcher;
+use crate::observe::metrics::{DecisionCounts, HealMetrics};
+use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HealError {
@@ -200,11 +202,13 @@ fn log(verdict: &Verdict, probes: &[ProbeResult], actions: Option<&Actions>, dry
 /// Runs `check` on the wall-clock grid of `interval` until SIGTERM or
 /// SIGINT. After a suspend or a stall it checks once, says how far it fell
 /// behind, and goes back to the grid; it never runs the missed checks.
+/// `counts`, when given, tallies each check's outcome for the metrics endpoint.
 pub fn watch(
     root: &Root,
     config: &HealConfig,
     tz: &TimeZone,
     event_groups: &[String],
+    counts: Option<&Mutex<DecisionCounts>>,
 ) -> Result<(), HealError> {
     let mut stop = SigSet::empty();
     stop.add(Signal::SIGTERM);
@@ -237,7 +241,17 @@ pub fn watch(
                 "another heal run holds {}; skipped",
                 config.lock_file.display()
             ),
-            Ok(CheckOutcome::Done(_)) => {}
+            Ok(CheckOutcome::Done(report)) => {
+                if let Some(mut counts) = counts.and_then(|c| c.lock().ok()) {
+                    let verdict = &report.verdict;
+                    match (verdict.site, verdict.act, verdict.flapping) {
+                        (_, true, _) => counts.acted += 1,
+                        (_, _, true) => counts.held_back += 1,
+                        (Site::Up, _, _) => counts.up += 1,
+                        _ => counts.down += 1,
+                    }
+                }
+            }
             Err(err) => tracing::error!("heal check failed: {err}"),
         }
         let (next, missed) = limits::next_tick(planned, jiff::Timestamp::now(), config.interval);
@@ -302,6 +316,27 @@ fn wait_until(
                 Err(err) => tracing::error!("cannot read memory events: {err}"),
             }
         }
+    }
+}
+
+/// The healer's state for `memslice metrics` and the watch endpoint, from
+/// the state file (an unreadable one reads as no outage).
+pub fn metrics(config: &HealConfig, decisions: Option<DecisionCounts>) -> HealMetrics {
+    let record = match state::load(&config.state_file) {
+        decide::Loaded::Record(record) => record,
+        decide::Loaded::Missing | decide::Loaded::Corrupt(_) => decide::Record::default(),
+    };
+    let now = jiff::Timestamp::now();
+    HealMetrics {
+        down: record.down_since.is_some(),
+        downtime_seconds: record
+            .down_since
+            .and_then(|since| Duration::try_from(now.duration_since(since)).ok())
+            .map_or(0, |d| d.as_secs()),
+        flapping: record.flap_reported,
+        recent_actions: limits::recent_actions(&record.actions, now, config.actions_window),
+        last_action_unix: record.last_action.map(|action| action.at.as_second()),
+        decisions,
     }
 }
 

@@ -3,6 +3,8 @@
 //! as they happen.
 
 pub mod events;
+pub mod metrics;
+pub mod serve;
 mod status;
 
 pub use status::{GroupStatus, Status, status};

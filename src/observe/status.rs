@@ -3,11 +3,12 @@
 //!
 //! JSON schema (stable; fields are only ever added):
 //! `{"root": str, "groups": [{"path": str, "managed": bool, "exists": bool,
-//! "procs": int, "current_bytes": int|null, "max": int|"max"|null,
+//! "procs": int, "tasks": int, "current_bytes": int|null, "max": int|"max"|null,
 //! "high": …, "low": …, "min": …, "events": {"low","high","max","oom",
 //! "oom_kill","oom_group_kill": int}|null, "pressure_some_avg10": float|null}]}`.
 //! A limit is bytes, `"max"` for none, or null when the file is absent.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use serde::{Serialize, Serializer};
@@ -28,6 +29,8 @@ pub struct GroupStatus {
     pub managed: bool,
     pub exists: bool,
     pub procs: usize,
+    /// Task groups (run/protect) with processes directly below this slice.
+    pub tasks: usize,
     pub current_bytes: Option<u64>,
     #[serde(serialize_with = "limit_json")]
     pub max: Option<Limit>,
@@ -54,11 +57,24 @@ fn limit_json<S: Serializer>(limit: &Option<Limit>, serializer: S) -> Result<S::
 const DEPTH_BELOW_SLICE: usize = 2;
 
 pub fn status(root: &Root, config: &Config) -> Result<Status, cgroupfs::Error> {
+    let managed: HashSet<&str> = config.slices.iter().map(|s| s.path.as_str()).collect();
     let mut groups = Vec::new();
     for slice in &config.slices {
+        let index = groups.len();
         groups.push(group_status(root, &slice.path, true)?);
         if root.exists(&slice.path) {
-            collect_unmanaged(root, config, &slice.path, DEPTH_BELOW_SLICE, &mut groups)?;
+            collect_unmanaged(root, &managed, &slice.path, DEPTH_BELOW_SLICE, &mut groups)?;
+            let depth = slice.path.matches('/').count() + 1;
+            let mut tasks = 0;
+            for task in groups[index + 1..]
+                .iter()
+                .filter(|g| g.path.matches('/').count() == depth)
+            {
+                if root.populated(&task.path)? {
+                    tasks += 1;
+                }
+            }
+            groups[index].tasks = tasks;
         }
     }
     Ok(Status {
@@ -69,7 +85,7 @@ pub fn status(root: &Root, config: &Config) -> Result<Status, cgroupfs::Error> {
 
 fn collect_unmanaged(
     root: &Root,
-    config: &Config,
+    managed: &HashSet<&str>,
     parent: &str,
     depth: usize,
     out: &mut Vec<GroupStatus>,
@@ -79,11 +95,11 @@ fn collect_unmanaged(
     }
     for child in root.children(parent)? {
         let path = cgroupfs::join(parent, &child);
-        if config.slice(&path).is_some() {
+        if managed.contains(path.as_str()) {
             continue;
         }
         out.push(group_status(root, &path, false)?);
-        collect_unmanaged(root, config, &path, depth - 1, out)?;
+        collect_unmanaged(root, managed, &path, depth - 1, out)?;
     }
     Ok(())
 }
@@ -95,6 +111,7 @@ fn group_status(root: &Root, path: &str, managed: bool) -> Result<GroupStatus, c
             managed,
             exists: false,
             procs: 0,
+            tasks: 0,
             current_bytes: None,
             max: None,
             high: None,
@@ -104,48 +121,69 @@ fn group_status(root: &Root, path: &str, managed: bool) -> Result<GroupStatus, c
             pressure_some_avg10: None,
         });
     }
-    let has_events = root.read_optional(path, "memory.events")?.is_some();
     Ok(GroupStatus {
         path: path.to_string(),
         managed,
         exists: true,
         procs: root.procs(path)?.len(),
+        tasks: 0,
         current_bytes: root.memory_current(path)?,
         max: root.limit(path, "memory.max")?,
         high: root.limit(path, "memory.high")?,
         low: root.limit(path, "memory.low")?,
         min: root.limit(path, "memory.min")?,
-        events: if has_events {
-            Some(root.memory_events(path)?)
-        } else {
-            None
-        },
+        events: root.memory_events_if_enabled(path)?,
         pressure_some_avg10: root.memory_pressure(path)?.map(|p| p.some.avg10),
     })
 }
 
+/// ANSI colours for the terminal; plain text anywhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tone {
+    Plain,
+    Warn,
+    Bad,
+}
+
+const COLUMNS: [&str; 9] = [
+    "GROUP", "CURRENT", "MAX", "USE", "HIGH", "TASKS", "OOM", "OOM_KILL", "PSI10",
+];
+const BAR: usize = 10;
+
 impl Status {
-    /// The table people read: indentation shows the tree.
-    pub fn render_text(&self) -> String {
-        let mut out = String::new();
-        let rows: Vec<[String; 8]> = self.groups.iter().map(row).collect();
-        let header = [
-            "GROUP", "CURRENT", "MAX", "USE", "HIGH", "OOM", "OOM_KILL", "PSI10",
-        ]
-        .map(String::from);
-        let mut widths = header.clone().map(|h| h.len());
-        for row in &rows {
-            for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.chars().count());
+    /// The table people read: indentation shows the tree; `color` only
+    /// when stdout is a terminal.
+    pub fn render_text(&self, color: bool) -> String {
+        let rows: Vec<Vec<(String, Tone)>> = self.groups.iter().map(row).collect();
+        let header: Vec<(String, Tone)> = COLUMNS
+            .iter()
+            .map(|h| (h.to_string(), Tone::Plain))
+            .collect();
+        let mut widths = vec![0; COLUMNS.len()];
+        for cells in std::iter::once(&header).chain(&rows) {
+            for (width, (text, _)) in widths.iter_mut().zip(cells) {
+                *width = (*width).max(text.chars().count());
             }
         }
+        let mut out = String::new();
         for cells in std::iter::once(&header).chain(&rows) {
             let mut line = String::new();
-            for (index, (cell, width)) in cells.iter().zip(widths).enumerate() {
-                if index == 0 {
-                    let _ = write!(line, "{cell:<width$}");
+            for (index, ((text, tone), width)) in cells.iter().zip(&widths).enumerate() {
+                let padded = if index == 0 {
+                    format!("{text:<width$}")
                 } else {
-                    let _ = write!(line, "  {cell:>width$}");
+                    format!("  {text:>width$}")
+                };
+                let code = match (color, tone) {
+                    (true, Tone::Warn) => Some("33"),
+                    (true, Tone::Bad) => Some("31"),
+                    _ => None,
+                };
+                match code {
+                    Some(code) => {
+                        let _ = write!(line, "\x1b[{code}m{padded}\x1b[0m");
+                    }
+                    None => line.push_str(&padded),
                 }
             }
             out.push_str(line.trim_end());
@@ -155,22 +193,16 @@ impl Status {
     }
 }
 
-fn row(group: &GroupStatus) -> [String; 8] {
+fn row(group: &GroupStatus) -> Vec<(String, Tone)> {
     let depth = group.path.matches('/').count();
     let name = group.path.rsplit('/').next().unwrap_or(&group.path);
     let marker = if group.managed { "" } else { " (task)" };
     let label = format!("{}{name}{marker}", "  ".repeat(depth));
+    let plain = |text: String| (text, Tone::Plain);
     if !group.exists {
-        return [
-            label,
-            "missing".into(),
-            "-".into(),
-            "-".into(),
-            "-".into(),
-            "-".into(),
-            "-".into(),
-            "-".into(),
-        ];
+        let mut cells = vec![plain(label), ("missing".into(), Tone::Bad)];
+        cells.resize(COLUMNS.len(), plain("-".into()));
+        return cells;
     }
     let show = |limit: Option<Limit>| limit.map_or_else(|| "-".to_string(), |l| l.to_string());
     let usage = match (group.current_bytes, group.max) {
@@ -178,21 +210,50 @@ fn row(group: &GroupStatus) -> [String; 8] {
             // Display only; a rounding error in the percentage is harmless.
             #[allow(clippy::cast_precision_loss)]
             let percent = current as f64 * 100.0 / max as f64;
-            format!("{percent:.0}%")
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let filled = ((percent / 100.0 * BAR as f64).round() as usize).min(BAR);
+            let tone = match percent {
+                p if p >= 90.0 => Tone::Bad,
+                p if p >= 75.0 => Tone::Warn,
+                _ => Tone::Plain,
+            };
+            (
+                format!(
+                    "{}{} {percent:>3.0}%",
+                    "#".repeat(filled),
+                    ".".repeat(BAR - filled)
+                ),
+                tone,
+            )
         }
-        _ => "-".into(),
+        _ => plain("-".into()),
     };
     let events = group.events.unwrap_or_default();
-    [
-        label,
-        group.current_bytes.map_or_else(|| "-".into(), human_bytes),
-        show(group.max),
-        usage,
-        show(group.high),
-        events.oom.to_string(),
+    let kills = (
         events.oom_kill.to_string(),
-        group
-            .pressure_some_avg10
-            .map_or_else(|| "-".into(), |v| format!("{v:.2}")),
+        if events.oom_kill > 0 {
+            Tone::Bad
+        } else {
+            Tone::Plain
+        },
+    );
+    vec![
+        plain(label),
+        plain(group.current_bytes.map_or_else(|| "-".into(), human_bytes)),
+        plain(show(group.max)),
+        usage,
+        plain(show(group.high)),
+        plain(if group.managed {
+            group.tasks.to_string()
+        } else {
+            "-".into()
+        }),
+        plain(events.oom.to_string()),
+        kills,
+        plain(
+            group
+                .pressure_some_avg10
+                .map_or_else(|| "-".into(), |v| format!("{v:.2}")),
+        ),
     ]
 }

@@ -4,6 +4,7 @@
 mod events;
 mod fixture;
 mod heal;
+mod metrics;
 mod plan_apply;
 mod refusals;
 mod run;

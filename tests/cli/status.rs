@@ -34,13 +34,31 @@ fn status_table_shows_usage_against_the_limit() {
     let fx = Fixture::new(&shipped_on_16g());
     fx.memslice(&["apply"]).success();
     fx.write("app", "memory.current", "6871947264\n");
-    let out = stdout(&fx.memslice(&["status"]).success());
-    let app = out
-        .lines()
-        .find(|l| l.starts_with("app "))
-        .unwrap_or_else(|| panic!("{out}"));
-    let cells: Vec<&str> = app.split_whitespace().collect();
-    assert_eq!(&cells[..5], ["app", "6.4G", "12.8G", "50%", "12G"], "{out}");
+    fx.write("app/cron", "memory.current", "6012954214\n");
+    fx.write(
+        "app",
+        "memory.events",
+        "low 0\nhigh 9\nmax 4\noom 2\noom_kill 1\noom_group_kill 0\n",
+    );
+    let task = fx.root().join("app/tasks/import-1");
+    std::fs::create_dir(&task).expect("mkdir");
+    memslice::cgroupfs::emulated::populate(&task).expect("populate");
+    fx.write(
+        "app/tasks/import-1",
+        "cgroup.events",
+        "populated 1\nfrozen 0\n",
+    );
+    insta::assert_snapshot!("status_table", stdout(&fx.memslice(&["status"]).success()));
+}
+
+#[test]
+fn status_json_schema() {
+    let fx = Fixture::new(&shipped_on_16g());
+    fx.memslice(&["apply"]).success();
+    fx.write("app/web", "memory.current", "1073741824\n");
+    let out = stdout(&fx.memslice(&["status", "--json"]).success());
+    let root = fx.root().display().to_string();
+    insta::assert_snapshot!("status_json", out.replace(&root, "<root>"));
 }
 
 #[test]
