@@ -35,6 +35,58 @@ pub struct HealConfig {
     /// Command told about each action, with JSON on its standard input.
     pub notify: Option<Vec<String>>,
     pub notify_timeout: Duration,
+    /// PSI trigger on a slice: `heal watch` checks at once when memory
+    /// pressure crosses it, instead of at the next tick.
+    pub pressure: Option<PressureTrigger>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PressureTrigger {
+    pub slice: String,
+    /// `some` (any task stalled) or `full` (all stalled).
+    pub kind: String,
+    pub stall: Duration,
+    pub window: Duration,
+}
+
+impl PressureTrigger {
+    /// What to write into memory.pressure (microseconds), per the kernel's
+    /// PSI documentation.
+    pub fn kernel_text(&self) -> String {
+        format!(
+            "{} {} {}",
+            self.kind,
+            self.stall.as_micros(),
+            self.window.as_micros()
+        )
+    }
+}
+
+/// `"some 150ms 1s"`: stalled for 150 ms within any 1 s window. The kernel
+/// takes windows from 500 ms to 10 s.
+pub fn parse_trigger(text: &str) -> Result<(String, Duration, Duration), String> {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let [kind, stall, window] = fields.as_slice() else {
+        return Err(format!(
+            "{text:?} is not a trigger; expected \"some 150ms 1s\" (some or full, stall, window)"
+        ));
+    };
+    if !["some", "full"].contains(kind) {
+        return Err(format!("{kind:?} is neither \"some\" nor \"full\""));
+    }
+    let (stall, window) = (parse_duration(stall)?, parse_duration(window)?);
+    if !(Duration::from_millis(500)..=Duration::from_secs(10)).contains(&window) {
+        return Err(format!(
+            "window {} is outside the kernel's 500ms to 10s",
+            text
+        ));
+    }
+    if stall.is_zero() || stall > window {
+        return Err(format!(
+            "stall must be above zero and at most the window in {text:?}"
+        ));
+    }
+    Ok(((*kind).to_string(), stall, window))
 }
 
 /// OOM storm: `kills` OOM kills per `window` in `slice` (memory.events
@@ -279,6 +331,7 @@ pub(super) fn validate(
         Duration::from_secs(10),
         problems,
     );
+    let pressure = pressure(raw, slices, problems);
     HealConfig {
         state_file: path_or(&raw.state_file, "/var/lib/memslice/heal.state"),
         lock_file: path_or(&raw.lock_file, "/run/memslice/heal.lock"),
@@ -296,6 +349,48 @@ pub(super) fn validate(
         storm,
         notify,
         notify_timeout,
+        pressure,
+    }
+}
+
+fn pressure(
+    raw: &RawHeal,
+    slices: &[Slice],
+    problems: &mut Vec<Problem>,
+) -> Option<PressureTrigger> {
+    let (slice, trigger) = match (&raw.pressure_slice, &raw.pressure_trigger) {
+        (None, None) => return None,
+        (Some(slice), Some(trigger)) => (slice, trigger),
+        (Some(at), None) | (None, Some(at)) => {
+            push(
+                problems,
+                &at.span,
+                "heal.pressure_trigger",
+                "pressure_slice and pressure_trigger go together".into(),
+            );
+            return None;
+        }
+    };
+    let path = slice.value.trim_matches('/').to_string();
+    if !slices.iter().any(|s| s.path == path) {
+        push(
+            problems,
+            &slice.span,
+            "heal.pressure_slice",
+            format!("{:?} is not a slice of this file", slice.value),
+        );
+    }
+    match parse_trigger(&trigger.value) {
+        Ok((kind, stall, window)) => Some(PressureTrigger {
+            slice: path,
+            kind,
+            stall,
+            window,
+        }),
+        Err(message) => {
+            push(problems, &trigger.span, "heal.pressure_trigger", message);
+            None
+        }
     }
 }
 
@@ -572,6 +667,7 @@ pub fn example() -> HealConfig {
         storm: None,
         notify: None,
         notify_timeout: Duration::from_secs(10),
+        pressure: None,
     }
 }
 
@@ -591,6 +687,29 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         for bad in ["", "3", "m", "3 minutes", "-1s", "1.5m"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pressure_triggers() {
+        let (kind, stall, window) = parse_trigger("some 150ms 1s").expect("trigger");
+        let trigger = PressureTrigger {
+            slice: "app".into(),
+            kind,
+            stall,
+            window,
+        };
+        assert_eq!(trigger.kernel_text(), "some 150000 1000000");
+        assert!(parse_trigger("full 2s 10s").is_ok());
+        for bad in [
+            "some 150ms",
+            "most 1s 2s",
+            "some 150ms 100ms",
+            "some 2s 1s",
+            "some 0s 1s",
+            "some 1s 20s",
+        ] {
+            assert!(parse_trigger(bad).is_err(), "{bad}");
         }
     }
 

@@ -36,7 +36,7 @@ const PROTECT_KEYS: [&str; 7] = [
     "oom_group",
 ];
 
-const HEAL_KEYS: [&str; 18] = [
+const HEAL_KEYS: [&str; 20] = [
     "state_file",
     "lock_file",
     "failures_before_down",
@@ -55,6 +55,8 @@ const HEAL_KEYS: [&str; 18] = [
     "storm_window",
     "notify",
     "notify_timeout",
+    "pressure_slice",
+    "pressure_trigger",
 ];
 const SERVICE_KEYS: [&str; 9] = [
     "name",
@@ -106,6 +108,8 @@ pub struct RawHeal {
     pub storm_window: Option<At<String>>,
     pub notify: Option<At<Vec<At<String>>>>,
     pub notify_timeout: Option<At<String>>,
+    pub pressure_slice: Option<At<String>>,
+    pub pressure_trigger: Option<At<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -320,6 +324,8 @@ fn read_heal(value: &Spanned<DeValue<'_>>, raw: &mut RawConfig, problems: &mut V
             "storm_window" => heal.storm_window = string(value, &full, problems),
             "notify" => heal.notify = strings(value, &full, problems),
             "notify_timeout" => heal.notify_timeout = string(value, &full, problems),
+            "pressure_slice" => heal.pressure_slice = string(value, &full, problems),
+            "pressure_trigger" => heal.pressure_trigger = string(value, &full, problems),
             "service" => {
                 let DeValue::Array(items) = value.get_ref() else {
                     problems.push(wrong_type(

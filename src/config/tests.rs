@@ -479,3 +479,54 @@ fn heal_needs_services_with_names() {
         "\"web\" is named twice",
     );
 }
+
+#[test]
+fn pressure_and_storm_settings_are_checked() {
+    let service = "[[heal.service]]\nname = \"web\"\ncommand = [\"true\"]\n";
+    only_problem(
+        &format!("{HEAL_BASE}[heal]\npressure_slice = \"app\"\n{service}"),
+        9,
+        "heal.pressure_trigger",
+        "go together",
+    );
+    only_problem(
+        &format!(
+            "{HEAL_BASE}[heal]\npressure_slice = \"app\"\npressure_trigger = \"some 2s 1s\"\n{service}"
+        ),
+        10,
+        "heal.pressure_trigger",
+        "at most the window",
+    );
+    only_problem(
+        &format!(
+            "{HEAL_BASE}[heal]\npressure_slice = \"db\"\npressure_trigger = \"some 100ms 1s\"\n{service}"
+        ),
+        9,
+        "heal.pressure_slice",
+        "\"db\" is not a slice of this file",
+    );
+    only_problem(
+        &format!("{HEAL_BASE}[heal]\nstorm_kills = 5\n{service}"),
+        9,
+        "heal.storm_kills",
+        "has no effect without heal.storm_slice",
+    );
+    only_problem(
+        &format!("{HEAL_BASE}[heal]\nstorm_slice = \"app\"\nstorm_kills = 0\n{service}"),
+        10,
+        "heal.storm_kills",
+        "from 1 up",
+    );
+    only_problem(
+        &format!("{HEAL_BASE}[heal]\nnotify = []\n{service}"),
+        9,
+        "heal.notify",
+        "an empty command runs nothing",
+    );
+    only_problem(
+        &format!("{HEAL_BASE}[heal]\nmax_actions = -1\n{service}"),
+        9,
+        "heal.max_actions",
+        "from 1 up",
+    );
+}

@@ -29,6 +29,9 @@ use crate::cgroupfs::Root;
 use crate::config::heal::HealConfig;
 use crate::observe::events::Watcher;
 use crate::observe::metrics::{DecisionCounts, HealMetrics};
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
@@ -226,6 +229,7 @@ pub fn watch(
         interval_s = config.interval.as_secs_f64(),
         "heal watch started"
     );
+    let pressure = arm_pressure(root, config);
     let mut planned = jiff::Timestamp::now();
     loop {
         match check(
@@ -262,59 +266,124 @@ pub fn watch(
             );
         }
         planned = next;
-        if wait_until(next, &signals, events.as_mut())? {
-            return Ok(());
+        match wait_until(next, &signals, events.as_mut(), pressure.as_ref())? {
+            Wake::Stop => return Ok(()),
+            Wake::Tick => {}
+            Wake::Pressure => {
+                if let Some(trigger) = &config.pressure {
+                    tracing::warn!(
+                        slice = %trigger.slice,
+                        "memory pressure crossed {} {:?} per {:?}: checking now",
+                        trigger.kind,
+                        trigger.stall,
+                        trigger.window
+                    );
+                }
+                planned = jiff::Timestamp::now();
+            }
         }
     }
 }
 
-/// Sleeps until `next`, logging memory events meanwhile. `Ok(true)` when
-/// SIGTERM or SIGINT asked to stop.
+/// Why `heal watch` woke up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// The next tick of the grid.
+    Tick,
+    /// The PSI trigger fired: check now.
+    Pressure,
+    /// SIGTERM or SIGINT.
+    Stop,
+}
+
+/// Sleeps until `next`, logging memory events meanwhile; wakes early for a
+/// signal or the pressure trigger.
 fn wait_until(
     next: jiff::Timestamp,
     signals: &SignalFd,
     mut events: Option<&mut Watcher<'_>>,
-) -> Result<bool, HealError> {
+    pressure: Option<&File>,
+) -> Result<Wake, HealError> {
     loop {
         let wait =
             Duration::try_from(next.duration_since(jiff::Timestamp::now())).unwrap_or_default();
         if wait.is_zero() {
-            return Ok(false);
+            return Ok(Wake::Tick);
         }
         let millis = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
-        let ready = {
+        let (signalled, event, pressed) = {
             let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
-            if let Some(watcher) = events.as_deref() {
+            let event_at = events.as_deref().map(|watcher| {
                 fds.push(PollFd::new(watcher.fd(), PollFlags::POLLIN));
-            }
+                fds.len() - 1
+            });
+            let pressure_at = pressure.map(|file| {
+                fds.push(PollFd::new(file.as_fd(), PollFlags::POLLPRI));
+                fds.len() - 1
+            });
             match poll(
                 &mut fds,
                 PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
             ) {
                 Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-                Ok(_) => fds
-                    .iter()
-                    .map(|fd| fd.any().unwrap_or(false))
-                    .collect::<Vec<_>>(),
+                Ok(_) => {}
                 Err(errno) => return Err(HealError::Signals(errno)),
             }
+            let ready = |at: Option<usize>| at.is_some_and(|i| fds[i].any().unwrap_or(false));
+            (ready(Some(0)), ready(event_at), ready(pressure_at))
         };
-        if ready[0] {
+        if signalled {
             let signal = signals
                 .read_signal()
                 .ok()
                 .flatten()
                 .map(|info| info.ssi_signo);
             tracing::info!(signal, "heal watch stopping");
-            return Ok(true);
+            return Ok(Wake::Stop);
         }
-        if let Some(watcher) = events.as_deref_mut() {
+        if let (true, Some(watcher)) = (event, events.as_deref_mut()) {
             match watcher.collect() {
                 Ok(found) => found
                     .iter()
                     .for_each(|event| tracing::warn!("memory event: {}", event.line())),
                 Err(err) => tracing::error!("cannot read memory events: {err}"),
             }
+        }
+        if pressed {
+            return Ok(Wake::Pressure);
+        }
+    }
+}
+
+/// Arms the PSI trigger on the kernel's memory.pressure (an emulated root
+/// has none). The file must stay open: closing it removes the trigger.
+fn arm_pressure(root: &Root, config: &HealConfig) -> Option<File> {
+    let trigger = config.pressure.as_ref()?;
+    if root.backend() != crate::cgroupfs::Backend::Kernel {
+        tracing::info!("pressure trigger skipped: not a kernel cgroup root");
+        return None;
+    }
+    let path = root.file(&trigger.slice, "memory.pressure");
+    let armed = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&path)
+        .and_then(|mut file| {
+            file.write_all(trigger.kernel_text().as_bytes())
+                .map(|()| file)
+        });
+    match armed {
+        Ok(file) => {
+            tracing::info!(slice = %trigger.slice, trigger = %trigger.kernel_text(), "memory pressure trigger armed");
+            Some(file)
+        }
+        Err(err) => {
+            tracing::error!(
+                "cannot arm the pressure trigger on {}: {err}",
+                path.display()
+            );
+            None
         }
     }
 }
