@@ -40,6 +40,13 @@ pub struct Global {
         default_value = "/sys/fs/cgroup"
     )]
     pub cgroup_root: PathBuf,
+    /// Who writes the tree: `cgroupfs` (memslice, under --cgroup-root) or
+    /// `systemd` (slice units and drop-ins). Default: [node] driver, else cgroupfs.
+    #[arg(long, global = true, env = "MEMSLICE_DRIVER", value_parser = ["cgroupfs", "systemd"])]
+    pub driver: Option<String>,
+    /// Where the systemd driver writes its units.
+    #[arg(long, global = true, default_value = "/etc/systemd/system")]
+    pub unit_dir: PathBuf,
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use memslice::cgroupfs::Root;
-use memslice::config::{Config, ConfigError, NodeFacts, Size, size::human_bytes};
+use memslice::config::{Config, ConfigError, Driver, NodeFacts, Size, size::human_bytes};
 use memslice::heal;
 use memslice::host::{self, HostError};
 use memslice::observe;
@@ -15,6 +15,7 @@ use memslice::observe::metrics::DecisionCounts;
 use memslice::plan::{self, Plan};
 use memslice::spawn::policy::{self, Mode, Request};
 use memslice::spawn::{self, SpawnError, TaskSpec, identity};
+use memslice::systemd;
 
 use crate::cli::{Cli, Command, HealCommand, TaskArgs};
 
@@ -80,7 +81,18 @@ pub fn exit_code_for(cli: &Cli, err: &anyhow::Error) -> ExitCode {
 pub fn run(cli: &Cli) -> Result<ExitCode> {
     let global = &cli.global;
     let node = host::node_facts()?;
-    let config = Config::load(&global.config, node)?;
+    let mut config = Config::load(&global.config, node)?;
+    if let Some(driver) = global.driver.as_deref().and_then(Driver::parse) {
+        config.driver = driver;
+        if let Some(heal) = &mut config.heal {
+            heal.driver = driver;
+        }
+    }
+    if config.driver == Driver::Systemd {
+        if let Some(code) = run_systemd(cli, &config)? {
+            return Ok(code);
+        }
+    }
     match &cli.command {
         Command::Plan { detailed_exitcode } => {
             let plan = plan_for(cli, &config)?;
@@ -144,7 +156,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Heal(heal) => run_heal(cli, &config, heal),
         Command::Events { follow, json } => {
             let root = open_root(cli)?;
-            let groups: Vec<String> = config.slices.iter().map(|s| s.path.clone()).collect();
+            let groups = cgroups(&config);
             let mut watcher = observe::events::Watcher::new(&root, &groups)?;
             if !follow {
                 for (group, events) in watcher.totals() {
@@ -270,7 +282,7 @@ fn run_heal(cli: &Cli, config: &Config, command: &HealCommand) -> Result<ExitCod
     match command {
         HealCommand::Watch { metrics_addr } => {
             let root = open_root(cli)?;
-            let groups: Vec<String> = config.slices.iter().map(|s| s.path.clone()).collect();
+            let groups = cgroups(config);
             let counts = Arc::new(Mutex::new(DecisionCounts::default()));
             if let Some(addr) = metrics_addr {
                 let (root, config, counts) = (root.clone(), config.clone(), Arc::clone(&counts));
@@ -370,6 +382,73 @@ fn list(items: &[String]) -> String {
         "nothing".to_string()
     } else {
         items.join(", ")
+    }
+}
+
+/// The cgroups of the managed slices, as the driver lays them out.
+fn cgroups(config: &Config) -> Vec<String> {
+    config
+        .slices
+        .iter()
+        .map(|s| config.driver.cgroup_of(&s.path))
+        .collect()
+}
+
+/// plan and apply with the systemd driver write unit files, not cgroups;
+/// `None` for the commands that work the same with either driver.
+fn run_systemd(cli: &Cli, config: &Config) -> Result<Option<ExitCode>> {
+    let unit_dir = &cli.global.unit_dir;
+    let changes = || -> Result<Vec<systemd::UnitChange>> {
+        let desired = systemd::desired_units(config, &cli.global.config);
+        let existing = systemd::observe(unit_dir, &desired)?;
+        Ok(systemd::diff_units(&desired, &existing)?)
+    };
+    match &cli.command {
+        Command::Plan { detailed_exitcode } => {
+            let changes = changes()?;
+            if changes.is_empty() {
+                println!("no changes: the units in {} match the config", unit_dir.display());
+            }
+            for change in &changes {
+                print!("{}", change.render());
+            }
+            if !changes.is_empty() {
+                println!("{} file change(s) in {}", changes.len(), unit_dir.display());
+            }
+            Ok(Some(if *detailed_exitcode && !changes.is_empty() {
+                ExitCode::from(EXIT_CHANGES_PENDING)
+            } else {
+                ExitCode::SUCCESS
+            }))
+        }
+        Command::Apply => {
+            let changes = changes()?;
+            let slices: Vec<String> = config.slices.iter().map(|s| systemd::slice_unit(&s.path)).collect();
+            let written = systemd::apply(unit_dir, &changes, &slices)?;
+            if written == 0 {
+                println!("nothing to do: the units in {} match {} (0 writes)", unit_dir.display(), cli.global.config.display());
+            } else {
+                for change in &changes {
+                    print!("{}", change.render());
+                }
+                println!("applied {written} file change(s) to {}; systemd reloaded", unit_dir.display());
+                let moved: Vec<&str> = changes
+                    .iter()
+                    .filter_map(|c| c.path().parent())
+                    .filter_map(|dir| dir.to_str()?.strip_suffix(".d"))
+                    .collect();
+                if !moved.is_empty() {
+                    println!("restart to move them into their slices: systemctl restart {}", moved.join(" "));
+                }
+            }
+            Ok(Some(ExitCode::SUCCESS))
+        }
+        Command::Run { .. } | Command::Protect { .. } => Err(SpawnError::Setup {
+            what: "start a task with the systemd driver (transient scopes are not built yet; use the cgroupfs driver on a subtree delegated to memslice)",
+            source: nix::errno::Errno::ENOSYS,
+        }
+        .into()),
+        _ => Ok(None),
     }
 }
 

@@ -12,3 +12,4 @@ pub mod host;
 pub mod observe;
 pub mod plan;
 pub mod spawn;
+pub mod systemd;

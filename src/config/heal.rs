@@ -8,7 +8,7 @@ use std::time::Duration;
 use jiff::civil::Time;
 
 use super::raw::{At, RawHeal, RawService};
-use super::{Problem, ProtectPolicy, Slice};
+use super::{Driver, Problem, ProtectPolicy, Slice};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealConfig {
@@ -38,6 +38,8 @@ pub struct HealConfig {
     /// PSI trigger on a slice: `heal watch` checks at once when memory
     /// pressure crosses it, instead of at the next tick.
     pub pressure: Option<PressureTrigger>,
+    /// How slice paths map to cgroups (the systemd driver nests `.slice`s).
+    pub driver: Driver,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +214,7 @@ pub(super) fn validate(
     raw: &RawHeal,
     slices: &[Slice],
     protect: Option<&ProtectPolicy>,
+    driver: Driver,
     problems: &mut Vec<Problem>,
 ) -> HealConfig {
     let grace_day = duration_or(
@@ -350,6 +353,7 @@ pub(super) fn validate(
         notify,
         notify_timeout,
         pressure,
+        driver,
     }
 }
 
@@ -668,6 +672,7 @@ pub fn example() -> HealConfig {
         notify: None,
         notify_timeout: Duration::from_secs(10),
         pressure: None,
+        driver: Driver::Cgroupfs,
     }
 }
 

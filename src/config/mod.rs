@@ -37,6 +37,35 @@ pub struct Config {
     pub protect: Option<ProtectPolicy>,
     pub heal: Option<heal::HealConfig>,
     pub node_memory: u64,
+    pub driver: Driver,
+}
+
+/// Who writes the cgroup tree, as kubelet and runc have it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Driver {
+    /// memslice writes the tree under --cgroup-root itself.
+    #[default]
+    Cgroupfs,
+    /// systemd owns the tree; memslice writes slice units and drop-ins.
+    Systemd,
+}
+
+impl Driver {
+    /// The cgroup (relative to the root) that holds a slice.
+    pub fn cgroup_of(self, slice: &str) -> String {
+        match self {
+            Driver::Cgroupfs => slice.to_string(),
+            Driver::Systemd => crate::systemd::cgroup_path(slice),
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Driver> {
+        match name {
+            "cgroupfs" => Some(Driver::Cgroupfs),
+            "systemd" => Some(Driver::Systemd),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +76,19 @@ pub struct Slice {
     pub memory: MemorySettings,
     /// Written to this slice's cgroup.subtree_control for its children.
     pub controllers: Vec<Controller>,
+    /// For the systemd driver: services that run in this slice.
+    pub services: ServicePlacement,
+}
+
+/// Services the systemd driver places in a slice, and how they meet the
+/// OOM killer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServicePlacement {
+    pub units: Vec<String>,
+    /// OOMPolicy= of those services: `continue` (the default) keeps a
+    /// service running when the kernel kills one of its workers.
+    pub oom_policy: String,
+    pub oom_score_adj: Option<i32>,
 }
 
 /// The memory knobs a slice sets; `None` leaves the kernel's value alone.

@@ -14,7 +14,7 @@ use toml::de::{DeTable, DeValue};
 use super::Problem;
 use super::size::Size;
 
-pub const SLICE_KEYS: [&str; 8] = [
+pub const SLICE_KEYS: [&str; 11] = [
     "description",
     "memory_min",
     "memory_low",
@@ -23,9 +23,12 @@ pub const SLICE_KEYS: [&str; 8] = [
     "memory_swap_max",
     "oom_group",
     "controllers",
+    "services",
+    "oom_policy",
+    "oom_score_adj",
 ];
 const TOP_KEYS: [&str; 4] = ["node", "slice", "protect", "heal"];
-const NODE_KEYS: [&str; 1] = ["memory"];
+const NODE_KEYS: [&str; 2] = ["memory", "driver"];
 const PROTECT_KEYS: [&str; 7] = [
     "slice",
     "memory_max",
@@ -81,6 +84,8 @@ pub struct At<T> {
 pub struct RawConfig {
     /// `None` means "read MemTotal"; `node.memory = "auto"` is the same.
     pub node_memory: Option<At<Size>>,
+    /// `cgroupfs` (default) or `systemd`.
+    pub driver: Option<At<String>>,
     /// Parents before children, in file order.
     pub slices: Vec<RawSlice>,
     pub protect: Option<RawProtect>,
@@ -138,6 +143,10 @@ pub struct RawSlice {
     pub memory_swap_max: Option<At<Size>>,
     pub oom_group: Option<bool>,
     pub controllers: Option<At<Vec<At<String>>>>,
+    /// systemd services placed in this slice by the systemd driver.
+    pub services: Option<At<Vec<At<String>>>>,
+    pub oom_policy: Option<At<String>>,
+    pub oom_score_adj: Option<At<i64>>,
 }
 
 #[derive(Debug, Default)]
@@ -206,6 +215,7 @@ fn read_node(value: &Spanned<DeValue<'_>>, raw: &mut RawConfig, problems: &mut V
         match key.get_ref().as_ref() {
             "memory" if value.get_ref().as_str() == Some("auto") => raw.node_memory = None,
             "memory" => raw.node_memory = size(value, "node.memory", problems),
+            "driver" => raw.driver = string(value, "node.driver", problems),
             other => problems.push(unknown_key(key, &format!("node.{other}"), &NODE_KEYS)),
         }
     }
@@ -251,6 +261,9 @@ fn read_slice(
             "memory_swap_max" => slice.memory_swap_max = size(value, &full, problems),
             "oom_group" => slice.oom_group = boolean(value, &full, problems),
             "controllers" => slice.controllers = strings(value, &full, problems),
+            "services" => slice.services = strings(value, &full, problems),
+            "oom_policy" => slice.oom_policy = string(value, &full, problems),
+            "oom_score_adj" => slice.oom_score_adj = integer(value, &full, problems),
             _ => {
                 let mut problem = unknown_key(key, &full, &SLICE_KEYS);
                 problem.message.push_str(&format!(

@@ -118,7 +118,7 @@ fn unknown_keys_list_what_is_allowed() {
         "[slice.app]\nmemory_mx = \"1G\"\n",
         2,
         "slice.app.memory_mx",
-        "allowed here: description, memory_min, memory_low, memory_high, memory_max, memory_swap_max, oom_group, controllers; a child slice is a table, written [slice.app.memory_mx]",
+        "allowed here: description, memory_min, memory_low, memory_high, memory_max, memory_swap_max, oom_group, controllers, services, oom_policy, oom_score_adj; a child slice is a table, written [slice.app.memory_mx]",
     );
     only_problem(
         "[slice.t]\n[protect]\nslice = \"t\"\nmemory_max = \"1G\"\nmax_tasks = 1\nusers = [\"app\"]\nuser = \"x\"\n",
@@ -529,4 +529,45 @@ fn pressure_and_storm_settings_are_checked() {
         "heal.max_actions",
         "from 1 up",
     );
+}
+
+#[test]
+fn systemd_placement_is_checked() {
+    only_problem(
+        "[node]\ndriver = \"docker\"\n[slice.a]\n",
+        2,
+        "node.driver",
+        "use \"cgroupfs\" or \"systemd\"",
+    );
+    only_problem(
+        "[slice.web]\nservices = [\"nginx\"]\n",
+        2,
+        "slice.web.services",
+        "not a service unit name like \"nginx.service\"",
+    );
+    only_problem(
+        "[slice.web]\noom_policy = \"ignore\"\n",
+        2,
+        "slice.web.oom_policy",
+        "use continue, stop or kill",
+    );
+    only_problem(
+        "[slice.web]\noom_score_adj = 2000\n",
+        2,
+        "slice.web.oom_score_adj",
+        "outside the kernel's range",
+    );
+    only_problem(
+        "[slice.web]\nservices = [\"nginx.service\"]\n[slice.db]\nservices = [\"nginx.service\"]\n",
+        4,
+        "slice.db.services",
+        "nginx.service is already placed in slice web",
+    );
+    let placed = valid("[slice.web]\nservices = [\"nginx.service\"]\noom_score_adj = 300\n");
+    assert_eq!(
+        placed.slices[0].services.oom_policy, "continue",
+        "one OOM-killed worker must not stop the service"
+    );
+    assert_eq!(placed.slices[0].services.oom_score_adj, Some(300));
+    assert_eq!(placed.driver, Driver::Cgroupfs);
 }

@@ -7,7 +7,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use super::raw::{At, RawConfig, RawProtect, RawSlice};
 use super::size::{Limit, Size, human_bytes};
 use super::{
-    Config, Controller, MemorySettings, NodeFacts, Problem, ProtectPolicy, Slice, parent_of,
+    Config, Controller, Driver, MemorySettings, NodeFacts, Problem, ProtectPolicy,
+    ServicePlacement, Slice, parent_of,
 };
 
 const NAME_MAX: usize = 64;
@@ -47,11 +48,13 @@ pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -
             .is_some_and(|at| at.value.trim_matches('/') == path);
         let has_children = holds_tasks || parents.contains(raw_slice.path.as_slice());
         let controllers = controllers(raw_slice, has_children, problems);
+        let services = services(raw_slice, problems);
         slices.push(Slice {
             path,
             description: raw_slice.description.clone(),
             memory,
             controllers,
+            services,
         });
     }
     let root_controllers = root_controllers(&slices);
@@ -78,16 +81,32 @@ pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -
         .protect
         .as_ref()
         .and_then(|protect| protect_policy(protect, &slices, node_memory, host, problems));
+    let driver = match &raw.driver {
+        None => Driver::Cgroupfs,
+        Some(at) => Driver::parse(&at.value).unwrap_or_else(|| {
+            problems.push(Problem {
+                span: at.span.clone(),
+                key: "node.driver".into(),
+                message: format!(
+                    "{:?} is not a driver; use \"cgroupfs\" or \"systemd\"",
+                    at.value
+                ),
+            });
+            Driver::Cgroupfs
+        }),
+    };
     let heal = raw
         .heal
         .as_ref()
-        .map(|heal| super::heal::validate(heal, &slices, protect.as_ref(), problems));
+        .map(|heal| super::heal::validate(heal, &slices, protect.as_ref(), driver, problems));
+    check_services_once(&raw.slices, &slices, problems);
     Config {
         slices,
         root_controllers,
         protect,
         heal,
         node_memory,
+        driver,
     }
 }
 
@@ -105,6 +124,76 @@ fn node_memory(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) ->
                 message: "must be \"auto\" (read MemTotal) or an absolute size like \"16G\"".into(),
             });
             host.memory
+        }
+    }
+}
+
+fn services(raw: &RawSlice, problems: &mut Vec<Problem>) -> ServicePlacement {
+    let dotted = raw.path.join(".");
+    let mut placement = ServicePlacement {
+        units: Vec::new(),
+        oom_policy: "continue".into(),
+        oom_score_adj: None,
+    };
+    for unit in raw.services.iter().flat_map(|at| &at.value) {
+        let valid = unit.value.ends_with(".service")
+            && unit.value.len() > ".service".len()
+            && !unit.value.contains('/');
+        if valid {
+            placement.units.push(unit.value.clone());
+        } else {
+            problems.push(Problem {
+                span: unit.span.clone(),
+                key: format!("slice.{dotted}.services"),
+                message: format!(
+                    "{:?} is not a service unit name like \"nginx.service\"",
+                    unit.value
+                ),
+            });
+        }
+    }
+    if let Some(at) = &raw.oom_policy {
+        if ["continue", "stop", "kill"].contains(&at.value.as_str()) {
+            placement.oom_policy = at.value.clone();
+        } else {
+            problems.push(Problem {
+                span: at.span.clone(),
+                key: format!("slice.{dotted}.oom_policy"),
+                message: format!(
+                    "{:?} is not an OOMPolicy=; use continue, stop or kill (systemd.service(5))",
+                    at.value
+                ),
+            });
+        }
+    }
+    if let Some(at) = &raw.oom_score_adj {
+        match i32::try_from(at.value) {
+            Ok(adj) if (-1000..=1000).contains(&adj) => placement.oom_score_adj = Some(adj),
+            _ => problems.push(Problem {
+                span: at.span.clone(),
+                key: format!("slice.{dotted}.oom_score_adj"),
+                message: format!("{} is outside the kernel's range -1000 to 1000", at.value),
+            }),
+        }
+    }
+    placement
+}
+
+/// A service in two slices would get two drop-ins fighting over Slice=.
+fn check_services_once(raw: &[RawSlice], slices: &[Slice], problems: &mut Vec<Problem>) {
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    for (raw_slice, slice) in raw.iter().zip(slices) {
+        for unit in &slice.services.units {
+            if let Some(first) = seen.insert(unit.as_str(), slice.path.as_str()) {
+                problems.push(Problem {
+                    span: raw_slice
+                        .services
+                        .as_ref()
+                        .map_or(raw_slice.span.clone(), |at| at.span.clone()),
+                    key: format!("slice.{}.services", raw_slice.path.join(".")),
+                    message: format!("{unit} is already placed in slice {first}"),
+                });
+            }
         }
     }
 }

@@ -46,19 +46,20 @@ fn holds_memslice(root: &Root, group: &str) -> bool {
 
 pub fn heal(root: &Root, config: &HealConfig, down: &[String]) -> Actions {
     let mut actions = Actions::default();
-    for group in &config.protected {
-        if !root.exists(group) {
+    for slice in &config.protected {
+        let group = config.driver.cgroup_of(slice);
+        if !root.exists(&group) {
             continue;
         }
-        if holds_memslice(root, group) {
+        if holds_memslice(root, &group) {
             actions.failures.push(format!(
-                "refused to kill {group}: memslice itself runs in it"
+                "refused to kill {slice}: memslice itself runs in it"
             ));
             continue;
         }
-        match kill_and_wait(root, group) {
-            Ok(()) => actions.killed.push(group.clone()),
-            Err(err) => actions.failures.push(format!("kill {group}: {err}")),
+        match kill_and_wait(root, &group) {
+            Ok(()) => actions.killed.push(slice.clone()),
+            Err(err) => actions.failures.push(format!("kill {slice}: {err}")),
         }
     }
     for service in config.services.iter().filter(|s| down.contains(&s.name)) {

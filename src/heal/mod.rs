@@ -101,7 +101,7 @@ pub fn check(
     let loaded = state::load(&config.state_file);
     let now = Zoned::now().with_time_zone(tz.clone());
     let oom_kills = match &config.storm {
-        Some(rule) => match root.memory_events(&rule.slice) {
+        Some(rule) => match root.memory_events(&config.driver.cgroup_of(&rule.slice)) {
             Ok(events) => Some(events.oom_kill),
             Err(err) => {
                 tracing::error!("cannot read the storm slice's OOM kills: {err}");
@@ -363,7 +363,7 @@ fn arm_pressure(root: &Root, config: &HealConfig) -> Option<File> {
         tracing::info!("pressure trigger skipped: not a kernel cgroup root");
         return None;
     }
-    let path = root.file(&trigger.slice, "memory.pressure");
+    let path = root.file(&config.driver.cgroup_of(&trigger.slice), "memory.pressure");
     let armed = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -57,14 +57,21 @@ fn limit_json<S: Serializer>(limit: &Option<Limit>, serializer: S) -> Result<S::
 const DEPTH_BELOW_SLICE: usize = 2;
 
 pub fn status(root: &Root, config: &Config) -> Result<Status, cgroupfs::Error> {
-    let managed: HashSet<&str> = config.slices.iter().map(|s| s.path.as_str()).collect();
+    let managed: HashSet<String> = config
+        .slices
+        .iter()
+        .map(|s| config.driver.cgroup_of(&s.path))
+        .collect();
     let mut groups = Vec::new();
     for slice in &config.slices {
         let index = groups.len();
-        groups.push(group_status(root, &slice.path, true)?);
-        if root.exists(&slice.path) {
-            collect_unmanaged(root, &managed, &slice.path, DEPTH_BELOW_SLICE, &mut groups)?;
-            let depth = slice.path.matches('/').count() + 1;
+        let cgroup = config.driver.cgroup_of(&slice.path);
+        let mut group = group_status(root, &cgroup, true)?;
+        group.path.clone_from(&slice.path);
+        groups.push(group);
+        if root.exists(&cgroup) {
+            collect_unmanaged(root, &managed, &cgroup, DEPTH_BELOW_SLICE, &mut groups)?;
+            let depth = cgroup.matches('/').count() + 1;
             let mut tasks = 0;
             for task in groups[index + 1..]
                 .iter()
@@ -85,7 +92,7 @@ pub fn status(root: &Root, config: &Config) -> Result<Status, cgroupfs::Error> {
 
 fn collect_unmanaged(
     root: &Root,
-    managed: &HashSet<&str>,
+    managed: &HashSet<String>,
     parent: &str,
     depth: usize,
     out: &mut Vec<GroupStatus>,
@@ -95,7 +102,7 @@ fn collect_unmanaged(
     }
     for child in root.children(parent)? {
         let path = cgroupfs::join(parent, &child);
-        if managed.contains(path.as_str()) {
+        if managed.contains(&path) {
             continue;
         }
         out.push(group_status(root, &path, false)?);

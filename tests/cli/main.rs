@@ -9,4 +9,5 @@ mod plan_apply;
 mod refusals;
 mod run;
 mod status;
+mod systemd;
 mod units;

@@ -1,0 +1,152 @@
+//! Reading and writing the unit directory, and asking systemd to reload.
+//! systemctl is found as `MEMSLICE_SYSTEMCTL` when set (tests point it at a
+//! recorder), else `systemctl` on PATH.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{DROP_IN, MARKER, UnitChange};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SystemdError {
+    #[error("cannot read {}: {err}", path.display())]
+    Read { path: PathBuf, err: std::io::Error },
+    #[error("cannot write {}: {err}", path.display())]
+    Write { path: PathBuf, err: std::io::Error },
+    #[error("`{command}` failed: {detail}")]
+    Systemctl { command: String, detail: String },
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, SystemdError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(SystemdError::Read {
+            path: path.to_path_buf(),
+            err,
+        }),
+    }
+}
+
+/// The files at the paths memslice wants, and every file memslice wrote
+/// before (marked), relative to `unit_dir`.
+pub fn observe(
+    unit_dir: &Path,
+    desired: &BTreeMap<PathBuf, String>,
+) -> Result<BTreeMap<PathBuf, String>, SystemdError> {
+    let mut found = BTreeMap::new();
+    for path in desired.keys() {
+        if let Some(text) = read_optional(&unit_dir.join(path))? {
+            found.insert(path.clone(), text);
+        }
+    }
+    let entries = match fs::read_dir(unit_dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(found),
+        Err(err) => {
+            return Err(SystemdError::Read {
+                path: unit_dir.to_path_buf(),
+                err,
+            });
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let candidate = if name.ends_with(".slice") {
+            PathBuf::from(&name)
+        } else if name.ends_with(".service.d") {
+            Path::new(&name).join(DROP_IN)
+        } else {
+            continue;
+        };
+        if found.contains_key(&candidate) {
+            continue;
+        }
+        if let Some(text) = read_optional(&unit_dir.join(&candidate))?
+            && text.starts_with(MARKER)
+        {
+            found.insert(candidate, text);
+        }
+    }
+    Ok(found)
+}
+
+/// Writes the changes (each file replaced atomically), reloads systemd if
+/// anything changed, and starts the slices so their settings are in force.
+/// Returns the number of files written or removed.
+pub fn apply(
+    unit_dir: &Path,
+    changes: &[UnitChange],
+    slices: &[String],
+) -> Result<usize, SystemdError> {
+    for change in changes {
+        let path = unit_dir.join(change.path());
+        let fail = |err| SystemdError::Write {
+            path: path.clone(),
+            err,
+        };
+        match change {
+            UnitChange::Create { content, .. } | UnitChange::Update { new: content, .. } => {
+                if let Some(dir) = path.parent() {
+                    fs::create_dir_all(dir).map_err(fail)?;
+                }
+                let temp = path.with_extension("memslice-tmp");
+                fs::write(&temp, content).map_err(fail)?;
+                fs::rename(&temp, &path).map_err(fail)?;
+            }
+            UnitChange::Remove { .. } => {
+                fs::remove_file(&path).map_err(fail)?;
+                if let Some(dir) = path
+                    .parent()
+                    .filter(|d| d.extension().is_some_and(|e| e == "d"))
+                {
+                    // Only if empty: other drop-ins are not ours.
+                    let _ = fs::remove_dir(dir);
+                }
+            }
+        }
+        tracing::info!(file = %path.display(), "unit file changed");
+    }
+    if !changes.is_empty() {
+        systemctl(&["daemon-reload"])?;
+    }
+    let inactive: Vec<&str> = slices
+        .iter()
+        .map(String::as_str)
+        .filter(|unit| systemctl(&["is-active", "--quiet", unit]).is_err())
+        .collect();
+    if !inactive.is_empty() {
+        let mut args = vec!["start"];
+        args.extend(inactive);
+        systemctl(&args)?;
+    }
+    Ok(changes.len())
+}
+
+fn systemctl(args: &[&str]) -> Result<(), SystemdError> {
+    let program = std::env::var_os("MEMSLICE_SYSTEMCTL").unwrap_or_else(|| "systemctl".into());
+    let command = format!("{} {}", program.to_string_lossy(), args.join(" "));
+    let output =
+        Command::new(&program)
+            .args(args)
+            .output()
+            .map_err(|err| SystemdError::Systemctl {
+                command: command.clone(),
+                detail: err.to_string(),
+            })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(SystemdError::Systemctl {
+            command,
+            detail: format!(
+                "{}: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        })
+    }
+}
