@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: lints, unit and emulated-root tests,
-# then the real-kernel scenarios in the qemu VM (vagrant/vm-test).
+# then the real-kernel scenarios in the qemu VMs (vagrant/vm-test): a busybox
+# guest for the kernel's behaviour, a Debian guest for real systemd.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -12,5 +13,7 @@ step "cargo clippy"
 cargo clippy --quiet --all-targets -- -D warnings
 step "unit and emulated-root tests"
 cargo test --quiet --all-targets
-step "real-kernel scenarios (qemu VM)"
+step "real-kernel scenarios (qemu VM, busybox guest)"
 vagrant/vm-test
+step "real-systemd scenarios (qemu VM, Debian guest with systemd)"
+vagrant/vm-test --systemd
