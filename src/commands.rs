@@ -79,6 +79,23 @@ pub fn exit_code_for(cli: &Cli, err: &anyhow::Error) -> ExitCode {
 }
 
 pub fn run(cli: &Cli) -> Result<ExitCode> {
+    if let Command::TaskExec {
+        oom_group,
+        uid,
+        gid,
+        groups,
+        command,
+    } = &cli.command
+    {
+        let identity = uid.map(|uid| spawn::scope::Identity {
+            uid,
+            gid: gid.unwrap_or(uid),
+            groups: groups.clone(),
+        });
+        let err = spawn::scope::task_exec(*oom_group, identity.as_ref(), command);
+        eprintln!("memslice: {err}");
+        return Ok(ExitCode::from(err.exit_code()));
+    }
     let global = &cli.global;
     let node = host::node_facts()?;
     let mut config = Config::load(&global.config, node)?;
@@ -191,6 +208,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
                 out.flush()?;
             }
         }
+        Command::TaskExec { .. } => unreachable!("task-exec is handled before the config is read"),
         Command::Metrics => {
             let root = open_root(cli)?;
             print!("{}", render_metrics(&root, &config, None));
@@ -244,15 +262,25 @@ fn run_task(
     let caller = identity::caller()?;
     let launch = policy::decide(&request, config, &caller).map_err(SpawnError::from)?;
     let root = open_root(cli)?;
-    let outcome = spawn::run_task(
-        &root,
-        &TaskSpec {
-            launch: &launch,
-            command: &task.command,
-            name: task.name.as_deref(),
-            allow_unprotected: task.allow_unprotected,
-        },
-    )?;
+    let spec = TaskSpec {
+        launch: &launch,
+        command: &task.command,
+        name: task.name.as_deref(),
+        allow_unprotected: task.allow_unprotected,
+    };
+    let outcome = match config.driver {
+        Driver::Cgroupfs => spawn::run_task(&root, &spec)?,
+        Driver::Systemd => {
+            let memslice = std::env::current_exe()
+                .context("cannot find the memslice binary to run in the scope")?;
+            let place = spawn::scope::ScopePlace {
+                slice_cgroup: &systemd::cgroup_path(&launch.slice),
+                slice_unit: &systemd::slice_unit(&launch.slice),
+                memslice: &memslice,
+            };
+            spawn::scope::run_in_scope(&root, &spec, &place)?
+        }
+    };
     for warning in &outcome.warnings {
         eprintln!("memslice: warning: {warning}");
     }
@@ -407,7 +435,10 @@ fn run_systemd(cli: &Cli, config: &Config) -> Result<Option<ExitCode>> {
         Command::Plan { detailed_exitcode } => {
             let changes = changes()?;
             if changes.is_empty() {
-                println!("no changes: the units in {} match the config", unit_dir.display());
+                println!(
+                    "no changes: the units in {} match the config",
+                    unit_dir.display()
+                );
             }
             for change in &changes {
                 print!("{}", change.render());
@@ -423,31 +454,40 @@ fn run_systemd(cli: &Cli, config: &Config) -> Result<Option<ExitCode>> {
         }
         Command::Apply => {
             let changes = changes()?;
-            let slices: Vec<String> = config.slices.iter().map(|s| systemd::slice_unit(&s.path)).collect();
+            let slices: Vec<String> = config
+                .slices
+                .iter()
+                .map(|s| systemd::slice_unit(&s.path))
+                .collect();
             let written = systemd::apply(unit_dir, &changes, &slices)?;
             if written == 0 {
-                println!("nothing to do: the units in {} match {} (0 writes)", unit_dir.display(), cli.global.config.display());
+                println!(
+                    "nothing to do: the units in {} match {} (0 writes)",
+                    unit_dir.display(),
+                    cli.global.config.display()
+                );
             } else {
                 for change in &changes {
                     print!("{}", change.render());
                 }
-                println!("applied {written} file change(s) to {}; systemd reloaded", unit_dir.display());
+                println!(
+                    "applied {written} file change(s) to {}; systemd reloaded",
+                    unit_dir.display()
+                );
                 let moved: Vec<&str> = changes
                     .iter()
                     .filter_map(|c| c.path().parent())
                     .filter_map(|dir| dir.to_str()?.strip_suffix(".d"))
                     .collect();
                 if !moved.is_empty() {
-                    println!("restart to move them into their slices: systemctl restart {}", moved.join(" "));
+                    println!(
+                        "restart to move them into their slices: systemctl restart {}",
+                        moved.join(" ")
+                    );
                 }
             }
             Ok(Some(ExitCode::SUCCESS))
         }
-        Command::Run { .. } | Command::Protect { .. } => Err(SpawnError::Setup {
-            what: "start a task with the systemd driver (transient scopes are not built yet; use the cgroupfs driver on a subtree delegated to memslice)",
-            source: nix::errno::Errno::ENOSYS,
-        }
-        .into()),
         _ => Ok(None),
     }
 }

@@ -179,6 +179,14 @@ fn read(path: &str) -> Result<String, HostError> {
     })
 }
 
+/// /proc/self/cgroup's v2 line (`0::/path`) placed under the cgroup2 mount.
+pub fn own_cgroup_dir(proc_self_cgroup: &str, cgroup2_mount: &Path) -> Option<PathBuf> {
+    let path = proc_self_cgroup
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))?;
+    Some(cgroup2_mount.join(path.trim().trim_start_matches('/')))
+}
+
 /// MemTotal from /proc/meminfo, in bytes.
 pub fn parse_mem_total(meminfo: &str) -> Option<u64> {
     let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
@@ -281,6 +289,19 @@ mod tests {
             .to_string();
         assert!(message.contains("lists: cpu pids"), "{message}");
         assert!(message.contains("bound to cgroup v1"), "{message}");
+    }
+
+    #[test]
+    fn own_cgroup_is_read_from_the_v2_line() {
+        let text = "12:memory:/user.slice\n0::/ops/heal\n";
+        assert_eq!(
+            own_cgroup_dir(text, Path::new("/sys/fs/cgroup")),
+            Some(PathBuf::from("/sys/fs/cgroup/ops/heal"))
+        );
+        assert_eq!(
+            own_cgroup_dir("1:name=systemd:/\n", Path::new("/sys/fs/cgroup")),
+            None
+        );
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! gone, restart the services that are down. It never kills a group that
 //! holds memslice itself, whatever the config says.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::probe;
@@ -20,14 +19,6 @@ pub struct Actions {
     pub failures: Vec<String>,
 }
 
-/// /proc/self/cgroup's v2 line (`0::/path`) placed under the cgroup2 mount.
-pub fn own_cgroup_dir(proc_self_cgroup: &str, cgroup2_mount: &Path) -> Option<PathBuf> {
-    let path = proc_self_cgroup
-        .lines()
-        .find_map(|line| line.strip_prefix("0::"))?;
-    Some(cgroup2_mount.join(path.trim().trim_start_matches('/')))
-}
-
 fn holds_memslice(root: &Root, group: &str) -> bool {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mounts = crate::host::parse_mountinfo(&mountinfo);
@@ -36,7 +27,7 @@ fn holds_memslice(root: &Root, group: &str) -> bool {
     };
     let own = std::fs::read_to_string("/proc/self/cgroup")
         .ok()
-        .and_then(|text| own_cgroup_dir(&text, &mount.point));
+        .and_then(|text| crate::host::own_cgroup_dir(&text, &mount.point));
     let target = root
         .dir(group)
         .canonicalize()
@@ -103,19 +94,6 @@ mod tests {
     use crate::cgroupfs::{Backend, emulated};
     use crate::config::Controller;
     use crate::config::heal::{Probe, Service};
-
-    #[test]
-    fn own_cgroup_is_read_from_the_v2_line() {
-        let text = "12:memory:/user.slice\n0::/ops/heal\n";
-        assert_eq!(
-            own_cgroup_dir(text, Path::new("/sys/fs/cgroup")),
-            Some(PathBuf::from("/sys/fs/cgroup/ops/heal"))
-        );
-        assert_eq!(
-            own_cgroup_dir("1:name=systemd:/\n", Path::new("/sys/fs/cgroup")),
-            None
-        );
-    }
 
     #[test]
     fn kills_only_the_protected_groups_then_restarts_what_is_down() {

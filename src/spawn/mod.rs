@@ -10,6 +10,7 @@ pub mod child;
 mod clone3;
 pub mod identity;
 pub mod policy;
+pub mod scope;
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
@@ -205,24 +206,7 @@ pub fn run_task(root: &Root, spec: &TaskSpec<'_>) -> Result<Outcome, SpawnError>
         policy::check_task_count(launch, running + 1)?;
     }
 
-    let mut watched = SigSet::empty();
-    for signal in FORWARDED.into_iter().chain([Signal::SIGCHLD]) {
-        watched.add(signal);
-    }
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&watched), None).map_err(|source| {
-        SpawnError::Setup {
-            what: "block signals",
-            source,
-        }
-    })?;
-    let signals = SignalFd::new(&watched).map_err(|source| SpawnError::Setup {
-        what: "create a signalfd",
-        source,
-    })?;
-    nix::sys::prctl::set_child_subreaper(true).map_err(|source| SpawnError::Setup {
-        what: "become child subreaper",
-        source,
-    })?;
+    let signals = become_supervisor()?;
 
     let (program, argv) = prepared_command;
     let mut prepared = Prepared {
@@ -277,6 +261,31 @@ pub fn run_task(root: &Root, spec: &TaskSpec<'_>) -> Result<Outcome, SpawnError>
         memory_max: launch.memory_max,
         warnings,
     })
+}
+
+/// Blocks the forwarded signals and SIGCHLD (read through the returned
+/// signalfd instead) and makes memslice the child subreaper: done before
+/// the command exists, so no signal and no orphan is missed.
+fn become_supervisor() -> Result<SignalFd, SpawnError> {
+    let mut watched = SigSet::empty();
+    for signal in FORWARDED.into_iter().chain([Signal::SIGCHLD]) {
+        watched.add(signal);
+    }
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&watched), None).map_err(|source| {
+        SpawnError::Setup {
+            what: "block signals",
+            source,
+        }
+    })?;
+    let signals = SignalFd::new(&watched).map_err(|source| SpawnError::Setup {
+        what: "create a signalfd",
+        source,
+    })?;
+    nix::sys::prctl::set_child_subreaper(true).map_err(|source| SpawnError::Setup {
+        what: "become child subreaper",
+        source,
+    })?;
+    Ok(signals)
 }
 
 fn command_cstrings(command: &[OsString]) -> Result<(CString, Vec<CString>), SpawnError> {
@@ -417,6 +426,28 @@ fn empty_and_remove(root: &Root, group: &str) -> Result<(), SpawnError> {
     }
     reap(Pid::from_raw(0));
     root.remove(group)?;
+    Ok(())
+}
+
+/// Kills what is left in a task's scope and waits until systemd has it
+/// empty; systemd removes the scope itself.
+fn empty_and_remove_scope(root: &Root, scope: &str) -> Result<(), SpawnError> {
+    if !root.exists(scope) {
+        reap(Pid::from_raw(0));
+        return Ok(());
+    }
+    root.kill(scope)?;
+    let started = Instant::now();
+    while root.exists(scope) && root.populated(scope).unwrap_or(false) {
+        reap(Pid::from_raw(0));
+        if started.elapsed() > KILL_TIMEOUT {
+            return Err(SpawnError::NotEmptied {
+                group: scope.to_string(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    reap(Pid::from_raw(0));
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 //! protect slice, and only if the policy names them; the task then runs as
 //! that user. Root without sudo may do anything, including `--user`.
 
-use crate::config::{Config, Controller, Limit, ProtectPolicy, effective_max};
+use crate::config::{Config, Controller, Driver, Limit, ProtectPolicy, effective_max};
 
 /// A user as the policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +135,9 @@ pub fn decide(request: &Request, config: &Config, caller: &Caller) -> Result<Lau
                 .join(", "),
         });
     };
-    if !slice_config.controllers.contains(&Controller::Memory) {
+    // systemd enables the controllers its units need itself.
+    if config.driver == Driver::Cgroupfs && !slice_config.controllers.contains(&Controller::Memory)
+    {
         return Err(Refusal::NoMemoryForTasks {
             dotted: slice.replace('/', "."),
             slice,

@@ -182,16 +182,67 @@ fn status_reads_the_tree_systemd_built() {
     );
 }
 
+/// A stand-in for systemd-run: logs its options, then runs what follows `--`.
+fn fake_systemd_run(units: &Units) -> PathBuf {
+    let path = units.fx.dir.path().join("systemd-run");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nwhile [ \"$1\" != -- ]; do echo \"$1\" >> {}; shift; done\nshift\nexec \"$@\"\n",
+            units.fx.dir.path().join("run-args").display()
+        ),
+    )
+    .expect("fake");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    path
+}
+
 #[test]
-fn run_says_plainly_that_scopes_are_not_built_yet() {
+fn run_starts_the_task_in_a_transient_scope_of_its_slice() {
     let units = Units::new(CONFIG);
-    let message = stderr(
-        &units
-            .memslice(&["run", "--slice", "app", "--", "true"])
-            .code(125),
+    let fake = fake_systemd_run(&units);
+    let unit_dir = units.dir();
+    let out = units.fx.memslice_env(
+        &[("MEMSLICE_SYSTEMD_RUN", fake.to_str().expect("utf8"))],
+        &[
+            "--unit-dir",
+            unit_dir.to_str().expect("utf8"),
+            "run",
+            "--slice",
+            "app/web",
+            "--memory-max",
+            "64M",
+            "--name",
+            "import",
+            "--",
+            "sh",
+            "-c",
+            "echo in the scope; exit 7",
+        ],
     );
+    let out = out.code(7);
+    assert_eq!(stdout(&out), "in the scope\n");
+    let args =
+        std::fs::read_to_string(units.fx.dir.path().join("run-args")).expect("systemd-run ran");
+    let unit = "--unit=memslice-import-";
+    assert!(args.starts_with("--scope\n--quiet\n--collect\n"), "{args}");
     assert!(
-        message.contains("transient scopes are not built yet"),
-        "{message}"
+        args.contains(unit)
+            && args.contains("--slice=app-web.slice\n--property=MemoryMax=67108864\n"),
+        "{args}"
+    );
+}
+
+#[test]
+fn task_exec_reports_a_missing_command_like_a_shell() {
+    let units = Units::new(CONFIG);
+    let out = units
+        .memslice(&["task-exec", "--", "/no/such/command"])
+        .code(127);
+    assert!(
+        stderr(&out).contains("/no/such/command: cannot execute the command: ENOENT"),
+        "{}",
+        stderr(&out)
     );
 }

@@ -1,0 +1,307 @@
+//! `run` and `protect` under the systemd driver: the task gets a transient
+//! scope in its slice, made by systemd (`systemd-run --scope`), so systemd
+//! stays the only writer of its tree. memslice is still the parent: it
+//! forks, lowers oom_score_adj while root, execs systemd-run, which
+//! registers the scope and execs `memslice task-exec` inside it, which sets
+//! memory.oom.group, drops to the target user and execs the command: one
+//! process all along, supervised as with the cgroupfs driver.
+
+use std::ffi::{CString, OsString};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::unistd::{Gid, Uid, execvp, pipe2, setgid, setgroups, setuid};
+
+use super::child::{self, Prepared};
+use super::{
+    Outcome, SpawnError, TaskSpec, become_supervisor, empty_and_remove_scope, group_name, policy,
+    read_reports, running_tasks, supervise,
+};
+use crate::cgroupfs::{self, Root};
+use crate::config::Limit;
+
+/// Where the task's scope lives and what to call it.
+pub struct ScopePlace<'a> {
+    /// The slice's cgroup, like `app.slice/app-tasks.slice`.
+    pub slice_cgroup: &'a str,
+    /// The slice unit, like `app-tasks.slice`.
+    pub slice_unit: &'a str,
+    /// This memslice binary, run again inside the scope.
+    pub memslice: &'a Path,
+}
+
+fn systemd_run() -> OsString {
+    std::env::var_os("MEMSLICE_SYSTEMD_RUN").unwrap_or_else(|| "systemd-run".into())
+}
+
+/// The systemd-run command line for a task. Pure.
+pub fn command_line(spec: &TaskSpec<'_>, place: &ScopePlace<'_>, unit: &str) -> Vec<OsString> {
+    let launch = spec.launch;
+    let mut argv: Vec<OsString> = vec![
+        systemd_run(),
+        "--scope".into(),
+        "--quiet".into(),
+        "--collect".into(),
+        format!("--unit={unit}").into(),
+        format!("--slice={}", place.slice_unit).into(),
+    ];
+    if let Some(max) = launch.memory_max {
+        let value = match max {
+            Limit::Max => "infinity".to_string(),
+            Limit::Bytes(bytes) => bytes.to_string(),
+        };
+        argv.push(format!("--property=MemoryMax={value}").into());
+    }
+    argv.extend([
+        "--".into(),
+        place.memslice.as_os_str().to_owned(),
+        "task-exec".into(),
+    ]);
+    if launch.oom_group {
+        argv.push("--oom-group".into());
+    }
+    if let Some(person) = &launch.run_as {
+        let groups: Vec<String> = person.gids.iter().map(u32::to_string).collect();
+        argv.push(format!("--uid={}", person.uid).into());
+        argv.push(format!("--gid={}", person.gid).into());
+        argv.push(format!("--groups={}", groups.join(",")).into());
+    }
+    argv.push("--".into());
+    argv.extend(spec.command.iter().cloned());
+    argv
+}
+
+pub fn run_in_scope(
+    root: &Root,
+    spec: &TaskSpec<'_>,
+    place: &ScopePlace<'_>,
+) -> Result<Outcome, SpawnError> {
+    let launch = spec.launch;
+    let unit = format!("memslice-{}.scope", group_name(spec.name, spec.command)?);
+    let scope = cgroupfs::join(place.slice_cgroup, &unit);
+    if launch.max_tasks.is_some() {
+        let running = running_tasks(root, place.slice_cgroup, &scope)?;
+        policy::check_task_count(launch, running + 1)?;
+    }
+    let slice_before = root
+        .memory_events_if_enabled(place.slice_cgroup)?
+        .unwrap_or_default();
+    let argv: Vec<CString> = command_line(spec, place, &unit)
+        .iter()
+        .map(|arg| CString::new(arg.as_bytes()).map_err(|_| SpawnError::NulInCommand))
+        .collect::<Result<_, _>>()?;
+    let signals = become_supervisor()?;
+    let prepared = Prepared {
+        program: argv[0].clone(),
+        argv,
+        move_into: None,
+        oom_score_adj: launch.oom_score_adj,
+        allow_unprotected: spec.allow_unprotected,
+        run_as: None,
+    };
+    let (report_read, report_write) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|source| SpawnError::Setup {
+            what: "create a pipe",
+            source,
+        })?;
+    let pid =
+        super::clone3::fork(|| child::exec(&prepared, report_write.as_fd())).map_err(|err| {
+            SpawnError::Setup {
+                what: "fork",
+                source: child::errno_of(&err),
+            }
+        })?;
+    drop(report_write);
+    tracing::debug!(%unit, pid = pid.as_raw(), "spawned through systemd-run --scope");
+    let mut warnings = Vec::new();
+    if let Some((step, errno)) = read_reports(report_read, &mut warnings) {
+        let _ = nix::sys::wait::waitpid(pid, None);
+        return Err(SpawnError::Child {
+            program: systemd_run().to_string_lossy().into_owned(),
+            step,
+            errno,
+        });
+    }
+    let ended = supervise(&signals, pid)?;
+    // systemd removes an empty scope at once: where it is gone, the
+    // slice's counters tell what happened (other tasks' kills included).
+    let (oom_kills, peak) = match root.memory_events_if_enabled(&scope).ok().flatten() {
+        Some(events) => (
+            events.oom_kill,
+            root.limit(&scope, "memory.peak")
+                .ok()
+                .flatten()
+                .and_then(Limit::bytes),
+        ),
+        None => {
+            let after = root
+                .memory_events_if_enabled(place.slice_cgroup)?
+                .unwrap_or_default();
+            (after.oom_kill.saturating_sub(slice_before.oom_kill), None)
+        }
+    };
+    empty_and_remove_scope(root, &scope)?;
+    Ok(Outcome {
+        group: scope,
+        ended,
+        oom_kills,
+        peak,
+        memory_max: launch.memory_max,
+        warnings,
+    })
+}
+
+/// Who `task-exec` becomes before it execs the command.
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskExecError {
+    #[error("cannot set memory.oom.group of the task's scope {path}: {err}")]
+    OomGroup { path: String, err: std::io::Error },
+    #[error("cannot switch to uid {uid}: {errno}")]
+    Identity { uid: u32, errno: Errno },
+    #[error("{program}: cannot execute the command: {errno}")]
+    Exec { program: String, errno: Errno },
+    #[error("the command contains a NUL byte")]
+    Nul,
+}
+
+impl TaskExecError {
+    /// 127 not found, 126 anything else, as a shell would.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            TaskExecError::Exec {
+                errno: Errno::ENOENT,
+                ..
+            } => 127,
+            _ => 126,
+        }
+    }
+}
+
+/// `memslice task-exec`, inside the scope: sets memory.oom.group on it,
+/// becomes the target user, execs the command. Returns only on failure.
+pub fn task_exec(
+    oom_group: bool,
+    identity: Option<&Identity>,
+    command: &[OsString],
+) -> TaskExecError {
+    if oom_group {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mounts = crate::host::parse_mountinfo(&mountinfo);
+        let own = mounts
+            .iter()
+            .find(|m| m.fs_type == "cgroup2")
+            .and_then(|mount| {
+                let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+                crate::host::own_cgroup_dir(&text, &mount.point)
+            });
+        let Some(dir) = own else {
+            return TaskExecError::OomGroup {
+                path: "(unknown)".into(),
+                err: std::io::Error::from(std::io::ErrorKind::NotFound),
+            };
+        };
+        if let Err(err) = std::fs::write(dir.join("memory.oom.group"), "1") {
+            return TaskExecError::OomGroup {
+                path: dir.display().to_string(),
+                err,
+            };
+        }
+    }
+    if let Some(who) = identity {
+        let groups: Vec<Gid> = who.groups.iter().copied().map(Gid::from_raw).collect();
+        let dropped = setgroups(&groups)
+            .and_then(|()| setgid(Gid::from_raw(who.gid)))
+            .and_then(|()| setuid(Uid::from_raw(who.uid)));
+        if let Err(errno) = dropped {
+            return TaskExecError::Identity {
+                uid: who.uid,
+                errno,
+            };
+        }
+    }
+    let Ok(argv) = command
+        .iter()
+        .map(|arg| CString::new(arg.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return TaskExecError::Nul;
+    };
+    let Some(program) = argv.first() else {
+        return TaskExecError::Nul;
+    };
+    let Err(errno) = execvp(program, &argv);
+    TaskExecError::Exec {
+        program: program.to_string_lossy().into_owned(),
+        errno,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spawn::policy::{Launch, Person};
+
+    #[test]
+    fn the_systemd_run_line_carries_the_limits_and_the_identity() {
+        let launch = Launch {
+            slice: "app/tasks".into(),
+            memory_max: Some(Limit::Bytes(64 << 20)),
+            oom_group: true,
+            oom_score_adj: Some(-1000),
+            run_as: Some(Person {
+                name: "app".into(),
+                uid: 1000,
+                gid: 1000,
+                groups: vec!["app".into()],
+                gids: vec![1000, 33],
+            }),
+            max_tasks: Some(2),
+        };
+        let command = vec![OsString::from("php"), OsString::from("import.php")];
+        let spec = TaskSpec {
+            launch: &launch,
+            command: &command,
+            name: None,
+            allow_unprotected: false,
+        };
+        let place = ScopePlace {
+            slice_cgroup: "app.slice/app-tasks.slice",
+            slice_unit: "app-tasks.slice",
+            memslice: Path::new("/usr/local/bin/memslice"),
+        };
+        let line: Vec<String> = command_line(&spec, &place, "memslice-php-1.scope")
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            line[1..],
+            [
+                "--scope",
+                "--quiet",
+                "--collect",
+                "--unit=memslice-php-1.scope",
+                "--slice=app-tasks.slice",
+                "--property=MemoryMax=67108864",
+                "--",
+                "/usr/local/bin/memslice",
+                "task-exec",
+                "--oom-group",
+                "--uid=1000",
+                "--gid=1000",
+                "--groups=1000,33",
+                "--",
+                "php",
+                "import.php",
+            ]
+        );
+    }
+}
