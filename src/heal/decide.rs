@@ -331,12 +331,20 @@ mod tests {
             .expect("zoned")
     }
 
-    fn down_since(minutes_before: i64, now: &Zoned) -> Loaded {
+    /// A stored outage that began `minutes_before`, with heal actions taken
+    /// `actions` minutes ago.
+    fn outage(minutes_before: i64, actions: &[i64], now: &Zoned) -> Loaded {
+        let ago = |minutes: i64| now.timestamp() - jiff::SignedDuration::from_mins(minutes);
         Loaded::Record(Record {
-            down_since: Some(now.timestamp() - jiff::SignedDuration::from_mins(minutes_before)),
+            down_since: Some(ago(minutes_before)),
             failures: BTreeMap::from([("web".to_string(), 5)]),
+            actions: actions.iter().map(|m| ago(*m)).collect(),
             ..Record::default()
         })
+    }
+
+    fn down_since(minutes_before: i64, now: &Zoned) -> Loaded {
+        outage(minutes_before, &[], now)
     }
 
     #[test]
@@ -564,15 +572,7 @@ mod tests {
     }
 
     fn past_grace_at(now: &Zoned, actions: &[i64]) -> Loaded {
-        Loaded::Record(Record {
-            down_since: Some(now.timestamp() - jiff::SignedDuration::from_mins(10)),
-            failures: BTreeMap::from([("web".to_string(), 5)]),
-            actions: actions
-                .iter()
-                .map(|m| now.timestamp() - jiff::SignedDuration::from_mins(*m))
-                .collect(),
-            ..Record::default()
-        })
+        outage(10, actions, now)
     }
 
     #[test]

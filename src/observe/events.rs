@@ -17,7 +17,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use crate::cgroupfs::{self, MemoryEvents, Root};
 use crate::config::Limit;
@@ -46,17 +46,9 @@ pub struct Event {
     pub delta: u64,
     pub total: u64,
     pub current_bytes: Option<u64>,
-    #[serde(serialize_with = "limit_json")]
+    #[serde(serialize_with = "super::status::limit_json")]
     pub max: Option<Limit>,
     pub victim: Option<Victim>,
-}
-
-fn limit_json<S: Serializer>(limit: &Option<Limit>, serializer: S) -> Result<S::Ok, S::Error> {
-    match limit {
-        None => serializer.serialize_none(),
-        Some(Limit::Max) => serializer.serialize_str("max"),
-        Some(Limit::Bytes(bytes)) => serializer.serialize_u64(*bytes),
-    }
 }
 
 fn counter(events: &MemoryEvents, kind: &str) -> u64 {

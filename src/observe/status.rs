@@ -44,7 +44,11 @@ pub struct GroupStatus {
     pub pressure_some_avg10: Option<f64>,
 }
 
-fn limit_json<S: Serializer>(limit: &Option<Limit>, serializer: S) -> Result<S::Ok, S::Error> {
+/// A limit in JSON: bytes, `"max"` for none, null when the file is absent.
+pub(super) fn limit_json<S: Serializer>(
+    limit: &Option<Limit>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     match limit {
         None => serializer.serialize_none(),
         Some(Limit::Max) => serializer.serialize_str("max"),

@@ -49,11 +49,7 @@ pub fn command_line(spec: &TaskSpec<'_>, place: &ScopePlace<'_>, unit: &str) -> 
         format!("--slice={}", place.slice_unit).into(),
     ];
     if let Some(max) = launch.memory_max {
-        let value = match max {
-            Limit::Max => "infinity".to_string(),
-            Limit::Bytes(bytes) => bytes.to_string(),
-        };
-        argv.push(format!("--property=MemoryMax={value}").into());
+        argv.push(format!("--property=MemoryMax={}", crate::systemd::limit(max)).into());
     }
     argv.extend([
         "--".into(),

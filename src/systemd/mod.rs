@@ -51,7 +51,8 @@ pub fn cgroup_path(path: &str) -> String {
         .join("/")
 }
 
-fn limit(value: Limit) -> String {
+/// A limit as systemd's Memory*= settings take it.
+pub fn limit(value: Limit) -> String {
     match value {
         Limit::Max => "infinity".to_string(),
         Limit::Bytes(bytes) => bytes.to_string(),
