@@ -11,6 +11,7 @@ mod clone3;
 pub mod identity;
 pub mod policy;
 pub mod scope;
+mod stall;
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::SignalFd;
 use nix::sys::stat::Mode as FileMode;
@@ -31,6 +33,7 @@ use crate::cgroupfs::{self, Backend, Root};
 use crate::config::Limit;
 use child::{Prepared, Step};
 use policy::{Launch, Refusal};
+use stall::StallWatch;
 
 /// Signals passed on to the command. SIGCHLD is watched, not forwarded.
 const FORWARDED: [Signal; 6] = [
@@ -244,7 +247,8 @@ pub fn run_task(root: &Root, spec: &TaskSpec<'_>) -> Result<Outcome, SpawnError>
         });
     }
 
-    let ended = supervise(&signals, pid)?;
+    let mut stall = protected(launch).then(|| StallWatch::new(root, &group));
+    let ended = supervise(&signals, pid, stall.as_mut())?;
     let events = root.memory_events(&group).unwrap_or_default();
     let peak = root
         .limit(&group, "memory.peak")
@@ -261,6 +265,11 @@ pub fn run_task(root: &Root, spec: &TaskSpec<'_>) -> Result<Outcome, SpawnError>
         memory_max: launch.memory_max,
         warnings,
     })
+}
+
+/// Whether the task is exempt from the OOM killer, so it can stall at its cap.
+fn protected(launch: &Launch) -> bool {
+    launch.oom_score_adj.is_some_and(|adj| adj < 0)
 }
 
 /// Blocks the forwarded signals and SIGCHLD (read through the returned
@@ -364,8 +373,46 @@ fn read_reports(read_end: OwnedFd, warnings: &mut Vec<String>) -> Option<(Step, 
 
 /// Waits for the command, reaping every descendant reparented to memslice
 /// and forwarding signals, until the command itself has ended.
-fn supervise(signals: &SignalFd, command: Pid) -> Result<Ended, SpawnError> {
+fn supervise(
+    signals: &SignalFd,
+    command: Pid,
+    mut stall: Option<&mut StallWatch<'_>>,
+) -> Result<Ended, SpawnError> {
     loop {
+        let (signalled, stall_woke) = {
+            let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+            let stall_fd = stall.as_deref().and_then(StallWatch::fd);
+            if let Some(fd) = stall_fd {
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
+            let timeout = stall
+                .as_deref()
+                .and_then(StallWatch::timeout)
+                .and_then(|t| PollTimeout::try_from(t).ok())
+                .unwrap_or(PollTimeout::NONE);
+            match poll(&mut fds, timeout) {
+                Ok(0) => (false, true),
+                Ok(_) => (
+                    fds[0].any().unwrap_or(false),
+                    fds.get(1).is_some_and(|fd| fd.any().unwrap_or(false)),
+                ),
+                Err(Errno::EINTR) => continue,
+                Err(source) => {
+                    return Err(SpawnError::Setup {
+                        what: "wait for signals",
+                        source,
+                    });
+                }
+            }
+        };
+        if let (true, Some(watch)) = (stall_woke, stall.as_deref_mut())
+            && let Some(warning) = watch.wake()
+        {
+            eprintln!("memslice: warning: {warning}");
+        }
+        if !signalled {
+            continue;
+        }
         let info = match signals.read_signal() {
             Ok(Some(info)) => info,
             Ok(None) | Err(Errno::EINTR) => continue,

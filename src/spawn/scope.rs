@@ -16,9 +16,10 @@ use nix::fcntl::OFlag;
 use nix::unistd::{Gid, Uid, execvp, pipe2, setgid, setgroups, setuid};
 
 use super::child::{self, Prepared};
+use super::stall::StallWatch;
 use super::{
     Outcome, SpawnError, TaskSpec, become_supervisor, empty_and_remove_scope, group_name, policy,
-    read_reports, running_tasks, supervise,
+    protected, read_reports, running_tasks, supervise,
 };
 use crate::cgroupfs::{self, Root};
 use crate::config::Limit;
@@ -121,7 +122,8 @@ pub fn run_in_scope(
             errno,
         });
     }
-    let ended = supervise(&signals, pid)?;
+    let mut stall = protected(launch).then(|| StallWatch::new(root, &scope));
+    let ended = supervise(&signals, pid, stall.as_mut())?;
     // systemd removes an empty scope at once: where it is gone, the
     // slice's counters tell what happened (other tasks' kills included).
     let (oom_kills, peak) = match root.memory_events_if_enabled(&scope).ok().flatten() {

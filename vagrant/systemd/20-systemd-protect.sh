@@ -30,7 +30,8 @@ cat /tmp/hog.log
 grep -q "the kernel OOM-killed" /tmp/hog.log || fail "the OOM kill was not reported"
 
 # A protected task at its own cap cannot be OOM-killed (-1000): it stalls,
-# as the Hypernode text says, until something outside kills its scope.
+# as the Hypernode text says, until something outside kills its scope;
+# memslice warns about it once.
 memslice --config $CFG protect --name stuck -- hog 300M 0 > /tmp/stuck.log 2>&1 &
 protected=$!
 sleep 4
@@ -39,6 +40,8 @@ scope=$(ls -d /sys/fs/cgroup/app.slice/app-tasks.slice/memslice-stuck-*.scope)
 oom=$(awk '$1 == "oom" { print $2 }' $scope/memory.events)
 kills=$(awk '$1 == "oom_kill" { print $2 }' $scope/memory.events)
 [ "$oom" -ge 1 ] && [ "$kills" = 0 ] || fail "expected OOM events without kills: $(cat $scope/memory.events)"
+grep -q "warning: app.slice/app-tasks.slice/memslice-stuck-[0-9]*.scope is at its memory.max (64M) and the kernel finds nothing it may kill" /tmp/stuck.log \
+    || fail "memslice did not warn about the stall: $(cat /tmp/stuck.log)"
 echo 1 > $scope/cgroup.kill
 wait $protected
 status=$?
