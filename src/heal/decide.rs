@@ -313,6 +313,11 @@ mod tests {
         }
     }
 
+    /// One check with the web service failing.
+    fn web_down(loaded: &Loaded, now: &Zoned, config: &HealConfig) -> (Verdict, Record) {
+        decide(&[probe("web", false)], loaded, now, None, config)
+    }
+
     fn probe(service: &str, ok: bool) -> ProbeResult {
         ProbeResult {
             service: service.into(),
@@ -366,23 +371,11 @@ mod tests {
     #[test]
     fn one_failure_is_not_yet_down() {
         let now = at("2026-06-01T12:00", "UTC");
-        let (verdict, next) = decide(
-            &[probe("web", false)],
-            &Loaded::Missing,
-            &now,
-            None,
-            &config(None),
-        );
+        let (verdict, next) = web_down(&Loaded::Missing, &now, &config(None));
         assert_eq!(verdict.site, Site::Failing);
         assert_eq!(verdict.reason, "web failing, not yet 2 checks in a row");
         assert_eq!((next.failures["web"], next.down_since), (1, None));
-        let (verdict, next) = decide(
-            &[probe("web", false)],
-            &Loaded::Record(next),
-            &now,
-            None,
-            &config(None),
-        );
+        let (verdict, next) = web_down(&Loaded::Record(next), &now, &config(None));
         assert_eq!(verdict.site, Site::Down);
         assert_eq!(next.down_since, Some(now.timestamp()));
         assert!(!verdict.act, "a new outage starts its grace now");
@@ -392,25 +385,13 @@ mod tests {
     fn day_grace_applies_by_day() {
         let night = parse_window("22:00-07:00").ok();
         let now = at("2026-06-01T14:00", "Europe/Amsterdam");
-        let (verdict, _) = decide(
-            &[probe("web", false)],
-            &down_since(2, &now),
-            &now,
-            None,
-            &config(night),
-        );
+        let (verdict, _) = web_down(&down_since(2, &now), &now, &config(night));
         assert_eq!(
             (verdict.night, verdict.grace_seconds, verdict.act),
             (false, 180, false)
         );
         assert_eq!(verdict.reason, "web down for 2m; day grace 3m not over");
-        let (verdict, next) = decide(
-            &[probe("web", false)],
-            &down_since(4, &now),
-            &now,
-            None,
-            &config(night),
-        );
+        let (verdict, next) = web_down(&down_since(4, &now), &now, &config(night));
         assert!(verdict.act);
         assert_eq!(
             verdict.reason,
@@ -432,13 +413,7 @@ mod tests {
         let night = parse_window("22:00-07:00").ok();
         for clock in ["2026-06-01T23:30", "2026-06-02T00:10", "2026-06-02T06:59"] {
             let now = at(clock, "Europe/Amsterdam");
-            let (verdict, _) = decide(
-                &[probe("web", false)],
-                &down_since(10, &now),
-                &now,
-                None,
-                &config(night),
-            );
+            let (verdict, _) = web_down(&down_since(10, &now), &now, &config(night));
             assert_eq!(
                 (verdict.night, verdict.grace_seconds, verdict.act),
                 (true, 900, false),
@@ -446,13 +421,7 @@ mod tests {
             );
         }
         let now = at("2026-06-02T07:00", "Europe/Amsterdam");
-        let (verdict, _) = decide(
-            &[probe("web", false)],
-            &down_since(10, &now),
-            &now,
-            None,
-            &config(night),
-        );
+        let (verdict, _) = web_down(&down_since(10, &now), &now, &config(night));
         assert_eq!(
             (verdict.night, verdict.act),
             (false, true),
@@ -466,20 +435,8 @@ mod tests {
         // 21:30 UTC is 23:30 in Amsterdam (CEST): night there.
         let utc = at("2026-06-01T21:30", "UTC");
         let amsterdam = utc.with_time_zone(TimeZone::get("Europe/Amsterdam").expect("tz"));
-        let (in_utc, _) = decide(
-            &[probe("web", false)],
-            &down_since(10, &utc),
-            &utc,
-            None,
-            &config(night),
-        );
-        let (in_ams, _) = decide(
-            &[probe("web", false)],
-            &down_since(10, &amsterdam),
-            &amsterdam,
-            None,
-            &config(night),
-        );
+        let (in_utc, _) = web_down(&down_since(10, &utc), &utc, &config(night));
+        let (in_ams, _) = web_down(&down_since(10, &amsterdam), &amsterdam, &config(night));
         assert!(!in_utc.night && in_ams.night);
     }
 
@@ -493,33 +450,21 @@ mod tests {
             failures: BTreeMap::from([("web".to_string(), 3)]),
             ..Record::default()
         });
-        let (verdict, _) = decide(&[probe("web", false)], &record, &after, None, &config(None));
+        let (verdict, _) = web_down(&record, &after, &config(None));
         assert_eq!(
             verdict.down_for_seconds, 600,
             "70 minutes on the wall clock are 10 real minutes"
         );
         assert!(verdict.act, "10m is past the 3m day grace");
         let night = parse_window("02:30-06:00").ok();
-        let (verdict, _) = decide(
-            &[probe("web", false)],
-            &record,
-            &after,
-            None,
-            &config(night),
-        );
+        let (verdict, _) = web_down(&record, &after, &config(night));
         assert!(verdict.night, "03:05 CEST is inside 02:30-06:00");
     }
 
     #[test]
     fn a_record_from_the_future_counts_from_now() {
         let now = at("2026-06-01T12:00", "UTC");
-        let (verdict, next) = decide(
-            &[probe("web", false)],
-            &down_since(-60, &now),
-            &now,
-            None,
-            &config(None),
-        );
+        let (verdict, next) = web_down(&down_since(-60, &now), &now, &config(None));
         assert_eq!(verdict.down_for_seconds, 0);
         assert!(!verdict.act);
         assert!(
@@ -536,7 +481,7 @@ mod tests {
     fn a_corrupt_record_is_unknown_not_a_long_outage() {
         let now = at("2026-06-01T12:00", "UTC");
         let corrupt = Loaded::Corrupt("expected value at line 1".into());
-        let (verdict, next) = decide(&[probe("web", false)], &corrupt, &now, None, &config(None));
+        let (verdict, next) = web_down(&corrupt, &now, &config(None));
         assert_eq!(
             verdict.site,
             Site::Failing,
@@ -549,13 +494,7 @@ mod tests {
                 .as_deref()
                 .is_some_and(|n| n.contains("unusable"))
         );
-        let (verdict, _) = decide(
-            &[probe("web", false)],
-            &Loaded::Record(next),
-            &now,
-            None,
-            &config(None),
-        );
+        let (verdict, _) = web_down(&Loaded::Record(next), &now, &config(None));
         assert_eq!(
             (verdict.site, verdict.down_for_seconds, verdict.act),
             (Site::Down, 0, false)
@@ -578,13 +517,7 @@ mod tests {
     #[test]
     fn the_flap_limiter_holds_back_the_fourth_action_and_says_so_once() {
         let now = at("2026-06-01T12:00", "UTC");
-        let (verdict, next) = decide(
-            &[probe("web", false)],
-            &past_grace_at(&now, &[25, 15]),
-            &now,
-            None,
-            &config(None),
-        );
+        let (verdict, next) = web_down(&past_grace_at(&now, &[25, 15]), &now, &config(None));
         assert!(verdict.act && !verdict.flapping);
         assert_eq!(
             (verdict.recent_actions, verdict.restart.clone()),
@@ -607,13 +540,7 @@ mod tests {
             "{verdict:?}"
         );
         assert!(verdict.reason.ends_with("but 3 heal action(s) within 30m already: holding back until `memslice heal reset` or the window passes"), "{}", verdict.reason);
-        let (verdict, _) = decide(
-            &[probe("web", false)],
-            &Loaded::Record(next),
-            &now,
-            None,
-            &config(None),
-        );
+        let (verdict, _) = web_down(&Loaded::Record(next), &now, &config(None));
         assert!(
             verdict.flapping && !verdict.flap_tripped_now,
             "logged once per trip"
@@ -630,7 +557,7 @@ mod tests {
             flap_reported: true,
             ..tripped
         });
-        let (verdict, next) = decide(&[probe("web", false)], &tripped, &now, None, &config(None));
+        let (verdict, next) = web_down(&tripped, &now, &config(None));
         assert!(verdict.act, "two of three actions left the 30m window");
         assert_eq!(next.actions.len(), 2);
         assert!(
