@@ -173,6 +173,7 @@ pub fn remove(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn root() -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -213,5 +214,33 @@ mod tests {
         fs::write(child.join("cgroup.procs"), "").expect("empty it");
         remove(&child).expect("now empty");
         assert!(!child.exists());
+    }
+
+    #[test]
+    fn kill_and_wait_tells_an_emptied_group_from_a_stuck_one() {
+        let dir = root();
+        let root = super::super::Root::new(dir.path(), super::super::Backend::Emulated);
+        root.create("app").expect("create");
+        let mut looks = 0;
+        assert!(
+            root.kill_and_wait("app", Duration::from_millis(50), || looks += 1)
+                .expect("wait")
+        );
+        assert_eq!(looks, 1);
+        fs::write(
+            dir.path().join("app/cgroup.events"),
+            "populated 1\nfrozen 0\n",
+        )
+        .expect("stuck");
+        assert!(
+            !root
+                .kill_and_wait("app", Duration::from_millis(50), || {})
+                .expect("wait")
+        );
+        assert!(
+            root.kill_and_wait("gone", Duration::from_millis(50), || {})
+                .expect("wait"),
+            "a removed group is empty"
+        );
     }
 }

@@ -12,6 +12,7 @@ pub mod parse;
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::config::{Controller, Limit};
 
@@ -177,6 +178,41 @@ impl Root {
                     );
                 }
             }
+        }
+    }
+
+    /// Kills the group (see [`Root::kill`]) and waits up to `timeout` for it
+    /// to be empty or gone (systemd removes an empty scope at once), calling
+    /// `meanwhile` between looks (the supervisor reaps there). `Ok(false)`
+    /// when processes remain at the timeout, stuck in the kernel.
+    pub fn kill_and_wait(
+        &self,
+        group: &str,
+        timeout: Duration,
+        mut meanwhile: impl FnMut(),
+    ) -> Result<bool, Error> {
+        if !self.exists(group) {
+            meanwhile();
+            return Ok(true);
+        }
+        self.kill(group)?;
+        let started = Instant::now();
+        loop {
+            meanwhile();
+            let busy = match self.read_optional(group, "cgroup.events")? {
+                None => false,
+                Some(text) => parse::populated(&text).map_err(|source| Error::Parse {
+                    path: self.file(group, "cgroup.events"),
+                    source,
+                })?,
+            };
+            if !busy {
+                return Ok(true);
+            }
+            if started.elapsed() > timeout {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 

@@ -2,7 +2,7 @@
 //! gone, restart the services that are down. It never kills a group that
 //! holds memslice itself, whatever the config says.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::probe;
 use crate::cgroupfs::Root;
@@ -74,18 +74,14 @@ pub fn heal(root: &Root, config: &HealConfig, down: &[String]) -> Actions {
 }
 
 fn kill_and_wait(root: &Root, group: &str) -> Result<(), String> {
-    root.kill(group).map_err(|err| err.to_string())?;
-    let started = Instant::now();
-    while root.populated(group).map_err(|err| err.to_string())? {
-        if started.elapsed() > GONE_TIMEOUT {
-            return Err(format!(
-                "processes remain {}s after cgroup.kill",
-                GONE_TIMEOUT.as_secs()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    match root.kill_and_wait(group, GONE_TIMEOUT, || {}) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "processes remain {}s after cgroup.kill",
+            GONE_TIMEOUT.as_secs()
+        )),
+        Err(err) => Err(err.to_string()),
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
@@ -457,45 +457,26 @@ fn reap(command: Pid) -> Option<Ended> {
 /// Kills what is left in the group, waits (reaping) until it is empty,
 /// and removes it.
 fn empty_and_remove(root: &Root, group: &str) -> Result<(), SpawnError> {
-    root.kill(group)?;
     if root.backend() == Backend::Emulated {
         kill_own_children();
     }
-    let started = Instant::now();
-    while root.populated(group)? {
-        reap(Pid::from_raw(0));
-        if started.elapsed() > KILL_TIMEOUT {
-            return Err(SpawnError::NotEmptied {
-                group: group.to_string(),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    reap(Pid::from_raw(0));
+    empty(root, group)?;
     root.remove(group)?;
     Ok(())
 }
 
-/// Kills what is left in a task's scope and waits until systemd has it
-/// empty; systemd removes the scope itself.
-fn empty_and_remove_scope(root: &Root, scope: &str) -> Result<(), SpawnError> {
-    if !root.exists(scope) {
+/// Kills what is left in the group, reaping while it empties (a systemd
+/// scope is removed by systemd once empty).
+fn empty(root: &Root, group: &str) -> Result<(), SpawnError> {
+    if root.kill_and_wait(group, KILL_TIMEOUT, || {
         reap(Pid::from_raw(0));
-        return Ok(());
+    })? {
+        Ok(())
+    } else {
+        Err(SpawnError::NotEmptied {
+            group: group.to_string(),
+        })
     }
-    root.kill(scope)?;
-    let started = Instant::now();
-    while root.exists(scope) && root.populated(scope).unwrap_or(false) {
-        reap(Pid::from_raw(0));
-        if started.elapsed() > KILL_TIMEOUT {
-            return Err(SpawnError::NotEmptied {
-                group: scope.to_string(),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    reap(Pid::from_raw(0));
-    Ok(())
 }
 
 /// An emulated root cannot tell which processes are in a group; memslice's

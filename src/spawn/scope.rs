@@ -18,8 +18,8 @@ use nix::unistd::{Gid, Uid, execvp, pipe2, setgid, setgroups, setuid};
 use super::child::{self, Prepared};
 use super::stall::StallWatch;
 use super::{
-    Outcome, SpawnError, TaskSpec, become_supervisor, empty_and_remove_scope, group_name, policy,
-    protected, read_reports, running_tasks, supervise,
+    Outcome, SpawnError, TaskSpec, become_supervisor, empty, group_name, policy, protected,
+    read_reports, running_tasks, supervise,
 };
 use crate::cgroupfs::{self, Root};
 use crate::config::Limit;
@@ -141,7 +141,7 @@ pub fn run_in_scope(
             (after.oom_kill.saturating_sub(slice_before.oom_kill), None)
         }
     };
-    empty_and_remove_scope(root, &scope)?;
+    empty(root, &scope)?;
     Ok(Outcome {
         group: scope,
         ended,
