@@ -242,5 +242,18 @@ mod tests {
                 .expect("wait"),
             "a removed group is empty"
         );
+        fs::write(
+            dir.path().join("app/cgroup.events"),
+            "populated 1\nfrozen 0\n",
+        )
+        .expect("busy again");
+        let systemd_removes_it = || {
+            let _ = fs::remove_dir_all(dir.path().join("app"));
+        };
+        assert!(
+            root.kill_and_wait("app", Duration::from_secs(5), systemd_removes_it)
+                .expect("a group removed while waiting is not an error"),
+            "a group removed while waiting is empty"
+        );
     }
 }

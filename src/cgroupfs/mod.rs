@@ -61,6 +61,20 @@ pub enum Error {
     Parse { path: PathBuf, source: ParseError },
 }
 
+impl Error {
+    /// The group was removed while memslice looked at it: ENOENT for a path
+    /// that is gone, ENODEV for a file of a cgroup being removed (systemd
+    /// removes an empty scope the moment its last process exits).
+    pub fn group_vanished(&self) -> bool {
+        match self {
+            Error::Read { source, .. } | Error::Write { source, .. } => {
+                source.kind() == ErrorKind::NotFound || source.raw_os_error() == Some(libc::ENODEV)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The kernel answers with bare errnos; say what they mean for cgroupfs.
 fn write_hint(path: &Path, err: &std::io::Error) -> &'static str {
     let subtree = path
@@ -191,22 +205,14 @@ impl Root {
         timeout: Duration,
         mut meanwhile: impl FnMut(),
     ) -> Result<bool, Error> {
-        if !self.exists(group) {
-            meanwhile();
-            return Ok(true);
+        match self.kill(group) {
+            Err(err) if err.group_vanished() => {}
+            other => other?,
         }
-        self.kill(group)?;
         let started = Instant::now();
         loop {
             meanwhile();
-            let busy = match self.read_optional(group, "cgroup.events")? {
-                None => false,
-                Some(text) => parse::populated(&text).map_err(|source| Error::Parse {
-                    path: self.file(group, "cgroup.events"),
-                    source,
-                })?,
-            };
-            if !busy {
+            if !self.populated(group)? {
                 return Ok(true);
             }
             if started.elapsed() > timeout {
@@ -322,8 +328,13 @@ impl Root {
         self.parsed(group, "cgroup.procs", parse::pids)
     }
 
+    /// A group that is gone, or being removed, has no processes: systemd
+    /// removes an empty scope while others still look at it.
     pub fn populated(&self, group: &str) -> Result<bool, Error> {
-        self.parsed(group, "cgroup.events", parse::populated)
+        match self.parsed(group, "cgroup.events", parse::populated) {
+            Err(err) if err.group_vanished() => Ok(false),
+            other => other,
+        }
     }
 
     pub fn controllers(&self, group: &str) -> Result<Vec<Controller>, Error> {
@@ -366,5 +377,32 @@ pub fn join(parent: &str, child: &str) -> String {
         child.to_string()
     } else {
         format!("{parent}/{child}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_error(source: std::io::Error) -> Error {
+        Error::Read {
+            path: PathBuf::from("/sys/fs/cgroup/app.slice/x.scope/cgroup.events"),
+            source,
+        }
+    }
+
+    #[test]
+    fn a_group_removed_under_a_reader_counts_as_vanished() {
+        let enodev = std::io::Error::from_raw_os_error(libc::ENODEV);
+        let enoent = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let eacces = std::io::Error::from_raw_os_error(libc::EACCES);
+        assert!(read_error(enodev).group_vanished());
+        assert!(read_error(enoent).group_vanished());
+        assert!(!read_error(eacces).group_vanished());
+        let parse = Error::Parse {
+            path: PathBuf::from("cgroup.events"),
+            source: parse::populated("frozen 0\n").expect_err("no populated line"),
+        };
+        assert!(!parse.group_vanished());
     }
 }
