@@ -104,33 +104,58 @@ fn collect_unmanaged(
     if depth == 0 {
         return Ok(());
     }
-    for child in root.children(parent)? {
+    let children = match root.children(parent) {
+        Err(err) if err.group_vanished() => return Ok(()),
+        other => other?,
+    };
+    for child in children {
         let path = cgroupfs::join(parent, &child);
         if managed.contains(&path) {
             continue;
         }
-        out.push(group_status(root, &path, false)?);
-        collect_unmanaged(root, managed, &path, depth - 1, out)?;
+        let status = group_status(root, &path, false)?;
+        // Task groups and scopes come and go while they are read.
+        if status.exists {
+            out.push(status);
+            collect_unmanaged(root, managed, &path, depth - 1, out)?;
+        }
     }
     Ok(())
 }
 
+/// A group removed while it is read (systemd removes an empty scope at
+/// once) is reported as missing, not as an error.
 fn group_status(root: &Root, path: &str, managed: bool) -> Result<GroupStatus, cgroupfs::Error> {
+    match read_group_status(root, path, managed) {
+        Err(err) if err.group_vanished() => Ok(missing(path, managed)),
+        other => other,
+    }
+}
+
+fn missing(path: &str, managed: bool) -> GroupStatus {
+    GroupStatus {
+        path: path.to_string(),
+        managed,
+        exists: false,
+        procs: 0,
+        tasks: 0,
+        current_bytes: None,
+        max: None,
+        high: None,
+        low: None,
+        min: None,
+        events: None,
+        pressure_some_avg10: None,
+    }
+}
+
+fn read_group_status(
+    root: &Root,
+    path: &str,
+    managed: bool,
+) -> Result<GroupStatus, cgroupfs::Error> {
     if !root.exists(path) {
-        return Ok(GroupStatus {
-            path: path.to_string(),
-            managed,
-            exists: false,
-            procs: 0,
-            tasks: 0,
-            current_bytes: None,
-            max: None,
-            high: None,
-            low: None,
-            min: None,
-            events: None,
-            pressure_some_avg10: None,
-        });
+        return Ok(missing(path, managed));
     }
     Ok(GroupStatus {
         path: path.to_string(),

@@ -77,3 +77,19 @@ fn status_lists_task_groups_and_missing_slices() {
         "{out}"
     );
 }
+
+/// systemd removes an empty scope the moment its last process exits, so a
+/// group can vanish between listing and reading it. A directory without
+/// its cgroup.procs is such a group: status and metrics leave it out
+/// instead of failing.
+#[test]
+fn status_and_metrics_skip_a_group_removed_while_read() {
+    let fx = Fixture::new(&shipped_on_16g());
+    fx.memslice(&["apply"]).success();
+    std::fs::create_dir(fx.root().join("app/tasks/ending-1")).expect("mkdir");
+    let out = stdout(&fx.memslice(&["status"]).success());
+    assert!(!out.contains("ending-1"), "{out}");
+    let metrics = stdout(&fx.memslice(&["metrics"]).success());
+    assert!(!metrics.contains("ending-1"), "{metrics}");
+    assert!(metrics.contains("group=\"app/tasks\""), "{metrics}");
+}
