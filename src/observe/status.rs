@@ -72,8 +72,9 @@ pub fn status(root: &Root, config: &Config) -> Result<Status, cgroupfs::Error> {
         let cgroup = config.driver.cgroup_of(&slice.path);
         let mut group = group_status(root, &cgroup, true)?;
         group.path.clone_from(&slice.path);
+        let exists = group.exists;
         groups.push(group);
-        if root.exists(&cgroup) {
+        if exists {
             collect_unmanaged(root, &managed, &cgroup, DEPTH_BELOW_SLICE, &mut groups)?;
             let depth = cgroup.matches('/').count() + 1;
             let mut tasks = 0;
@@ -123,8 +124,8 @@ fn collect_unmanaged(
     Ok(())
 }
 
-/// A group removed while it is read (systemd removes an empty scope at
-/// once) is reported as missing, not as an error.
+/// A group that is missing, or removed while it is read (systemd removes
+/// an empty scope at once), is reported as missing, not as an error.
 fn group_status(root: &Root, path: &str, managed: bool) -> Result<GroupStatus, cgroupfs::Error> {
     match read_group_status(root, path, managed) {
         Err(err) if err.group_vanished() => Ok(missing(path, managed)),
@@ -154,9 +155,6 @@ fn read_group_status(
     path: &str,
     managed: bool,
 ) -> Result<GroupStatus, cgroupfs::Error> {
-    if !root.exists(path) {
-        return Ok(missing(path, managed));
-    }
     Ok(GroupStatus {
         path: path.to_string(),
         managed,
