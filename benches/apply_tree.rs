@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use memslice::cgroupfs::{Backend, Root, emulated};
+use memslice::cgroupfs::{Root, emulated};
 use memslice::config::{Config, Controller, NodeFacts};
 use memslice::plan;
 
@@ -65,7 +65,7 @@ fn main() {
     let parse = parse_start.elapsed();
     let groups = config.slices.len();
 
-    let root = Root::new(&root_path, Backend::Emulated);
+    let root = Root::emulated(&root_path);
     let (first_writes, first) = apply_once(&root, &config);
     let (second_writes, second) = apply_once(&root, &config);
     assert_eq!(second_writes, 0, "the re-apply wrote");

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
-use memslice::cgroupfs::{Backend, Root, emulated};
+use memslice::cgroupfs::{Root, emulated};
 use memslice::config::{Config, Controller, NodeFacts};
 use memslice::{observe, plan};
 
@@ -52,7 +52,7 @@ fn main() {
     };
     let config = Config::parse(Path::new("generated.toml"), &text, node).expect("valid");
     let parse = started.elapsed();
-    let root = Root::new(&root_path, Backend::Emulated);
+    let root = Root::emulated(&root_path);
     let desired = plan::desired(&config);
     let observed = plan::observe(&root, &desired).expect("observe");
     plan::apply(&root, &plan::diff(&desired, &observed)).expect("apply");

@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use memslice::caller::Asked;
+use memslice::locations;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -12,7 +15,9 @@ use clap::{Args, Parser, Subcommand};
     about = "cgroup v2 memory slices for hosting nodes: keep the operations side alive whatever the customers do",
     after_help = "Exit status: 0 success, 1 failure on the host, 2 invalid config or arguments, \
                   3 the host has no usable cgroup v2 memory controller.\n\
-                  Logging: -v, -vv, or MEMSLICE_LOG=debug."
+                  Logging: -v, -vv, or MEMSLICE_LOG=debug.\n\
+                  Through sudo only `protect` and `run` are accepted, with the task's own options; \
+                  every global option and MEMSLICE_* variable is refused."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -23,12 +28,13 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct Global {
-    /// The slice tree to build (production nodes: /etc/memslice/slices.toml).
+    /// The slice tree to build. As root, it and its directories must be
+    /// root's alone (owned by root, not writable by group or others).
     #[arg(
         long,
         global = true,
         env = "MEMSLICE_CONFIG",
-        default_value = "slices.toml"
+        default_value_os_t = locations::config()
     )]
     pub config: PathBuf,
     /// cgroup v2 directory memslice manages: the mount itself, or a subtree
@@ -37,7 +43,7 @@ pub struct Global {
         long,
         global = true,
         env = "MEMSLICE_CGROUP_ROOT",
-        default_value = "/sys/fs/cgroup"
+        default_value_os_t = locations::cgroup_root()
     )]
     pub cgroup_root: PathBuf,
     /// Who writes the tree: `cgroupfs` (memslice, under --cgroup-root) or
@@ -45,11 +51,58 @@ pub struct Global {
     #[arg(long, global = true, env = "MEMSLICE_DRIVER", value_parser = ["cgroupfs", "systemd"])]
     pub driver: Option<String>,
     /// Where the systemd driver writes its units.
-    #[arg(long, global = true, default_value = "/etc/systemd/system")]
+    #[arg(long, global = true, default_value_os_t = locations::unit_dir())]
     pub unit_dir: PathBuf,
     /// More log output on stderr (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// Options that belong to memslice rather than to the task, by clap id and
+/// as the caller would write them: refused through sudo.
+const PRIVILEGED_OPTIONS: [(&str, &str); 6] = [
+    ("config", "--config"),
+    ("cgroup_root", "--cgroup-root"),
+    ("driver", "--driver"),
+    ("unit_dir", "--unit-dir"),
+    ("verbose", "--verbose"),
+    ("user", "--user"),
+];
+
+impl Cli {
+    /// Parses the command line, and says what it asked for as far as the
+    /// trust rules care (see `memslice::caller`).
+    pub fn parse_and_describe() -> (Cli, Asked) {
+        let matches = Cli::command().get_matches();
+        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit());
+        let asked = Asked {
+            command: cli.command.name(),
+            starts_a_task: matches!(cli.command, Command::Run { .. } | Command::Protect { .. }),
+            privileged_options: set_by_caller(&matches),
+        };
+        (cli, asked)
+    }
+}
+
+/// The privileged options given on the command line or through the
+/// environment, wherever they stand on the line.
+fn set_by_caller(matches: &ArgMatches) -> Vec<&'static str> {
+    let mut found = Vec::new();
+    let mut level = Some(matches);
+    while let Some(current) = level {
+        for (id, option) in PRIVILEGED_OPTIONS {
+            let given = current.ids().any(|known| known.as_str() == id)
+                && matches!(
+                    current.value_source(id),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                );
+            if given && !found.contains(&option) {
+                found.push(option);
+            }
+        }
+        level = current.subcommand().map(|(_, sub)| sub);
+    }
+    found
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,6 +208,26 @@ pub struct TaskArgs {
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<std::ffi::OsString>,
+}
+
+impl Command {
+    /// The subcommand as typed, for messages.
+    pub fn name(&self) -> String {
+        let name = match self {
+            Command::Plan { .. } => "plan",
+            Command::Apply => "apply",
+            Command::Run { .. } => "run",
+            Command::Protect { .. } => "protect",
+            Command::Heal(HealCommand::Check { .. }) => "heal check",
+            Command::Heal(HealCommand::Watch { .. }) => "heal watch",
+            Command::Heal(HealCommand::Reset) => "heal reset",
+            Command::Events { .. } => "events",
+            Command::TaskExec { .. } => "task-exec",
+            Command::Metrics => "metrics",
+            Command::Status { .. } => "status",
+        };
+        name.to_string()
+    }
 }
 
 #[derive(Debug, Subcommand)]

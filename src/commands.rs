@@ -1,21 +1,24 @@
-//! The binary's edge: turns subcommands into library calls, prints for
-//! people, and maps errors to exit codes in one place.
+//! The binary's edge: settles who is asking, loads the config, turns the
+//! subcommand into one library call, prints for people, and maps errors to
+//! exit codes in one place.
 
-use std::io::{IsTerminal, Write};
+use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
+use memslice::caller::{self, Asked, Caller, CallerError, Process};
 use memslice::cgroupfs::Root;
 use memslice::config::{Config, ConfigError, Driver, NodeFacts, Size, size::human_bytes};
-use memslice::heal;
-use memslice::host::{self, HostError};
+use memslice::heal::{self, HealError};
+use memslice::host;
 use memslice::observe;
 use memslice::observe::metrics::DecisionCounts;
-use memslice::plan::{self, Plan};
+use memslice::plan::Plan;
+use memslice::provision::{self, Applied, Planned, ProvisionError, Target};
+use memslice::signals::{Signals, Use};
 use memslice::spawn::policy::{self, Mode, Request};
-use memslice::spawn::{self, SpawnError, TaskSpec, identity};
-use memslice::systemd;
+use memslice::spawn::{self, SpawnError, TaskSpec};
 
 use crate::cli::{Cli, Command, HealCommand, TaskArgs};
 
@@ -24,23 +27,61 @@ const EXIT_CHANGES_PENDING: u8 = 2;
 pub fn init_logging(cli: &Cli) {
     // The healer's decisions are its log: heal commands log them by default.
     let quiet = if matches!(cli.command, Command::Heal(_)) {
-        "info"
+        tracing::Level::INFO
     } else {
-        "warn"
+        tracing::Level::WARN
     };
-    let default = match cli.global.verbose {
+    let chosen = match cli.global.verbose {
         0 => quiet,
-        1 => "info",
-        _ => "debug",
+        1 => tracing::Level::INFO,
+        _ => tracing::Level::DEBUG,
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MEMSLICE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // A plain level: no filter language to parse on every start.
+    let level = std::env::var("MEMSLICE_LOG")
+        .ok()
+        .and_then(|text| text.parse::<tracing::Level>().ok())
+        .unwrap_or(chosen);
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_max_level(level)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
         .with_target(false)
         .init();
+}
+
+/// Runs the command and turns its end into an exit code.
+pub fn main(cli: &Cli, asked: &Asked) -> ExitCode {
+    match run(cli, asked) {
+        Ok(code) => code,
+        Err(err) if broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            say(&format!("error: {}", render_error(&err)));
+            exit_code_for(cli, &err)
+        }
+    }
+}
+
+/// A line on stderr; a closed stderr is no reason to fail.
+fn say(line: &str) {
+    let _ = writeln!(io::stderr().lock(), "memslice: {line}");
+}
+
+/// The reader of our output went away (`memslice plan | head -1`): stop
+/// quietly, as ripgrep does.
+fn broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Everything printed on stdout goes through here, so a closed pipe is an
+/// error the caller sees (and `main` ends quietly on).
+fn print(text: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
 }
 
 /// The message and its causes, each once: library errors already name
@@ -57,7 +98,7 @@ pub fn render_error(err: &anyhow::Error) -> String {
     message
 }
 
-pub fn exit_code_for(cli: &Cli, err: &anyhow::Error) -> ExitCode {
+fn exit_code_for(cli: &Cli, err: &anyhow::Error) -> ExitCode {
     if matches!(cli.command, Command::Run { .. } | Command::Protect { .. }) {
         // Like env(1): the command's own codes stay unambiguous.
         let code = err
@@ -66,19 +107,39 @@ pub fn exit_code_for(cli: &Cli, err: &anyhow::Error) -> ExitCode {
         return ExitCode::from(code);
     }
     for cause in err.chain() {
-        if cause.downcast_ref::<ConfigError>().is_some() {
+        if cause.downcast_ref::<ConfigError>().is_some()
+            || cause.downcast_ref::<CallerError>().is_some()
+        {
             return ExitCode::from(2);
         }
-        if let Some(HostError::NotCgroup2 { .. } | HostError::NoMemoryController { .. }) =
-            cause.downcast_ref::<HostError>()
-        {
+        let unusable = cause
+            .downcast_ref::<host::HostError>()
+            .is_some_and(host::HostError::unusable)
+            || cause
+                .downcast_ref::<ProvisionError>()
+                .is_some_and(ProvisionError::host_unusable);
+        if unusable {
             return ExitCode::from(3);
         }
     }
     ExitCode::FAILURE
 }
 
-pub fn run(cli: &Cli) -> Result<ExitCode> {
+/// Which signals the command reads; blocked here, before any thread starts.
+fn signal_use(command: &Command) -> Option<Use> {
+    match command {
+        Command::Run { .. } | Command::Protect { .. } => Some(Use::Supervise),
+        Command::Heal(HealCommand::Watch { .. }) => Some(Use::Stop),
+        _ => None,
+    }
+}
+
+fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
+    let signals = signal_use(&cli.command)
+        .map(Signals::block)
+        .transpose()
+        .context("cannot block signals")?;
+    let caller = caller::resolve(&Process::current(), asked, caller::person_by_uid)?;
     if let Command::TaskExec {
         oom_group,
         uid,
@@ -87,13 +148,13 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         command,
     } = &cli.command
     {
-        let identity = uid.map(|uid| spawn::scope::Identity {
+        let identity = uid.map(|uid| caller::Credentials {
             uid,
             gid: gid.unwrap_or(uid),
-            groups: groups.clone(),
+            gids: groups.clone(),
         });
         let err = spawn::scope::task_exec(*oom_group, identity.as_ref(), command);
-        eprintln!("memslice: {err}");
+        say(&err.to_string());
         return Ok(ExitCode::from(err.exit_code()));
     }
     let global = &cli.global;
@@ -105,43 +166,28 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             heal.driver = driver;
         }
     }
-    if config.driver == Driver::Systemd {
-        if let Some(code) = run_systemd(cli, &config)? {
-            return Ok(code);
-        }
-    }
+    let target = Target {
+        config: &config,
+        config_path: &global.config,
+        cgroup_root: &global.cgroup_root,
+        unit_dir: &global.unit_dir,
+    };
     match &cli.command {
         Command::Plan { detailed_exitcode } => {
-            let plan = plan_for(cli, &config)?;
-            print!("{}", render_plan(&plan));
-            let pending = !plan.changes.is_empty();
-            Ok(if *detailed_exitcode && pending {
+            let planned = provision::plan(&target)?;
+            print(&render_planned(&planned))?;
+            Ok(if *detailed_exitcode && planned.pending() {
                 ExitCode::from(EXIT_CHANGES_PENDING)
             } else {
                 ExitCode::SUCCESS
             })
         }
         Command::Apply => {
-            let root = open_root(cli)?;
-            let plan = observe_and_diff(&root, &config)?;
-            let report = plan::apply(&root, &plan)?;
-            if report.writes == 0 {
-                println!(
-                    "nothing to do: {} matches {} (0 writes)",
-                    root.path().display(),
-                    global.config.display()
-                );
-            } else {
-                print!("{}", render_plan(&plan));
-                println!(
-                    "applied {} change(s) to {}",
-                    report.writes,
-                    root.path().display()
-                );
-            }
-            for (group, procs) in &plan.unmanaged {
-                tracing::debug!(group, procs, "left alone: not named in the config");
-            }
+            let applied = provision::apply(&target)?;
+            print(&render_applied(
+                &applied,
+                &global.config.display().to_string(),
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
@@ -156,88 +202,92 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
                 (_, true) => Some(false),
                 _ => None,
             };
-            run_task(
-                cli,
-                &config,
-                node,
+            let request = request(
                 Mode::Run,
                 slice.clone(),
                 oom_group,
                 *oom_score_adj,
                 task,
-            )
+                &config,
+                node,
+            )?;
+            run_task(cli, &config, &caller, &request, task, signals.as_ref())
         }
         Command::Protect { task } => {
-            run_task(cli, &config, node, Mode::Protect, None, None, None, task)
+            let request = request(Mode::Protect, None, None, None, task, &config, node)?;
+            run_task(cli, &config, &caller, &request, task, signals.as_ref())
         }
-        Command::Heal(heal) => run_heal(cli, &config, heal),
+        Command::Heal(heal) => run_heal(cli, &config, heal, signals.as_ref()),
         Command::Events { follow, json } => {
             let root = open_root(cli)?;
             let groups = cgroups(&config);
             let mut watcher = observe::events::Watcher::new(&root, &groups)?;
             if !follow {
+                let mut out = String::new();
                 for (group, events) in watcher.totals() {
                     if *json {
-                        println!(
-                            "{}",
+                        out.push_str(&format!(
+                            "{}\n",
                             serde_json::json!({ "group": group, "events": events })
-                        );
+                        ));
                     } else {
-                        println!(
-                            "{group}: max {} high {} oom {} oom_kill {} oom_group_kill {}",
+                        out.push_str(&format!(
+                            "{group}: max {} high {} oom {} oom_kill {} oom_group_kill {}\n",
                             events.max,
                             events.high,
                             events.oom,
                             events.oom_kill,
                             events.oom_group_kill
-                        );
+                        ));
                     }
                 }
+                print(&out)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut out = std::io::stdout().lock();
             loop {
+                let mut out = String::new();
                 for event in watcher.wait(None)? {
                     let line = if *json {
                         serde_json::to_string(&event)?
                     } else {
                         event.line()
                     };
-                    writeln!(out, "{line}")?;
+                    out.push_str(&line);
+                    out.push('\n');
                 }
-                out.flush()?;
+                print(&out)?;
             }
         }
         Command::TaskExec { .. } => unreachable!("task-exec is handled before the config is read"),
         Command::Metrics => {
             let root = open_root(cli)?;
-            print!("{}", render_metrics(&root, &config, None));
+            print(&render_metrics(&root, &config, None))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => {
             let root = open_root(cli)?;
             let status = observe::status(&root, &config).context("cannot read the tree")?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
+            let text = if *json {
+                format!("{}\n", serde_json::to_string_pretty(&status)?)
             } else {
-                print!("{}", status.render_text(std::io::stdout().is_terminal()));
-            }
+                status.render_text(io::stdout().is_terminal())
+            };
+            print(&text)?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_task(
-    cli: &Cli,
-    config: &Config,
-    node: NodeFacts,
+/// What the task's command line asked for, sizes resolved on this node.
+fn request(
     mode: Mode,
     slice: Option<String>,
     oom_group: Option<bool>,
     oom_score_adj: Option<i32>,
     task: &TaskArgs,
-) -> Result<ExitCode> {
+    config: &Config,
+    node: NodeFacts,
+) -> Result<Request> {
     let memory_max = match &task.memory_max {
         None => None,
         Some(text) => Some(
@@ -249,40 +299,39 @@ fn run_task(
     let user = task
         .user
         .as_deref()
-        .map(identity::person_by_name)
+        .map(caller::person_by_name)
         .transpose()?;
-    let request = Request {
+    Ok(Request {
         mode,
         slice,
         memory_max,
         oom_group,
         oom_score_adj,
         user,
-    };
-    let caller = identity::caller()?;
-    let launch = policy::decide(&request, config, &caller).map_err(SpawnError::from)?;
+    })
+}
+
+fn run_task(
+    cli: &Cli,
+    config: &Config,
+    caller: &Caller,
+    request: &Request,
+    task: &TaskArgs,
+    signals: Option<&Signals>,
+) -> Result<ExitCode> {
+    let launch = policy::decide(request, config, caller).map_err(SpawnError::from)?;
     let root = open_root(cli)?;
+    let signals = signals.context("the supervisor's signals were not blocked")?;
     let spec = TaskSpec {
         launch: &launch,
         command: &task.command,
         name: task.name.as_deref(),
         allow_unprotected: task.allow_unprotected,
+        signals,
     };
-    let outcome = match config.driver {
-        Driver::Cgroupfs => spawn::run_task(&root, &spec)?,
-        Driver::Systemd => {
-            let memslice = std::env::current_exe()
-                .context("cannot find the memslice binary to run in the scope")?;
-            let place = spawn::scope::ScopePlace {
-                slice_cgroup: &systemd::cgroup_path(&launch.slice),
-                slice_unit: &systemd::slice_unit(&launch.slice),
-                memslice: &memslice,
-            };
-            spawn::scope::run_in_scope(&root, &spec, &place)?
-        }
-    };
+    let outcome = spawn::run(&root, config.driver, &spec)?;
     for warning in &outcome.warnings {
-        eprintln!("memslice: warning: {warning}");
+        say(&format!("warning: {warning}"));
     }
     if outcome.oom_kills > 0 {
         let limit = outcome
@@ -296,19 +345,25 @@ fn run_task(
         } else {
             "the command itself survived"
         };
-        eprintln!(
-            "memslice: the kernel OOM-killed {} process(es) in {} (memory.max {limit}, peak {peak}); {what}",
+        say(&format!(
+            "the kernel OOM-killed {} process(es) in {} (memory.max {limit}, peak {peak}); {what}",
             outcome.oom_kills, outcome.group
-        );
+        ));
     }
     Ok(ExitCode::from(outcome.exit_code()))
 }
 
-fn run_heal(cli: &Cli, config: &Config, command: &HealCommand) -> Result<ExitCode> {
-    let heal_config = config.heal.as_ref().ok_or(heal::HealError::NotConfigured)?;
+fn run_heal(
+    cli: &Cli,
+    config: &Config,
+    command: &HealCommand,
+    signals: Option<&Signals>,
+) -> Result<ExitCode> {
+    let heal_config = config.heal.as_ref().ok_or(HealError::NotConfigured)?;
     let tz = heal::timezone(heal_config)?;
     match command {
         HealCommand::Watch { metrics_addr } => {
+            let signals = signals.context("the watcher's signals were not blocked")?;
             let root = open_root(cli)?;
             let groups = cgroups(config);
             let counts = Arc::new(Mutex::new(DecisionCounts::default()));
@@ -320,19 +375,21 @@ fn run_heal(cli: &Cli, config: &Config, command: &HealCommand) -> Result<ExitCod
                 })?;
                 tracing::info!(%bound, "serving metrics at /metrics");
             }
-            heal::watch(&root, heal_config, &tz, &groups, Some(&counts))?;
+            heal::watch(&root, heal_config, &tz, &groups, Some(&counts), signals)?;
             Ok(ExitCode::SUCCESS)
         }
         HealCommand::Reset => match heal::reset(heal_config)? {
             Some(forgotten) => {
-                println!("flap limiter reset: {forgotten} recorded action(s) forgotten");
+                print(&format!(
+                    "flap limiter reset: {forgotten} recorded action(s) forgotten\n"
+                ))?;
                 Ok(ExitCode::SUCCESS)
             }
             None => {
-                eprintln!(
-                    "memslice: another heal run holds {}; try again",
+                say(&format!(
+                    "another heal run holds {}; try again",
                     heal_config.lock_file.display()
-                );
+                ));
                 Ok(ExitCode::FAILURE)
             }
         },
@@ -344,38 +401,19 @@ fn run_heal(cli: &Cli, config: &Config, command: &HealCommand) -> Result<ExitCod
             let report = match heal::check(&open_root(cli)?, heal_config, &tz, options)? {
                 heal::CheckOutcome::Done(report) => report,
                 heal::CheckOutcome::Busy => {
-                    eprintln!(
-                        "memslice: another heal run holds {}; this one did nothing",
+                    tracing::error!(
+                        "another process holds {} past the wait; this check did nothing",
                         heal_config.lock_file.display()
                     );
                     return Ok(ExitCode::SUCCESS);
                 }
             };
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+            let text = if *json {
+                format!("{}\n", serde_json::to_string_pretty(&report)?)
             } else {
-                let verdict = &report.verdict;
-                let prefix = match (&report.actions, report.dry_run && verdict.act) {
-                    (Some(_), _) => "acted",
-                    (None, true) => "would act",
-                    (None, false) => match verdict.site {
-                        heal::decide::Site::Up => "up",
-                        heal::decide::Site::Failing => "failing",
-                        heal::decide::Site::Down => "down",
-                    },
-                };
-                println!("{prefix}: {}", verdict.reason);
-                if let Some(actions) = &report.actions {
-                    println!(
-                        "  killed: {}; restarted: {}",
-                        list(&actions.killed),
-                        list(&actions.restarted)
-                    );
-                    for failure in &actions.failures {
-                        println!("  failed: {failure}");
-                    }
-                }
-            }
+                render_check(&report)
+            };
+            print(&text)?;
             let failed = report
                 .actions
                 .as_ref()
@@ -387,6 +425,31 @@ fn run_heal(cli: &Cli, config: &Config, command: &HealCommand) -> Result<ExitCod
             })
         }
     }
+}
+
+fn render_check(report: &heal::Report) -> String {
+    let verdict = &report.verdict;
+    let prefix = match (&report.actions, report.dry_run && verdict.act) {
+        (Some(_), _) => "acted",
+        (None, true) => "would act",
+        (None, false) => match verdict.site {
+            heal::decide::Site::Up => "up",
+            heal::decide::Site::Failing => "failing",
+            heal::decide::Site::Down => "down",
+        },
+    };
+    let mut out = format!("{prefix}: {}\n", verdict.reason);
+    if let Some(actions) = &report.actions {
+        out.push_str(&format!(
+            "  killed: {}; restarted: {}\n",
+            list(&actions.killed),
+            list(&actions.restarted)
+        ));
+        for failure in &actions.failures {
+            out.push_str(&format!("  failed: {failure}\n"));
+        }
+    }
+    out
 }
 
 /// The metrics text; a tree that cannot be read becomes a comment, so a
@@ -422,104 +485,96 @@ fn cgroups(config: &Config) -> Vec<String> {
         .collect()
 }
 
-/// plan and apply with the systemd driver write unit files, not cgroups;
-/// `None` for the commands that work the same with either driver.
-fn run_systemd(cli: &Cli, config: &Config) -> Result<Option<ExitCode>> {
-    let unit_dir = &cli.global.unit_dir;
-    let changes = || -> Result<Vec<systemd::UnitChange>> {
-        let desired = systemd::desired_units(config, &cli.global.config);
-        let existing = systemd::observe(unit_dir, &desired)?;
-        Ok(systemd::diff_units(&desired, &existing)?)
-    };
-    match &cli.command {
-        Command::Plan { detailed_exitcode } => {
-            let changes = changes()?;
-            if changes.is_empty() {
-                println!(
-                    "no changes: the units in {} match the config",
-                    unit_dir.display()
-                );
+fn open_root(cli: &Cli) -> Result<Root> {
+    Ok(host::open_root(&cli.global.cgroup_root)?)
+}
+
+fn render_planned(planned: &Planned) -> String {
+    match planned {
+        Planned::Tree {
+            root,
+            plan,
+            unusable,
+        } => {
+            let mut out = String::new();
+            if let Some(err) = unusable {
+                say(&format!("warning: {err}"));
+                say(&format!(
+                    "warning: planning against an empty tree; `apply` would refuse {}",
+                    root.display()
+                ));
             }
-            for change in &changes {
-                print!("{}", change.render());
+            out.push_str(&render_plan(plan));
+            out
+        }
+        Planned::Units { dir, changes } => {
+            let mut out = String::new();
+            if changes.is_empty() {
+                out.push_str(&format!(
+                    "no changes: the units in {} match the config\n",
+                    dir.display()
+                ));
+            }
+            for change in changes {
+                out.push_str(&change.render());
             }
             if !changes.is_empty() {
-                println!("{} file change(s) in {}", changes.len(), unit_dir.display());
+                out.push_str(&format!(
+                    "{} file change(s) in {}\n",
+                    changes.len(),
+                    dir.display()
+                ));
             }
-            Ok(Some(if *detailed_exitcode && !changes.is_empty() {
-                ExitCode::from(EXIT_CHANGES_PENDING)
-            } else {
-                ExitCode::SUCCESS
-            }))
+            out
         }
-        Command::Apply => {
-            let changes = changes()?;
-            let slices: Vec<String> = config
-                .slices
-                .iter()
-                .map(|s| systemd::slice_unit(&s.path))
-                .collect();
-            let written = systemd::apply(unit_dir, &changes, &slices)?;
-            if written == 0 {
-                println!(
-                    "nothing to do: the units in {} match {} (0 writes)",
-                    unit_dir.display(),
-                    cli.global.config.display()
-                );
-            } else {
-                for change in &changes {
-                    print!("{}", change.render());
-                }
-                println!(
-                    "applied {written} file change(s) to {}; systemd reloaded",
-                    unit_dir.display()
-                );
-                let moved: Vec<&str> = changes
-                    .iter()
-                    .filter_map(|c| c.path().parent())
-                    .filter_map(|dir| dir.to_str()?.strip_suffix(".d"))
-                    .collect();
-                if !moved.is_empty() {
-                    println!(
-                        "restart to move them into their slices: systemctl restart {}",
-                        moved.join(" ")
-                    );
-                }
-            }
-            Ok(Some(ExitCode::SUCCESS))
-        }
-        _ => Ok(None),
     }
 }
 
-fn open_root(cli: &Cli) -> Result<Root> {
-    let mountinfo = host::read_mountinfo()?;
-    Ok(host::open_root(&cli.global.cgroup_root, &mountinfo)?)
-}
-
-fn observe_and_diff(root: &Root, config: &Config) -> Result<Plan> {
-    let desired = plan::desired(config);
-    let observed = plan::observe(root, &desired).context("cannot read the live tree")?;
-    Ok(plan::diff(&desired, &observed))
-}
-
-/// Plans against the live tree; where the root is not a usable cgroup v2
-/// hierarchy, says why and plans against an empty tree, so a config can be
-/// reviewed anywhere. `apply` refuses such a root.
-fn plan_for(cli: &Cli, config: &Config) -> Result<Plan> {
-    match open_root(cli) {
-        Ok(root) => observe_and_diff(&root, config),
-        Err(err) => match err.downcast_ref::<HostError>() {
-            Some(HostError::NotCgroup2 { .. } | HostError::NoMemoryController { .. }) => {
-                eprintln!("memslice: warning: {}", render_error(&err));
-                eprintln!(
-                    "memslice: warning: planning against an empty tree; `apply` would refuse {}",
-                    cli.global.cgroup_root.display()
-                );
-                Ok(plan::diff(&plan::desired(config), &Default::default()))
+fn render_applied(applied: &Applied, config_path: &str) -> String {
+    match applied {
+        Applied::Tree { root, plan, writes } => {
+            if *writes == 0 {
+                format!(
+                    "nothing to do: {} matches {config_path} (0 writes)\n",
+                    root.display()
+                )
+            } else {
+                format!(
+                    "{}applied {writes} change(s) to {}\n",
+                    render_plan(plan),
+                    root.display()
+                )
             }
-            _ => Err(err),
-        },
+        }
+        Applied::Units {
+            dir,
+            changes,
+            written,
+        } => {
+            if *written == 0 {
+                return format!(
+                    "nothing to do: the units in {} match {config_path} (0 writes)\n",
+                    dir.display()
+                );
+            }
+            let mut out: String = changes.iter().map(|c| c.render()).collect();
+            out.push_str(&format!(
+                "applied {written} file change(s) to {}; systemd reloaded\n",
+                dir.display()
+            ));
+            let moved: Vec<&str> = changes
+                .iter()
+                .filter_map(|c| c.path().parent())
+                .filter_map(|dir| dir.to_str()?.strip_suffix(".d"))
+                .collect();
+            if !moved.is_empty() {
+                out.push_str(&format!(
+                    "restart to move them into their slices: systemctl restart {}\n",
+                    moved.join(" ")
+                ));
+            }
+            out
+        }
     }
 }
 

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cgroupfs::{self, Backend, Root, emulated};
+use crate::cgroupfs::{self, Root};
 use crate::config::{Controller, NodeFacts};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,17 @@ pub enum HostError {
     Meminfo(String),
     #[error(transparent)]
     Cgroup(#[from] cgroupfs::Error),
+}
+
+impl HostError {
+    /// The root is not cgroup v2, or it offers no memory controller: the
+    /// host cannot do what memslice is for (exit 3).
+    pub fn unusable(&self) -> bool {
+        matches!(
+            self,
+            HostError::NotCgroup2 { .. } | HostError::NoMemoryController { .. }
+        )
+    }
 }
 
 const UNIFIED_HINT: &str = "memslice needs the unified hierarchy: boot with `systemd.unified_cgroup_hierarchy=1 cgroup_no_v1=all` on the kernel command line (the default since systemd 247), or point --cgroup-root at a cgroup2 directory whose cgroup.controllers lists memory";
@@ -132,26 +143,16 @@ pub fn diagnose(mounts: &[Mount]) -> String {
 }
 
 /// Opens `path` as memslice's cgroup root: a cgroup2 directory whose
-/// cgroup.controllers offers memory, or an emulated root for tests.
-pub fn open_root(path: &Path, mountinfo: &str) -> Result<Root, HostError> {
-    if emulated::is_emulated(path) {
-        tracing::info!(root = %path.display(), "using an emulated cgroup root (marker file {} present)", emulated::MARKER);
-        return Ok(Root::new(path, Backend::Emulated));
-    }
-    let mounts = parse_mountinfo(mountinfo);
-    let canonical = path.canonicalize().map_err(|source| HostError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let fs_type = mount_of(&mounts, &canonical).map_or("unknown", |mount| mount.fs_type.as_str());
-    if fs_type != "cgroup2" {
-        return Err(HostError::NotCgroup2 {
-            path: path.to_path_buf(),
-            fs_type: fs_type.to_string(),
-            diagnosis: diagnose(&mounts),
-        });
-    }
-    let root = Root::new(path, Backend::Kernel);
+/// cgroup.controllers offers memory. The mount table is read only to
+/// explain a refusal.
+pub fn open_root(path: &Path) -> Result<Root, HostError> {
+    let root = match Root::open(path) {
+        Ok(root) => root,
+        Err(cgroupfs::Error::NotCgroup2 { .. }) => {
+            return Err(not_cgroup2(path, &read_mountinfo().unwrap_or_default()));
+        }
+        Err(err) => return Err(err.into()),
+    };
     let offered = root.controllers("")?;
     if !offered.contains(&Controller::Memory) {
         let listed: Vec<&str> = offered.iter().map(|c| c.name()).collect();
@@ -162,10 +163,23 @@ pub fn open_root(path: &Path, mountinfo: &str) -> Result<Root, HostError> {
             } else {
                 listed.join(" ")
             },
-            diagnosis: diagnose(&mounts),
+            diagnosis: diagnose(&parse_mountinfo(&read_mountinfo().unwrap_or_default())),
         });
     }
     Ok(root)
+}
+
+/// The refusal of a directory that is not on cgroup2, naming the file
+/// system it is on and what the mount table says about cgroups.
+pub fn not_cgroup2(path: &Path, mountinfo: &str) -> HostError {
+    let mounts = parse_mountinfo(mountinfo);
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let fs_type = mount_of(&mounts, &canonical).map_or("unknown", |mount| mount.fs_type.as_str());
+    HostError::NotCgroup2 {
+        path: path.to_path_buf(),
+        fs_type: fs_type.to_string(),
+        diagnosis: diagnose(&mounts),
+    }
 }
 
 pub fn read_mountinfo() -> Result<String, HostError> {
@@ -265,8 +279,11 @@ mod tests {
             "{HYBRID}40 1 0:40 / {} rw - ext4 /dev/vda rw\n",
             canonical.display()
         );
-        let err = open_root(dir.path(), &mountinfo).expect_err("not cgroup2");
-        let message = err.to_string();
+        assert!(matches!(
+            open_root(dir.path()),
+            Err(HostError::NotCgroup2 { .. })
+        ));
+        let message = not_cgroup2(dir.path(), &mountinfo).to_string();
         assert!(
             message.contains("is not a cgroup v2 hierarchy (it is ext4)"),
             "{message}"
@@ -278,17 +295,9 @@ mod tests {
     #[test]
     fn a_cgroup2_root_without_memory_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("cgroup.controllers"), "cpu pids\n").expect("write");
-        let canonical = dir.path().canonicalize().expect("canonical");
-        let mountinfo = format!(
-            "{HYBRID}40 1 0:40 / {} rw - cgroup2 cgroup2 rw\n",
-            canonical.display()
-        );
-        let message = open_root(dir.path(), &mountinfo)
-            .expect_err("no memory")
-            .to_string();
-        assert!(message.contains("lists: cpu pids"), "{message}");
-        assert!(message.contains("bound to cgroup v1"), "{message}");
+        cgroupfs::emulated::create_root(dir.path(), &[Controller::Pids]).expect("root");
+        let message = open_root(dir.path()).expect_err("no memory").to_string();
+        assert!(message.contains("lists: pids"), "{message}");
     }
 
     #[test]

@@ -5,11 +5,17 @@
 //! the first is unit-tested and the second runs against an emulated root in
 //! tests and against a real kernel in the VM harness (`vagrant/`).
 
+pub mod caller;
 pub mod cgroupfs;
 pub mod config;
+pub mod files;
 pub mod heal;
 pub mod host;
+pub mod layout;
+pub mod locations;
 pub mod observe;
 pub mod plan;
+pub mod provision;
+pub mod signals;
 pub mod spawn;
 pub mod systemd;

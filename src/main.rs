@@ -1,20 +1,12 @@
-//! parse → run → exit code.
+//! parse → settle the caller → run → exit code.
 
 mod cli;
 mod commands;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let (cli, asked) = cli::Cli::parse_and_describe();
     commands::init_logging(&cli);
-    match commands::run(&cli) {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("memslice: error: {}", commands::render_error(&err));
-            commands::exit_code_for(&cli, &err)
-        }
-    }
+    commands::main(&cli, &asked)
 }

@@ -140,20 +140,37 @@ pub fn write_subtree_control(dir: &Path, request: &str) -> io::Result<()> {
 }
 
 /// cgroup.kill: SIGKILLs the pids listed in cgroup.procs (in an emulated
-/// root, only a task memslice spawned writes its own pid there) and empties
-/// the list, as the kernel's does once they are gone.
+/// root, only a task memslice spawned writes its own pid there) and
+/// memslice's own remaining children, which stand in for the descendants
+/// the emulation cannot see (orphans reparented to memslice as subreaper),
+/// then empties the list, as the kernel's does once they are gone.
 pub fn kill(dir: &Path) -> io::Result<()> {
     let listed = parse::pids(&fs::read_to_string(dir.join("cgroup.procs"))?)
         .map_err(|err| io::Error::new(ErrorKind::InvalidData, err))?;
+    let sigkill = |pid: u32| {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).ok()?);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).ok()?;
+        Some(pid)
+    };
     for pid in listed {
-        if let Ok(pid) = i32::try_from(pid) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        let _ = sigkill(pid);
+    }
+    for child in own_children().into_iter().filter_map(sigkill) {
+        let _ = nix::sys::wait::waitpid(child, None);
     }
     fs::write(dir.join("cgroup.procs"), "")
+}
+
+/// /proc/self/task/PID/children (CONFIG_PROC_CHILDREN).
+fn own_children() -> Vec<u32> {
+    let me = std::process::id();
+    fs::read_to_string(format!("/proc/self/task/{me}/children"))
+        .map(|text| {
+            text.split_whitespace()
+                .filter_map(|pid| pid.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// rmdir with the kernel's refusals: EBUSY while processes or child groups
@@ -219,7 +236,7 @@ mod tests {
     #[test]
     fn kill_and_wait_tells_an_emptied_group_from_a_stuck_one() {
         let dir = root();
-        let root = super::super::Root::new(dir.path(), super::super::Backend::Emulated);
+        let root = super::super::Root::emulated(dir.path());
         root.create("app").expect("create");
         let mut looks = 0;
         assert!(

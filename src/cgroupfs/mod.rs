@@ -5,12 +5,19 @@
 //! Groups are named by their path relative to the root (`app/web`; `""` is
 //! the root itself). Writes open with `create(false)`, so a misspelt knob
 //! fails with ENOENT instead of leaving a stray file behind.
+//!
+//! Which backend answers (the kernel, or in test builds an emulation) is
+//! this module's business alone: callers ask for what they need (a
+//! directory to clone into, a pressure trigger), never for the backend.
 
+#[cfg(any(test, feature = "emulated-root"))]
 pub mod emulated;
 pub mod parse;
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -20,11 +27,12 @@ pub use parse::{MemoryEvents, ParseError, Pressure};
 
 /// Who answers the file operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+enum Backend {
     /// A real cgroup2 mount: the kernel creates interface files and checks
     /// every write.
     Kernel,
-    /// A plain directory marked by [`emulated::MARKER`]; see that module.
+    /// A plain directory marked by `emulated::MARKER` (test builds only).
+    #[cfg(any(test, feature = "emulated-root"))]
     Emulated,
 }
 
@@ -59,6 +67,13 @@ pub enum Error {
     },
     #[error("unexpected content in {}: {source}", path.display())]
     Parse { path: PathBuf, source: ParseError },
+    #[error("cannot open {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not a cgroup v2 hierarchy", path.display())]
+    NotCgroup2 { path: PathBuf },
 }
 
 impl Error {
@@ -99,19 +114,43 @@ fn write_hint(path: &Path, err: &std::io::Error) -> &'static str {
 }
 
 impl Root {
-    pub fn new(path: impl Into<PathBuf>, backend: Backend) -> Root {
+    /// `path` as a root, once it is known to be a cgroup2 directory: its
+    /// file system says so (statfs, no mount table needed). In test builds
+    /// a directory holding the emulation's marker is an emulated root.
+    pub fn open(path: &Path) -> Result<Root, Error> {
+        #[cfg(any(test, feature = "emulated-root"))]
+        if emulated::is_emulated(path) {
+            tracing::info!(root = %path.display(), "using an emulated cgroup root (test build)");
+            return Ok(Root::emulated(path));
+        }
+        let fail = |source| Error::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let dir = File::open(path).map_err(fail)?;
+        let stat = nix::sys::statfs::fstatfs(&dir).map_err(|errno| fail(errno.into()))?;
+        if stat.filesystem_type() != nix::sys::statfs::CGROUP2_SUPER_MAGIC {
+            return Err(Error::NotCgroup2 {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(Root {
+            path: path.to_path_buf(),
+            backend: Backend::Kernel,
+        })
+    }
+
+    /// An emulated root in `path` (see [`emulated`]).
+    #[cfg(any(test, feature = "emulated-root"))]
+    pub fn emulated(path: impl Into<PathBuf>) -> Root {
         Root {
             path: path.into(),
-            backend,
+            backend: Backend::Emulated,
         }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
     }
 
     /// The one place a group's directory is built.
@@ -139,6 +178,7 @@ impl Root {
             Err(err) if err.kind() == ErrorKind::AlreadyExists => return Ok(false),
             Err(source) => return Err(Error::Create { path, source }),
         }
+        #[cfg(any(test, feature = "emulated-root"))]
         if self.backend == Backend::Emulated {
             emulated::populate(&path).map_err(|source| Error::Create { path, source })?;
         }
@@ -151,6 +191,7 @@ impl Root {
         let path = self.dir(group);
         let result = match self.backend {
             Backend::Kernel => std::fs::remove_dir(&path),
+            #[cfg(any(test, feature = "emulated-root"))]
             Backend::Emulated => emulated::remove(&path),
         };
         result.map_err(|source| Error::Remove { path, source })
@@ -161,6 +202,7 @@ impl Root {
     /// re-read until no new one appears, since processes fork while being
     /// killed. Returns before they are gone; see [`Root::populated`].
     pub fn kill(&self, group: &str) -> Result<(), Error> {
+        #[cfg(any(test, feature = "emulated-root"))]
         if self.backend == Backend::Emulated {
             let path = self.dir(group);
             return emulated::kill(&path).map_err(|source| Error::Write {
@@ -244,6 +286,7 @@ impl Root {
             value: value.to_string(),
             source,
         };
+        #[cfg(any(test, feature = "emulated-root"))]
         if self.backend == Backend::Emulated && name == "cgroup.subtree_control" {
             return emulated::write_subtree_control(&self.dir(group), value).map_err(fail);
         }
@@ -345,6 +388,78 @@ impl Root {
         Ok(parse::controllers(
             &self.read(group, "cgroup.subtree_control")?,
         ))
+    }
+
+    /// The group's directory, open for clone3(CLONE_INTO_CGROUP); `None`
+    /// where only a process's own write to cgroup.procs can place it (an
+    /// emulated root), see [`Root::open_procs`].
+    pub fn open_for_clone(&self, group: &str) -> Result<Option<OwnedFd>, Error> {
+        #[cfg(any(test, feature = "emulated-root"))]
+        if self.backend == Backend::Emulated {
+            return Ok(None);
+        }
+        let path = self.dir(group);
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&path)
+            .map(|dir| Some(OwnedFd::from(dir)))
+            .map_err(|source| Error::Open { path, source })
+    }
+
+    /// The group's cgroup.procs, open for a forked child to move itself in.
+    pub fn open_procs(&self, group: &str) -> Result<File, Error> {
+        let path = self.file(group, "cgroup.procs");
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|source| Error::Open { path, source })
+    }
+
+    /// Arms a PSI trigger (`some 150000 1000000`) on the group's
+    /// memory.pressure: the returned file polls POLLPRI when it fires, and
+    /// closing it disarms it. `None` where there is no PSI (an emulated root).
+    pub fn arm_pressure_trigger(&self, group: &str, trigger: &str) -> Result<Option<File>, Error> {
+        #[cfg(any(test, feature = "emulated-root"))]
+        if self.backend == Backend::Emulated {
+            return Ok(None);
+        }
+        let path = self.file(group, "memory.pressure");
+        let fail = |source| Error::Write {
+            path: path.clone(),
+            value: trigger.to_string(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .map_err(fail)?;
+        file.write_all(trigger.as_bytes()).map_err(fail)?;
+        Ok(Some(file))
+    }
+
+    /// Whether `pid` is in the group or below it. Fails rather than
+    /// guessing: a caller that must never kill itself asks this first.
+    pub fn holds_pid(&self, group: &str, pid: u32) -> Result<bool, Error> {
+        match self.procs(group) {
+            Ok(pids) if pids.contains(&pid) => return Ok(true),
+            Ok(_) => {}
+            Err(err) if err.group_vanished() => return Ok(false),
+            Err(err) => return Err(err),
+        }
+        let children = match self.children(group) {
+            Ok(children) => children,
+            Err(err) if err.group_vanished() => return Ok(false),
+            Err(err) => return Err(err),
+        };
+        for child in children {
+            if self.holds_pid(&join(group, &child), pid)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Names of the child groups, sorted.

@@ -17,6 +17,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+pub use crate::layout::Driver;
 pub use size::{Limit, Size};
 
 /// What the node contributes to resolving a config: percentages need its RAM,
@@ -38,34 +39,6 @@ pub struct Config {
     pub heal: Option<heal::HealConfig>,
     pub node_memory: u64,
     pub driver: Driver,
-}
-
-/// Who writes the cgroup tree, as kubelet and runc have it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Driver {
-    /// memslice writes the tree under --cgroup-root itself.
-    #[default]
-    Cgroupfs,
-    /// systemd owns the tree; memslice writes slice units and drop-ins.
-    Systemd,
-}
-
-impl Driver {
-    /// The cgroup (relative to the root) that holds a slice.
-    pub fn cgroup_of(self, slice: &str) -> String {
-        match self {
-            Driver::Cgroupfs => slice.to_string(),
-            Driver::Systemd => crate::systemd::cgroup_path(slice),
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Driver> {
-        match name {
-            "cgroupfs" => Some(Driver::Cgroupfs),
-            "systemd" => Some(Driver::Systemd),
-            _ => None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -182,16 +155,29 @@ pub struct Located {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("config: {err}{}", missing_hint(err))]
+    File { err: crate::files::FileError },
     #[error("{}", render_invalid(path, problems))]
     Invalid {
         path: PathBuf,
         problems: Vec<Located>,
     },
+}
+
+/// A missing config says where the shipped example is.
+fn missing_hint(err: &crate::files::FileError) -> String {
+    match err {
+        crate::files::FileError::Read { source, .. }
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            format!(
+                "; start from the shipped example ({}, or slices.toml in the source tree): copy it to {} and edit it, or pass --config FILE",
+                crate::locations::EXAMPLE,
+                crate::locations::CONFIG
+            )
+        }
+        _ => String::new(),
+    }
 }
 
 fn render_invalid(path: &Path, problems: &[Located]) -> String {
@@ -217,11 +203,15 @@ fn render_invalid(path: &Path, problems: &[Located]) -> String {
 }
 
 impl Config {
-    /// Reads and validates `path`. Nothing on the host is touched.
+    /// Reads and validates `path`; as root, only a file root alone can
+    /// change (see `files`). Nothing on the host is touched.
     pub fn load(path: &Path, node: NodeFacts) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
+        let bytes = crate::files::read_trusted(path).map_err(|err| ConfigError::File { err })?;
+        let text = String::from_utf8(bytes).map_err(|err| ConfigError::File {
+            err: crate::files::FileError::Read {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, err),
+            },
         })?;
         Config::parse(path, &text, node)
     }

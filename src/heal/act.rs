@@ -19,22 +19,6 @@ pub struct Actions {
     pub failures: Vec<String>,
 }
 
-fn holds_memslice(root: &Root, group: &str) -> bool {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mounts = crate::host::parse_mountinfo(&mountinfo);
-    let Some(mount) = mounts.iter().find(|m| m.fs_type == "cgroup2") else {
-        return false;
-    };
-    let own = std::fs::read_to_string("/proc/self/cgroup")
-        .ok()
-        .and_then(|text| crate::host::own_cgroup_dir(&text, &mount.point));
-    let target = root
-        .dir(group)
-        .canonicalize()
-        .unwrap_or_else(|_| root.dir(group));
-    own.is_some_and(|own| own.starts_with(&target))
-}
-
 pub fn heal(root: &Root, config: &HealConfig, down: &[String]) -> Actions {
     let mut actions = Actions::default();
     for slice in &config.protected {
@@ -42,11 +26,21 @@ pub fn heal(root: &Root, config: &HealConfig, down: &[String]) -> Actions {
         if !root.exists(&group) {
             continue;
         }
-        if holds_memslice(root, &group) {
-            actions.failures.push(format!(
-                "refused to kill {slice}: memslice itself runs in it"
-            ));
-            continue;
+        // Fails closed: a group memslice cannot look into is not killed.
+        match root.holds_pid(&group, std::process::id()) {
+            Ok(false) => {}
+            Ok(true) => {
+                actions.failures.push(format!(
+                    "refused to kill {slice}: memslice itself runs in it"
+                ));
+                continue;
+            }
+            Err(err) => {
+                actions.failures.push(format!(
+                    "refused to kill {slice}: cannot tell whether memslice itself runs in it ({err})"
+                ));
+                continue;
+            }
         }
         match kill_and_wait(root, &group) {
             Ok(()) => actions.killed.push(slice.clone()),
@@ -59,7 +53,11 @@ pub fn heal(root: &Root, config: &HealConfig, down: &[String]) -> Actions {
         };
         let argv = match restart {
             Restart::Unit(unit) => {
-                vec!["systemctl".to_string(), "restart".to_string(), unit.clone()]
+                vec![
+                    crate::locations::systemctl().display().to_string(),
+                    "restart".to_string(),
+                    unit.clone(),
+                ]
             }
             Restart::Command(argv) => argv.clone(),
         };
@@ -87,14 +85,14 @@ fn kill_and_wait(root: &Root, group: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cgroupfs::{Backend, emulated};
+    use crate::cgroupfs::emulated;
     use crate::config::Controller;
     use crate::config::heal::{Probe, Service};
 
     #[test]
     fn kills_only_the_protected_groups_then_restarts_what_is_down() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let root = Root::new(dir.path(), Backend::Emulated);
+        let root = Root::emulated(dir.path());
         emulated::create_root(dir.path(), &[Controller::Memory]).expect("root");
         for group in ["app", "app/tasks", "app/web", "ops"] {
             root.create(group).expect("create");
@@ -143,6 +141,28 @@ mod tests {
             "the task was not killed"
         );
         assert!(marker.exists(), "web's restart command did not run");
+        root.write("app/tasks", "cgroup.procs", &std::process::id().to_string())
+            .expect("memslice in the group");
+        let refused = heal(&root, &config, &[]);
+        assert!(refused.killed.is_empty(), "killed its own group");
+        assert!(
+            refused.failures[0].contains("memslice itself runs in it"),
+            "{:?}",
+            refused.failures
+        );
+        root.write("app/tasks", "cgroup.procs", "not a pid list")
+            .expect("unreadable membership");
+        let unsure = heal(&root, &config, &[]);
+        assert!(
+            unsure.killed.is_empty(),
+            "killed a group it could not look into"
+        );
+        assert!(
+            unsure.failures[0].contains("cannot tell whether memslice itself runs in it"),
+            "{:?}",
+            unsure.failures
+        );
+        root.write("app/tasks", "cgroup.procs", "").expect("empty");
         let failed = heal(&root, &config, &["db".to_string()]);
         assert_eq!(failed.restarted, Vec::<String>::new());
         assert!(

@@ -18,8 +18,6 @@ use std::time::Duration;
 use jiff::Zoned;
 use jiff::tz::TimeZone;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
-use nix::sys::signalfd::SignalFd;
 use serde::Serialize;
 
 pub use act::Actions;
@@ -29,9 +27,8 @@ use crate::cgroupfs::Root;
 use crate::config::heal::HealConfig;
 use crate::observe::events::Watcher;
 use crate::observe::metrics::{DecisionCounts, HealMetrics};
+use crate::signals::Signals;
 use std::fs::File;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
@@ -212,12 +209,8 @@ pub fn watch(
     tz: &TimeZone,
     event_groups: &[String],
     counts: Option<&Mutex<DecisionCounts>>,
+    signals: &Signals,
 ) -> Result<(), HealError> {
-    let mut stop = SigSet::empty();
-    stop.add(Signal::SIGTERM);
-    stop.add(Signal::SIGINT);
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&stop), None).map_err(HealError::Signals)?;
-    let signals = SignalFd::new(&stop).map_err(HealError::Signals)?;
     let mut events = match Watcher::new(root, event_groups) {
         Ok(watcher) => Some(watcher),
         Err(err) => {
@@ -241,10 +234,15 @@ pub fn watch(
                 lock_wait: Duration::from_secs(1),
             },
         ) {
-            Ok(CheckOutcome::Busy) => tracing::info!(
-                "another heal run holds {}; skipped",
-                config.lock_file.display()
-            ),
+            Ok(CheckOutcome::Busy) => {
+                tracing::error!(
+                    "another process holds {} past the wait; this check was skipped",
+                    config.lock_file.display()
+                );
+                if let Some(mut counts) = counts.and_then(|c| c.lock().ok()) {
+                    counts.lock_busy += 1;
+                }
+            }
             Ok(CheckOutcome::Done(report)) => {
                 if let Some(mut counts) = counts.and_then(|c| c.lock().ok()) {
                     let verdict = &report.verdict;
@@ -266,7 +264,7 @@ pub fn watch(
             );
         }
         planned = next;
-        match wait_until(next, &signals, events.as_mut(), pressure.as_ref())? {
+        match wait_until(next, signals, events.as_mut(), pressure.as_ref())? {
             Wake::Stop => return Ok(()),
             Wake::Tick => {}
             Wake::Pressure => {
@@ -300,7 +298,7 @@ enum Wake {
 /// signal or the pressure trigger.
 fn wait_until(
     next: jiff::Timestamp,
-    signals: &SignalFd,
+    signals: &Signals,
     mut events: Option<&mut Watcher<'_>>,
     pressure: Option<&File>,
 ) -> Result<Wake, HealError> {
@@ -312,7 +310,7 @@ fn wait_until(
         }
         let millis = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
         let (signalled, event, pressed) = {
-            let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+            let mut fds = vec![PollFd::new(signals.fd(), PollFlags::POLLIN)];
             let event_at = events.as_deref().map(|watcher| {
                 fds.push(PollFd::new(watcher.fd(), PollFlags::POLLIN));
                 fds.len() - 1
@@ -333,11 +331,7 @@ fn wait_until(
             (ready(Some(0)), ready(event_at), ready(pressure_at))
         };
         if signalled {
-            let signal = signals
-                .read_signal()
-                .ok()
-                .flatten()
-                .map(|info| info.ssi_signo);
+            let signal = signals.read().ok().flatten().map(|info| info.ssi_signo);
             tracing::info!(signal, "heal watch stopping");
             return Ok(Wake::Stop);
         }
@@ -355,34 +349,22 @@ fn wait_until(
     }
 }
 
-/// Arms the PSI trigger on the kernel's memory.pressure (an emulated root
+/// Arms the PSI trigger on the slice's memory.pressure (an emulated root
 /// has none). The file must stay open: closing it removes the trigger.
 fn arm_pressure(root: &Root, config: &HealConfig) -> Option<File> {
     let trigger = config.pressure.as_ref()?;
-    if root.backend() != crate::cgroupfs::Backend::Kernel {
-        tracing::info!("pressure trigger skipped: not a kernel cgroup root");
-        return None;
-    }
-    let path = root.file(&config.driver.cgroup_of(&trigger.slice), "memory.pressure");
-    let armed = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(&path)
-        .and_then(|mut file| {
-            file.write_all(trigger.kernel_text().as_bytes())
-                .map(|()| file)
-        });
-    match armed {
-        Ok(file) => {
+    let group = config.driver.cgroup_of(&trigger.slice);
+    match root.arm_pressure_trigger(&group, &trigger.kernel_text()) {
+        Ok(Some(file)) => {
             tracing::info!(slice = %trigger.slice, trigger = %trigger.kernel_text(), "memory pressure trigger armed");
             Some(file)
         }
+        Ok(None) => {
+            tracing::info!("pressure trigger skipped: this cgroup root has no PSI");
+            None
+        }
         Err(err) => {
-            tracing::error!(
-                "cannot arm the pressure trigger on {}: {err}",
-                path.display()
-            );
+            tracing::error!("cannot arm the pressure trigger: {err}");
             None
         }
     }

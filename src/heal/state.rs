@@ -1,88 +1,73 @@
 //! The downtime record on disk, and the lock that keeps two heal runs
 //! from acting at once.
 //!
-//! The record is replaced atomically: written to a temporary file beside
-//! it, fsynced, renamed over the old one, and the directory fsynced, so a
-//! crash or power loss leaves either the old record or the new, never half.
+//! The record is replaced atomically (see `files::stage`): a crash or
+//! power loss leaves either the old record or the new, never half. The
+//! lock is a root-only file (0600) in a root-only directory (0700):
+//! anyone who could open it could hold it and switch the healer off.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::fs::File;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{Flock, FlockArg};
 
 use super::decide::{Loaded, Record};
+use crate::files::{self, FileError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("cannot write the heal state {}: {err}", path.display())]
-    Write { path: PathBuf, err: std::io::Error },
+    Write { path: PathBuf, err: FileError },
     #[error("cannot open the heal lock {}: {err}", path.display())]
-    Lock { path: PathBuf, err: std::io::Error },
+    Lock { path: PathBuf, err: FileError },
 }
 
+/// Mode of the state file: the downtime record is no secret.
+const STATE_MODE: u32 = 0o644;
+const STATE_DIR_MODE: u32 = 0o755;
+const LOCK_MODE: u32 = 0o600;
+const LOCK_DIR_MODE: u32 = 0o700;
+
 pub fn load(path: &Path) -> Loaded {
-    match fs::read_to_string(path) {
-        Ok(text) => match serde_json::from_str::<Record>(&text) {
+    match files::read_nofollow(path) {
+        Ok(Some(bytes)) => match serde_json::from_slice::<Record>(&bytes) {
             Ok(record) => Loaded::Record(record),
             Err(err) => Loaded::Corrupt(format!("{}: {err}", path.display())),
         },
-        Err(err) if err.kind() == ErrorKind::NotFound => Loaded::Missing,
-        Err(err) => Loaded::Corrupt(format!("{}: {err}", path.display())),
+        Ok(None) => Loaded::Missing,
+        Err(err) => Loaded::Corrupt(err.to_string()),
     }
 }
 
 /// A new record written beside the old one, not yet in its place.
-pub struct Staged {
-    temp: PathBuf,
-    target: PathBuf,
-}
+pub struct Staged(files::Staged);
 
 pub fn stage(path: &Path, record: &Record) -> Result<Staged, StateError> {
     let fail = |err| StateError::Write {
         path: path.to_path_buf(),
         err,
     };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(fail)?;
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp.{}", std::process::id()));
-    let temp = dir.join(name);
-    let mut bytes =
-        serde_json::to_vec_pretty(record).map_err(|err| fail(std::io::Error::other(err)))?;
+    files::private_dir(files::parent_dir(path), STATE_DIR_MODE).map_err(fail)?;
+    let mut bytes = serde_json::to_vec_pretty(record).map_err(|err| {
+        fail(FileError::Write {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(err),
+        })
+    })?;
     bytes.push(b'\n');
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&temp)
-        .map_err(fail)?;
-    file.write_all(&bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(fail)?;
-    Ok(Staged {
-        temp,
-        target: path.to_path_buf(),
-    })
+    files::stage(path, &bytes, STATE_MODE)
+        .map(Staged)
+        .map_err(fail)
 }
 
 impl Staged {
     pub fn commit(self) -> Result<(), StateError> {
-        let fail = |err| StateError::Write {
-            path: self.target.clone(),
-            err,
-        };
-        fs::rename(&self.temp, &self.target).map_err(fail)?;
-        let dir = self
-            .target
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        File::open(dir).and_then(|d| d.sync_all()).map_err(fail)
+        let path = self.0.target().to_path_buf();
+        self.0
+            .commit()
+            .map_err(|err| StateError::Write { path, err })
     }
 }
 
@@ -101,21 +86,15 @@ pub fn lock(path: &Path, wait: Duration) -> Result<Option<HealLock>, StateError>
         path: path.to_path_buf(),
         err,
     };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).map_err(fail)?;
-    }
+    files::private_dir(files::parent_dir(path), LOCK_DIR_MODE).map_err(fail)?;
     let started = Instant::now();
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(fail)?;
+    let mut file = files::open_private(path, LOCK_MODE).map_err(fail)?;
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(mut lock) => {
                 // Who holds it, for the operator who finds a stuck lock.
                 let _ = lock.set_len(0);
+                let _ = lock.rewind();
                 let _ = writeln!(&mut *lock, "{}", std::process::id());
                 return Ok(Some(HealLock { _lock: lock }));
             }
@@ -126,7 +105,12 @@ pub fn lock(path: &Path, wait: Duration) -> Result<Option<HealLock>, StateError>
                 file = returned;
                 std::thread::sleep(Duration::from_millis(50));
             }
-            Err((_, errno)) => return Err(fail(std::io::Error::from(errno))),
+            Err((_, errno)) => {
+                return Err(fail(FileError::Write {
+                    path: path.to_path_buf(),
+                    source: errno.into(),
+                }));
+            }
         }
     }
 }
@@ -134,6 +118,8 @@ pub fn lock(path: &Path, wait: Duration) -> Result<Option<HealLock>, StateError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::{MetadataExt, symlink};
 
     fn record(minutes: i64) -> Record {
         Record {
@@ -163,7 +149,7 @@ mod tests {
         let path = dir.path().join("heal.state");
         save(&path, &record(5)).expect("save");
         let staged = stage(&path, &record(99)).expect("stage");
-        drop(staged); // the process dies here: no rename
+        drop(staged); // no rename: the write failed or the process died
         assert_eq!(load(&path), Loaded::Record(record(5)));
         save(&path, &record(7)).expect("the next run saves over the leftover");
         assert_eq!(load(&path), Loaded::Record(record(7)));
@@ -195,5 +181,25 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(200));
         drop(held);
         assert!(lock(&path, Duration::ZERO).expect("lock").is_some());
+    }
+
+    #[test]
+    fn the_lock_is_roots_alone_and_never_a_symlink() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("run/heal.lock");
+        let held = lock(&path, Duration::ZERO).expect("lock").expect("free");
+        let mode = |p: &Path| fs::metadata(p).expect("meta").mode() & 0o777;
+        assert_eq!(mode(&path), 0o600, "lock file mode");
+        assert_eq!(mode(&dir.path().join("run")), 0o700, "lock directory mode");
+        drop(held);
+        let elsewhere = dir.path().join("elsewhere");
+        fs::write(&elsewhere, "precious").expect("write");
+        let planted = dir.path().join("planted.lock");
+        symlink(&elsewhere, &planted).expect("symlink");
+        assert!(
+            lock(&planted, Duration::ZERO).is_err(),
+            "followed a symlink"
+        );
+        assert_eq!(fs::read_to_string(&elsewhere).expect("read"), "precious");
     }
 }

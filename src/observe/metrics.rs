@@ -29,6 +29,8 @@ pub struct DecisionCounts {
     pub down: u64,
     pub acted: u64,
     pub held_back: u64,
+    /// Checks skipped because another process held the heal lock.
+    pub lock_busy: u64,
 }
 
 struct Family<'a> {
@@ -198,12 +200,13 @@ fn heal_families(heal: &HealMetrics) -> Vec<Family<'static>> {
         families.push(Family {
             name: "memslice_heal_decisions_total",
             kind: "counter",
-            help: "Heal checks by outcome since heal watch started.",
+            help: "Heal checks by outcome since heal watch started (lock_busy: skipped, another process held the lock).",
             samples: [
                 ("up", counts.up),
                 ("down", counts.down),
                 ("acted", counts.acted),
                 ("held_back", counts.held_back),
+                ("lock_busy", counts.lock_busy),
             ]
             .into_iter()
             .map(|(decision, n)| (format!("decision=\"{decision}\""), n.to_string()))

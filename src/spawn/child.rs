@@ -3,21 +3,28 @@
 //! record (step, errno) to a close-on-exec pipe, so the parent reads EOF
 //! when exec succeeded and the failing step otherwise.
 //!
-//! Order matters: the process moves into its group (fork path only), takes
-//! back the signals memslice blocked, lowers oom_score_adj while it is
-//! still root (lowering needs CAP_SYS_RESOURCE), then drops to the target
-//! user, then execs.
+//! Order matters: the process moves into its group (fork path only), gets
+//! default signal dispositions and an empty mask (memslice blocks some and
+//! Rust ignores SIGPIPE; a task must start as a shell would start it),
+//! lowers oom_score_adj while it is still root (lowering needs
+//! CAP_SYS_RESOURCE), then drops to the target user (which clears every
+//! capability), then execs with the environment made for that user. Every
+//! descriptor memslice opened is close-on-exec, so the task gets only what
+//! its caller passed.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
-use nix::unistd::{Gid, Uid, execvp, setgid, setgroups, setuid};
+use nix::unistd::{Gid, Uid, execvpe, setgid, setgroups, setuid};
 
-use super::clone3::exit_child;
+use super::SpawnError;
+use super::clone3::{exit_child, reset_signal_dispositions};
+use crate::caller::{Credentials, Person};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -58,11 +65,65 @@ impl Step {
 pub struct Prepared {
     pub program: CString,
     pub argv: Vec<CString>,
+    /// `NAME=value` entries, made for the user the task runs as.
+    pub env: Vec<CString>,
     /// Fork path: the group's cgroup.procs, opened by the parent.
     pub move_into: Option<File>,
     pub oom_score_adj: Option<i32>,
     pub allow_unprotected: bool,
-    pub run_as: Option<(Uid, Gid, Vec<Gid>)>,
+    pub run_as: Option<Credentials>,
+}
+
+/// The task's environment: memslice's own, without memslice's variables;
+/// for a task that runs as another user, also without sudo's, and with
+/// HOME, USER, LOGNAME and SHELL from that user's passwd entry (sudo
+/// leaves root's there).
+pub fn task_environment(run_as: Option<&Person>) -> Result<Vec<CString>, SpawnError> {
+    let current: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    environment_for(&current, run_as)
+}
+
+/// [`task_environment`] from a given environment. Pure.
+pub fn environment_for(
+    current: &[(OsString, OsString)],
+    run_as: Option<&Person>,
+) -> Result<Vec<CString>, SpawnError> {
+    let replaced = ["HOME", "USER", "LOGNAME", "SHELL", "MAIL"];
+    let keep = |name: &OsStr| {
+        let name = name.as_bytes();
+        !name.starts_with(b"MEMSLICE_")
+            && (run_as.is_none()
+                || !(name.starts_with(b"SUDO_") || replaced.iter().any(|r| r.as_bytes() == name)))
+    };
+    let mut entries: Vec<Vec<u8>> = current
+        .iter()
+        .filter(|(name, _)| keep(name))
+        .map(|(name, value)| [name.as_bytes(), b"=", value.as_bytes()].concat())
+        .collect();
+    if let Some(person) = run_as {
+        let own = [
+            ("HOME", person.home.as_os_str()),
+            ("USER", OsStr::new(&person.name)),
+            ("LOGNAME", OsStr::new(&person.name)),
+            ("SHELL", person.shell.as_os_str()),
+        ];
+        for (name, value) in own {
+            entries.push([name.as_bytes(), b"=", value.as_bytes()].concat());
+        }
+    }
+    entries
+        .into_iter()
+        .map(|entry| CString::new(entry).map_err(|_| SpawnError::NulInCommand))
+        .collect()
+}
+
+/// Becomes `who`: supplementary groups, then the group, then the user. The
+/// one place memslice drops privileges.
+pub fn drop_privileges(who: &Credentials) -> Result<(), Errno> {
+    let groups: Vec<Gid> = who.gids.iter().copied().map(Gid::from_raw).collect();
+    setgroups(&groups)?;
+    setgid(Gid::from_raw(who.gid))?;
+    setuid(Uid::from_raw(who.uid))
 }
 
 /// Runs in the child; never returns.
@@ -77,7 +138,9 @@ pub fn exec(prepared: &Prepared, report: BorrowedFd<'_>) -> ! {
             fail(Step::MoveIntoGroup, errno_of(&err), 126);
         }
     }
-    if let Err(errno) = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None) {
+    if let Err(errno) = reset_signal_dispositions()
+        .and_then(|()| sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None))
+    {
         fail(Step::Exec, errno, 126);
     }
     if let Some(adj) = prepared.oom_score_adj
@@ -89,15 +152,12 @@ pub fn exec(prepared: &Prepared, report: BorrowedFd<'_>) -> ! {
             fail(Step::OomScoreAdj, errno_of(&err), 126);
         }
     }
-    if let Some((uid, gid, groups)) = &prepared.run_as {
-        let dropped = setgroups(groups)
-            .and_then(|()| setgid(*gid))
-            .and_then(|()| setuid(*uid));
-        if let Err(errno) = dropped {
-            fail(Step::DropPrivileges, errno, 126);
-        }
+    if let Some(who) = &prepared.run_as
+        && let Err(errno) = drop_privileges(who)
+    {
+        fail(Step::DropPrivileges, errno, 126);
     }
-    let Err(errno) = execvp(&prepared.program, &prepared.argv);
+    let Err(errno) = execvpe(&prepared.program, &prepared.argv, &prepared.env);
     let code = if errno == Errno::ENOENT { 127 } else { 126 };
     fail(Step::Exec, errno, code)
 }
@@ -130,6 +190,56 @@ pub fn parse_reports(bytes: &[u8]) -> Vec<(Step, Errno)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn a_task_for_another_user_gets_their_environment_not_roots() {
+        let current: Vec<(OsString, OsString)> = [
+            ("PATH", "/usr/bin:/bin"),
+            ("HOME", "/root"),
+            ("USER", "root"),
+            ("LOGNAME", "root"),
+            ("MAIL", "/var/mail/root"),
+            ("SUDO_UID", "1000"),
+            ("SUDO_COMMAND", "/usr/bin/memslice protect -- php"),
+            ("MEMSLICE_LOG", "debug"),
+            ("LANG", "C.UTF-8"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .collect();
+        let app = Person {
+            name: "app".into(),
+            uid: 1000,
+            gid: 1000,
+            groups: vec!["app".into()],
+            gids: vec![1000],
+            home: PathBuf::from("/home/app"),
+            shell: PathBuf::from("/bin/bash"),
+        };
+        let shown = |env: Vec<CString>| -> Vec<String> {
+            env.into_iter()
+                .map(|e| e.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            shown(environment_for(&current, Some(&app)).expect("env")),
+            [
+                "PATH=/usr/bin:/bin",
+                "LANG=C.UTF-8",
+                "HOME=/home/app",
+                "USER=app",
+                "LOGNAME=app",
+                "SHELL=/bin/bash"
+            ]
+        );
+        let own = shown(environment_for(&current, None).expect("env"));
+        assert!(own.contains(&"HOME=/root".to_string()), "{own:?}");
+        assert!(
+            !own.iter().any(|e| e.starts_with("MEMSLICE_")),
+            "memslice's variables stay with memslice: {own:?}"
+        );
+    }
 
     #[test]
     fn reports_round_trip() {

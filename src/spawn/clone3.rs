@@ -95,6 +95,20 @@ pub fn fork(child: impl FnOnce()) -> io::Result<Pid> {
     }
 }
 
+/// Sets every catchable signal back to its default action, as a process
+/// started by a shell has it: Rust ignores SIGPIPE at start-up, and an
+/// ignored signal stays ignored across exec. Runs in the child.
+pub fn reset_signal_dispositions() -> Result<(), nix::errno::Errno> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
+        // SAFETY: installing SIG_DFL runs no code of ours in a signal
+        // context; the child is single-threaded between clone and exec.
+        unsafe { sigaction(signal, &default) }?;
+    }
+    Ok(())
+}
+
 /// Ends a forked child at once: no exit handlers, no second flush of the
 /// parent's buffered output (which `std::process::exit` would do).
 pub fn exit_child(code: i32) -> ! {

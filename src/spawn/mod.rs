@@ -8,42 +8,30 @@
 
 pub mod child;
 mod clone3;
-pub mod identity;
 pub mod policy;
 pub mod scope;
 mod stall;
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, open};
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
-use nix::sys::signalfd::SignalFd;
-use nix::sys::stat::Mode as FileMode;
+use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{Gid, Pid, Uid, pipe2};
+use nix::unistd::{Pid, pipe2};
 
-use crate::cgroupfs::{self, Backend, Root};
-use crate::config::Limit;
+use crate::cgroupfs::{self, Root};
+use crate::config::{Driver, Limit};
+use crate::signals::Signals;
 use child::{Prepared, Step};
 use policy::{Launch, Refusal};
 use stall::StallWatch;
-
-/// Signals passed on to the command. SIGCHLD is watched, not forwarded.
-const FORWARDED: [Signal; 6] = [
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-];
 
 /// si_code of a signal the kernel raised itself, such as the terminal's
 /// SIGINT on Ctrl-C, which the command's process group already received.
@@ -59,6 +47,8 @@ pub struct TaskSpec<'a> {
     pub command: &'a [OsString],
     pub name: Option<&'a str>,
     pub allow_unprotected: bool,
+    /// The supervisor's signals, blocked by `main` before anything started.
+    pub signals: &'a Signals,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +106,8 @@ pub enum SpawnError {
     Setup { what: &'static str, source: Errno },
     #[error("the command contains a NUL byte")]
     NulInCommand,
+    #[error("cannot find the memslice binary to run in the task's scope: {0}")]
+    OwnBinary(std::io::Error),
     #[error("task group {group} still had processes {}s after cgroup.kill (stuck in the kernel?); it was left in place", KILL_TIMEOUT.as_secs())]
     NotEmptied { group: String },
 }
@@ -184,7 +176,24 @@ pub fn group_name(name: Option<&str>, command: &[OsString]) -> Result<String, Sp
     Ok(format!("{base}-{}", std::process::id()))
 }
 
-pub fn run_task(root: &Root, spec: &TaskSpec<'_>) -> Result<Outcome, SpawnError> {
+/// Starts the task the way the driver places it (a group memslice makes,
+/// or a systemd scope) and supervises it until it ends.
+pub fn run(root: &Root, driver: Driver, spec: &TaskSpec<'_>) -> Result<Outcome, SpawnError> {
+    match driver {
+        Driver::Cgroupfs => run_task(root, spec),
+        Driver::Systemd => {
+            let memslice = std::env::current_exe().map_err(SpawnError::OwnBinary)?;
+            let place = scope::ScopePlace {
+                slice_cgroup: &crate::layout::cgroup_path(&spec.launch.slice),
+                slice_unit: &crate::layout::slice_unit(&spec.launch.slice),
+                memslice: &memslice,
+            };
+            scope::run_in_scope(root, spec, &place)
+        }
+    }
+}
+
+fn run_task(root: &Root, spec: &TaskSpec<'_>) -> Result<Outcome, SpawnError> {
     let launch = spec.launch;
     let group = cgroupfs::join(&launch.slice, &group_name(spec.name, spec.command)?);
     let prepared_command = command_cstrings(spec.command)?;
@@ -209,22 +218,17 @@ pub fn run_task(root: &Root, spec: &TaskSpec<'_>) -> Result<Outcome, SpawnError>
         policy::check_task_count(launch, running + 1)?;
     }
 
-    let signals = become_supervisor()?;
+    become_subreaper()?;
 
     let (program, argv) = prepared_command;
     let mut prepared = Prepared {
         program,
         argv,
+        env: child::task_environment(launch.run_as.as_ref())?,
         move_into: None,
         oom_score_adj: launch.oom_score_adj,
         allow_unprotected: spec.allow_unprotected,
-        run_as: launch.run_as.as_ref().map(|person| {
-            (
-                Uid::from_raw(person.uid),
-                Gid::from_raw(person.gid),
-                person.gids.iter().copied().map(Gid::from_raw).collect(),
-            )
-        }),
+        run_as: launch.run_as.as_ref().map(|person| person.credentials()),
     };
     let (report_read, report_write) =
         pipe2(OFlag::O_CLOEXEC).map_err(|source| SpawnError::Setup {
@@ -248,7 +252,7 @@ pub fn run_task(root: &Root, spec: &TaskSpec<'_>) -> Result<Outcome, SpawnError>
     }
 
     let mut stall = protected(launch).then(|| StallWatch::new(root, &group));
-    let ended = supervise(&signals, pid, stall.as_mut())?;
+    let ended = supervise(spec.signals, pid, stall.as_mut())?;
     let events = root.memory_events(&group).unwrap_or_default();
     let peak = root
         .limit(&group, "memory.peak")
@@ -272,29 +276,13 @@ fn protected(launch: &Launch) -> bool {
     launch.oom_score_adj.is_some_and(|adj| adj < 0)
 }
 
-/// Blocks the forwarded signals and SIGCHLD (read through the returned
-/// signalfd instead) and makes memslice the child subreaper: done before
-/// the command exists, so no signal and no orphan is missed.
-fn become_supervisor() -> Result<SignalFd, SpawnError> {
-    let mut watched = SigSet::empty();
-    for signal in FORWARDED.into_iter().chain([Signal::SIGCHLD]) {
-        watched.add(signal);
-    }
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&watched), None).map_err(|source| {
-        SpawnError::Setup {
-            what: "block signals",
-            source,
-        }
-    })?;
-    let signals = SignalFd::new(&watched).map_err(|source| SpawnError::Setup {
-        what: "create a signalfd",
-        source,
-    })?;
+/// Makes memslice the child subreaper before the command exists, so no
+/// orphan is missed. The signals were blocked by `main` (see `signals`).
+fn become_subreaper() -> Result<(), SpawnError> {
     nix::sys::prctl::set_child_subreaper(true).map_err(|source| SpawnError::Setup {
         what: "become child subreaper",
         source,
-    })?;
-    Ok(signals)
+    })
 }
 
 fn command_cstrings(command: &[OsString]) -> Result<(CString, Vec<CString>), SpawnError> {
@@ -314,16 +302,7 @@ fn spawn(
     prepared: &mut Prepared,
     report: &OwnedFd,
 ) -> Result<Pid, SpawnError> {
-    if root.backend() == Backend::Kernel {
-        let dir = open(
-            &root.dir(group),
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            FileMode::empty(),
-        )
-        .map_err(|source| SpawnError::Setup {
-            what: "open the task group",
-            source,
-        })?;
+    if let Some(dir) = root.open_for_clone(group)? {
         let spawned =
             clone3::clone_into_cgroup(dir.as_fd(), || child::exec(prepared, report.as_fd()))
                 .map_err(|err| SpawnError::Setup {
@@ -336,14 +315,7 @@ fn spawn(
         }
         tracing::debug!(%group, "kernel has no clone3 CLONE_INTO_CGROUP; falling back to fork and cgroup.procs");
     }
-    let procs = std::fs::OpenOptions::new()
-        .write(true)
-        .open(root.file(group, "cgroup.procs"))
-        .map_err(|err| SpawnError::Setup {
-            what: "open the task group's cgroup.procs",
-            source: child::errno_of(&err),
-        })?;
-    prepared.move_into = Some(procs);
+    prepared.move_into = Some(root.open_procs(group)?);
     let pid = clone3::fork(|| child::exec(prepared, report.as_fd())).map_err(|err| {
         SpawnError::Setup {
             what: "fork",
@@ -374,13 +346,13 @@ fn read_reports(read_end: OwnedFd, warnings: &mut Vec<String>) -> Option<(Step, 
 /// Waits for the command, reaping every descendant reparented to memslice
 /// and forwarding signals, until the command itself has ended.
 fn supervise(
-    signals: &SignalFd,
+    signals: &Signals,
     command: Pid,
     mut stall: Option<&mut StallWatch<'_>>,
 ) -> Result<Ended, SpawnError> {
     loop {
         let (signalled, stall_woke) = {
-            let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+            let mut fds = vec![PollFd::new(signals.fd(), PollFlags::POLLIN)];
             let stall_fd = stall.as_deref().and_then(StallWatch::fd);
             if let Some(fd) = stall_fd {
                 fds.push(PollFd::new(fd, PollFlags::POLLIN));
@@ -408,14 +380,15 @@ fn supervise(
         if let (true, Some(watch)) = (stall_woke, stall.as_deref_mut())
             && let Some(warning) = watch.wake()
         {
-            eprintln!("memslice: warning: {warning}");
+            // A closed stderr must not end the supervision.
+            let _ = writeln!(std::io::stderr(), "memslice: warning: {warning}");
         }
         if !signalled {
             continue;
         }
-        let info = match signals.read_signal() {
+        let info = match signals.read() {
             Ok(Some(info)) => info,
-            Ok(None) | Err(Errno::EINTR) => continue,
+            Ok(None) => continue,
             Err(source) => {
                 return Err(SpawnError::Setup {
                     what: "read the signalfd",
@@ -457,9 +430,6 @@ fn reap(command: Pid) -> Option<Ended> {
 /// Kills what is left in the group, waits (reaping) until it is empty,
 /// and removes it.
 fn empty_and_remove(root: &Root, group: &str) -> Result<(), SpawnError> {
-    if root.backend() == Backend::Emulated {
-        kill_own_children();
-    }
     empty(root, group)?;
     root.remove(group)?;
     Ok(())
@@ -476,23 +446,6 @@ fn empty(root: &Root, group: &str) -> Result<(), SpawnError> {
         Err(SpawnError::NotEmptied {
             group: group.to_string(),
         })
-    }
-}
-
-/// An emulated root cannot tell which processes are in a group; memslice's
-/// own remaining children (orphans reparented to it as subreaper) are.
-/// /proc/self/task/PID/children lists them (CONFIG_PROC_CHILDREN).
-fn kill_own_children() {
-    let me = std::process::id();
-    let Ok(children) = std::fs::read_to_string(format!("/proc/self/task/{me}/children")) else {
-        return;
-    };
-    for pid in children
-        .split_whitespace()
-        .filter_map(|pid| pid.parse::<i32>().ok())
-    {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        let _ = waitpid(Pid::from_raw(pid), None);
     }
 }
 

@@ -6,29 +6,8 @@
 //! protect slice, and only if the policy names them; the task then runs as
 //! that user. Root without sudo may do anything, including `--user`.
 
+pub use crate::caller::{Caller, Person};
 use crate::config::{Config, Controller, Driver, Limit, ProtectPolicy, effective_max};
-
-/// A user as the policy sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Person {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    /// Names of every group the user is in, the primary one included.
-    pub groups: Vec<String>,
-    /// Supplementary gids to set before exec.
-    pub gids: Vec<u32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// Real root, not through sudo.
-    Root,
-    /// A user who invoked memslice through sudo (memslice runs as root).
-    Sudo(Person),
-    /// A user running memslice directly, without privileges.
-    Unprivileged(Person),
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -309,6 +288,8 @@ mod tests {
             gid: uid,
             groups: groups.iter().map(|g| g.to_string()).collect(),
             gids: vec![uid],
+            home: format!("/home/{name}").into(),
+            shell: "/bin/sh".into(),
         }
     }
 

@@ -13,14 +13,16 @@ use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::unistd::{Gid, Uid, execvp, pipe2, setgid, setgroups, setuid};
+use nix::unistd::{execvp, pipe2};
 
-use super::child::{self, Prepared};
+use super::child::{self, Prepared, drop_privileges};
+use super::policy::Launch;
 use super::stall::StallWatch;
 use super::{
-    Outcome, SpawnError, TaskSpec, become_supervisor, empty, group_name, policy, protected,
+    Outcome, SpawnError, TaskSpec, become_subreaper, empty, group_name, policy, protected,
     read_reports, running_tasks, supervise,
 };
+use crate::caller::Credentials;
 use crate::cgroupfs::{self, Root};
 use crate::config::Limit;
 
@@ -34,15 +36,15 @@ pub struct ScopePlace<'a> {
     pub memslice: &'a Path,
 }
 
-fn systemd_run() -> OsString {
-    std::env::var_os("MEMSLICE_SYSTEMD_RUN").unwrap_or_else(|| "systemd-run".into())
-}
-
 /// The systemd-run command line for a task. Pure.
-pub fn command_line(spec: &TaskSpec<'_>, place: &ScopePlace<'_>, unit: &str) -> Vec<OsString> {
-    let launch = spec.launch;
+pub fn command_line(
+    launch: &Launch,
+    command: &[OsString],
+    place: &ScopePlace<'_>,
+    unit: &str,
+) -> Vec<OsString> {
     let mut argv: Vec<OsString> = vec![
-        systemd_run(),
+        crate::locations::systemd_run().into_os_string(),
         "--scope".into(),
         "--quiet".into(),
         "--collect".into(),
@@ -67,7 +69,7 @@ pub fn command_line(spec: &TaskSpec<'_>, place: &ScopePlace<'_>, unit: &str) -> 
         argv.push(format!("--groups={}", groups.join(",")).into());
     }
     argv.push("--".into());
-    argv.extend(spec.command.iter().cloned());
+    argv.extend(command.iter().cloned());
     argv
 }
 
@@ -86,14 +88,15 @@ pub fn run_in_scope(
     let slice_before = root
         .memory_events_if_enabled(place.slice_cgroup)?
         .unwrap_or_default();
-    let argv: Vec<CString> = command_line(spec, place, &unit)
+    let argv: Vec<CString> = command_line(launch, spec.command, place, &unit)
         .iter()
         .map(|arg| CString::new(arg.as_bytes()).map_err(|_| SpawnError::NulInCommand))
         .collect::<Result<_, _>>()?;
-    let signals = become_supervisor()?;
+    become_subreaper()?;
     let prepared = Prepared {
         program: argv[0].clone(),
         argv,
+        env: child::task_environment(launch.run_as.as_ref())?,
         move_into: None,
         oom_score_adj: launch.oom_score_adj,
         allow_unprotected: spec.allow_unprotected,
@@ -117,13 +120,13 @@ pub fn run_in_scope(
     if let Some((step, errno)) = read_reports(report_read, &mut warnings) {
         let _ = nix::sys::wait::waitpid(pid, None);
         return Err(SpawnError::Child {
-            program: systemd_run().to_string_lossy().into_owned(),
+            program: crate::locations::systemd_run().display().to_string(),
             step,
             errno,
         });
     }
     let mut stall = protected(launch).then(|| StallWatch::new(root, &scope));
-    let ended = supervise(&signals, pid, stall.as_mut())?;
+    let ended = supervise(spec.signals, pid, stall.as_mut())?;
     // systemd removes an empty scope at once: where it is gone, the
     // slice's counters tell what happened (other tasks' kills included).
     let (oom_kills, peak) = match root.memory_events_if_enabled(&scope).ok().flatten() {
@@ -150,13 +153,6 @@ pub fn run_in_scope(
         memory_max: launch.memory_max,
         warnings,
     })
-}
-
-/// Who `task-exec` becomes before it execs the command.
-pub struct Identity {
-    pub uid: u32,
-    pub gid: u32,
-    pub groups: Vec<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -188,7 +184,7 @@ impl TaskExecError {
 /// becomes the target user, execs the command. Returns only on failure.
 pub fn task_exec(
     oom_group: bool,
-    identity: Option<&Identity>,
+    identity: Option<&Credentials>,
     command: &[OsString],
 ) -> TaskExecError {
     if oom_group {
@@ -214,17 +210,13 @@ pub fn task_exec(
             };
         }
     }
-    if let Some(who) = identity {
-        let groups: Vec<Gid> = who.groups.iter().copied().map(Gid::from_raw).collect();
-        let dropped = setgroups(&groups)
-            .and_then(|()| setgid(Gid::from_raw(who.gid)))
-            .and_then(|()| setuid(Uid::from_raw(who.uid)));
-        if let Err(errno) = dropped {
-            return TaskExecError::Identity {
-                uid: who.uid,
-                errno,
-            };
-        }
+    if let Some(who) = identity
+        && let Err(errno) = drop_privileges(who)
+    {
+        return TaskExecError::Identity {
+            uid: who.uid,
+            errno,
+        };
     }
     let Ok(argv) = command
         .iter()
@@ -246,7 +238,7 @@ pub fn task_exec(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spawn::policy::{Launch, Person};
+    use crate::caller::Person;
 
     #[test]
     fn the_systemd_run_line_carries_the_limits_and_the_identity() {
@@ -261,22 +253,19 @@ mod tests {
                 gid: 1000,
                 groups: vec!["app".into()],
                 gids: vec![1000, 33],
+                home: "/home/app".into(),
+                shell: "/bin/sh".into(),
             }),
             max_tasks: Some(2),
         };
         let command = vec![OsString::from("php"), OsString::from("import.php")];
-        let spec = TaskSpec {
-            launch: &launch,
-            command: &command,
-            name: None,
-            allow_unprotected: false,
-        };
+
         let place = ScopePlace {
             slice_cgroup: "app.slice/app-tasks.slice",
             slice_unit: "app-tasks.slice",
             memslice: Path::new("/usr/local/bin/memslice"),
         };
-        let line: Vec<String> = command_line(&spec, &place, "memslice-php-1.scope")
+        let line: Vec<String> = command_line(&launch, &command, &place, "memslice-php-1.scope")
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();

@@ -1,6 +1,6 @@
-//! Reading and writing the unit directory, and asking systemd to reload.
-//! systemctl is found as `MEMSLICE_SYSTEMCTL` when set (tests point it at a
-//! recorder), else `systemctl` on PATH.
+//! Reading and writing the unit directory, and asking systemd to reload
+//! (systemctl at its fixed path, see `locations`). Unit files are replaced
+//! atomically and never through a symlink (see `files`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -16,6 +16,8 @@ pub enum SystemdError {
     Read { path: PathBuf, err: std::io::Error },
     #[error("cannot write {}: {err}", path.display())]
     Write { path: PathBuf, err: std::io::Error },
+    #[error(transparent)]
+    Unit(#[from] crate::files::FileError),
     #[error("`{command}` failed: {detail}")]
     Systemctl { command: String, detail: String },
 }
@@ -90,12 +92,8 @@ pub fn apply(
         };
         match change {
             UnitChange::Create { content, .. } | UnitChange::Update { new: content, .. } => {
-                if let Some(dir) = path.parent() {
-                    fs::create_dir_all(dir).map_err(fail)?;
-                }
-                let temp = path.with_extension("memslice-tmp");
-                fs::write(&temp, content).map_err(fail)?;
-                fs::rename(&temp, &path).map_err(fail)?;
+                crate::files::private_dir(crate::files::parent_dir(&path), 0o755)?;
+                crate::files::replace(&path, content.as_bytes(), 0o644)?;
             }
             UnitChange::Remove { .. } => {
                 fs::remove_file(&path).map_err(fail)?;
@@ -127,8 +125,8 @@ pub fn apply(
 }
 
 fn systemctl(args: &[&str]) -> Result<(), SystemdError> {
-    let program = std::env::var_os("MEMSLICE_SYSTEMCTL").unwrap_or_else(|| "systemctl".into());
-    let command = format!("{} {}", program.to_string_lossy(), args.join(" "));
+    let program = crate::locations::systemctl();
+    let command = format!("{} {}", program.display(), args.join(" "));
     let output =
         Command::new(&program)
             .args(args)

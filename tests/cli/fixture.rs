@@ -58,6 +58,28 @@ impl Fixture {
             .assert()
     }
 
+    /// memslice as an app user runs it through sudo: root, with SUDO_UID
+    /// and SUDO_GID of `user`, and no global option. A test build finds the
+    /// fixture's config and root through its MEMSLICE_TEST_* variables,
+    /// which a release binary does not have.
+    pub fn memslice_as_sudo(
+        &self,
+        user: &nix::unistd::User,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> assert_cmd::assert::Assert {
+        Command::cargo_bin("memslice")
+            .expect("binary")
+            .env_remove("MEMSLICE_LOG")
+            .env("MEMSLICE_TEST_CONFIG", self.config())
+            .env("MEMSLICE_TEST_CGROUP_ROOT", self.root())
+            .env("SUDO_UID", user.uid.to_string())
+            .env("SUDO_GID", user.gid.to_string())
+            .envs(env.iter().copied())
+            .args(args)
+            .assert()
+    }
+
     pub fn read(&self, group: &str, file: &str) -> String {
         std::fs::read_to_string(self.root().join(group).join(file))
             .unwrap_or_else(|err| panic!("{group}/{file}: {err}"))
@@ -95,6 +117,13 @@ fn walk(dir: &Path, files: &mut BTreeMap<PathBuf, (String, SystemTime)>) {
 /// The shipped example on a 16G node, so sizes are predictable.
 pub fn shipped_on_16g() -> String {
     SHIPPED.replace("memory = \"auto\"", "memory = \"16G\"")
+}
+
+/// The `nobody` user, who stands for the app user in sudo tests.
+pub fn nobody() -> nix::unistd::User {
+    nix::unistd::User::from_name("nobody")
+        .expect("passwd")
+        .expect("the user nobody exists")
 }
 
 pub fn stdout(assert: &assert_cmd::assert::Assert) -> String {

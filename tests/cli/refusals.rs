@@ -26,7 +26,13 @@ fn a_missing_config_names_the_path() {
     std::fs::remove_file(fx.config()).expect("rm");
     let message = stderr(&fx.memslice(&["plan"]).code(2));
     assert!(
-        message.contains("cannot read config") && message.contains("slices.toml: No such file"),
+        message.contains("config: cannot read") && message.contains("slices.toml: No such file"),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "start from the shipped example (/usr/share/doc/memslice/examples/slices.toml"
+        ),
         "{message}"
     );
 }
@@ -52,13 +58,10 @@ fn a_root_without_the_memory_controller_is_refused() {
     memslice::cgroupfs::emulated::create_root(&fx.root(), &[memslice::config::Controller::Pids])
         .expect("root");
     let before = fx.snapshot();
-    let message = stderr(&fx.memslice(&["apply"]).code(1));
+    let message = stderr(&fx.memslice(&["apply"]).code(3));
     assert!(
-        message.contains("refusing to apply, nothing was written"),
-        "{message}"
-    );
-    assert!(
-        message.contains("(root) does not offer the memory controller"),
+        message.contains("the memory controller is not available in")
+            && message.contains("(its cgroup.controllers lists: pids)"),
         "{message}"
     );
     assert_eq!(before, fx.snapshot());

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::fixture::{Fixture, stderr, stdout};
+use crate::fixture::{Fixture, nobody, stderr, stdout};
 
 const CONFIG: &str = "[node]\nmemory = \"16G\"\n[slice.app]\nmemory_max = \"8G\"\n[slice.app.web]\n[slice.app.tasks]\nmemory_max = \"4G\"\n[protect]\nslice = \"app/tasks\"\nmemory_max = \"2G\"\nmax_tasks = 1\nusers = [\"nobody\"]\n";
 
@@ -311,17 +311,9 @@ fn protect_sets_oom_score_adj_or_refuses_to_run_unprotected_as_root() {
 fn through_sudo_the_command_runs_as_the_invoking_user_as_root() {
     require_root();
     let fx = fixture();
-    let nobody = nix::unistd::User::from_name("nobody")
-        .expect("passwd")
-        .expect("nobody exists");
+    let nobody = nobody();
     let out = fx
-        .memslice_env(
-            &[
-                ("SUDO_UID", &nobody.uid.to_string()),
-                ("SUDO_GID", &nobody.gid.to_string()),
-            ],
-            &["run", "--", "id", "-u"],
-        )
+        .memslice_as_sudo(&nobody, &[], &["run", "--", "id", "-u"])
         .success();
     assert_eq!(stdout(&out).trim(), nobody.uid.to_string());
 }
@@ -334,14 +326,9 @@ fn through_sudo_a_user_the_policy_does_not_name_is_refused_as_root() {
         "users = [\"app\"]\ngroups = [\"importers\"]",
     ));
     fx.memslice(&["apply"]).success();
-    let nobody = nix::unistd::User::from_name("nobody")
-        .expect("passwd")
-        .expect("nobody exists");
+    let nobody = nobody();
     let out = fx
-        .memslice_env(
-            &[("SUDO_UID", &nobody.uid.to_string())],
-            &["protect", "--", "true"],
-        )
+        .memslice_as_sudo(&nobody, &[], &["protect", "--", "true"])
         .code(125);
     assert!(
         stderr(&out).contains(
@@ -351,10 +338,7 @@ fn through_sudo_a_user_the_policy_does_not_name_is_refused_as_root() {
         stderr(&out)
     );
     let out = fx
-        .memslice_env(
-            &[("SUDO_UID", &nobody.uid.to_string())],
-            &["run", "--slice", "app", "--", "true"],
-        )
+        .memslice_as_sudo(&nobody, &[], &["run", "--slice", "app", "--", "true"])
         .code(125);
     assert!(
         stderr(&out).contains("through sudo, tasks may only run in the protect slice app/tasks"),

@@ -1,5 +1,5 @@
 //! The systemd driver on a temp unit directory, with systemctl replaced by
-//! a recorder (MEMSLICE_SYSTEMCTL). Real systemd is in the VM scenarios.
+//! a recorder (MEMSLICE_TEST_SYSTEMCTL). Real systemd is in the VM scenarios.
 
 use std::path::PathBuf;
 
@@ -41,7 +41,7 @@ impl Units {
         let mut all = vec!["--unit-dir", unit_dir.to_str().expect("utf8")];
         all.extend_from_slice(args);
         self.fx.memslice_env(
-            &[("MEMSLICE_SYSTEMCTL", recorder.to_str().expect("utf8"))],
+            &[("MEMSLICE_TEST_SYSTEMCTL", recorder.to_str().expect("utf8"))],
             &all,
         )
     }
@@ -204,7 +204,7 @@ fn run_starts_the_task_in_a_transient_scope_of_its_slice() {
     let fake = fake_systemd_run(&units);
     let unit_dir = units.dir();
     let out = units.fx.memslice_env(
-        &[("MEMSLICE_SYSTEMD_RUN", fake.to_str().expect("utf8"))],
+        &[("MEMSLICE_TEST_SYSTEMD_RUN", fake.to_str().expect("utf8"))],
         &[
             "--unit-dir",
             unit_dir.to_str().expect("utf8"),
