@@ -9,10 +9,13 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "cargo fmt --check"
 cargo fmt --check
-step "cargo clippy"
+step "cargo clippy (as released, then with the test machinery)"
 cargo clippy --quiet --all-targets -- -D warnings
+cargo clippy --quiet --all-targets --features emulated-root -- -D warnings
 step "unit and emulated-root tests"
-cargo test --quiet --all-targets
+cargo test --quiet --all-targets --features emulated-root
+step "the release binary holds no test machinery"
+tests/release-has-no-test-hooks.sh
 step "real-kernel scenarios (qemu VM, busybox guest)"
 vagrant/vm-test
 step "real-systemd scenarios (qemu VM, Debian guest with systemd)"

@@ -95,16 +95,37 @@ pub fn fork(child: impl FnOnce()) -> io::Result<Pid> {
     }
 }
 
-/// Sets every catchable signal back to its default action, as a process
-/// started by a shell has it: Rust ignores SIGPIPE at start-up, and an
-/// ignored signal stays ignored across exec. Runs in the child.
+/// Sets every catchable signal, real-time ones included, back to its
+/// default action, as a process started by a shell has it: Rust ignores
+/// SIGPIPE at start-up, a parent may have ignored others, and an ignored
+/// signal stays ignored across exec. The raw system call, because the C
+/// library refuses the two real-time signals it keeps for itself (32, 33),
+/// which a parent spawned through posix_spawn may still have ignored.
+/// Runs in the child.
 pub fn reset_signal_dispositions() -> Result<(), nix::errno::Errno> {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for signal in Signal::iterator().filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP)) {
-        // SAFETY: installing SIG_DFL runs no code of ours in a signal
-        // context; the child is single-threaded between clone and exec.
-        unsafe { sigaction(signal, &default) }?;
+    // A zeroed kernel `struct sigaction` is SIG_DFL with no flags and an
+    // empty mask whatever the architecture's field order; 32 bytes cover
+    // every 64-bit layout.
+    let default = [0u64; 4];
+    let kernel_sigset_size: usize = 8;
+    for signal in 1..=64 {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads `default` (valid for 32 bytes) and
+        // writes nothing (null old action); SIG_DFL runs no code of ours.
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                default.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                kernel_sigset_size,
+            )
+        };
+        if result != 0 {
+            return Err(nix::errno::Errno::last());
+        }
     }
     Ok(())
 }

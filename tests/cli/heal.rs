@@ -172,46 +172,115 @@ fn a_second_run_waits_for_the_lock_then_gives_up() {
     drop(held);
 }
 
-#[test]
-fn heal_watch_repeats_and_stops_cleanly_on_sigterm() {
-    let fx = fixture("1h");
-    let mut watch = Command::new(env!("CARGO_BIN_EXE_memslice"))
-        .arg("--config")
-        .arg(fx.config())
-        .arg("--cgroup-root")
-        .arg(fx.root())
-        .args(["heal", "watch"])
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("watch");
-    let (sender, lines) = std::sync::mpsc::channel();
-    let stderr = watch.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = sender.send(line);
-        }
-    });
-    let next = || lines.recv_timeout(Duration::from_secs(10));
-    let mut decisions = 0;
-    while decisions < 3 {
-        match next() {
-            Ok(line) if line.contains("day grace 1h not over") => decisions += 1,
-            Ok(_) => {}
-            Err(err) => {
-                let _ = watch.kill();
-                panic!("after {decisions} decisions: {err}");
+/// A running `heal watch`, its log read line by line.
+struct Watch {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Watch {
+    fn start(fx: &Fixture, extra: &[&str]) -> Watch {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_memslice"))
+            .arg("--config")
+            .arg(fx.config())
+            .arg("--cgroup-root")
+            .arg(fx.root())
+            .args(["heal", "watch"])
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("watch");
+        let (sender, lines) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        Watch { child, lines }
+    }
+
+    /// Waits for `count` log lines containing `text`.
+    fn expect_lines(&mut self, text: &str, count: usize) -> String {
+        let mut seen = 0;
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(10)) {
+                Ok(line) if line.contains(text) => {
+                    seen += 1;
+                    if seen == count {
+                        return line;
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    let _ = self.child.kill();
+                    panic!("after {seen} lines with {text:?}: {err}");
+                }
             }
         }
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(watch.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("kill");
-    let status = watch.wait().expect("wait");
+
+    /// SIGTERM, then the exit status and whether the stop was logged.
+    fn stop(mut self) -> (std::process::ExitStatus, bool) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .expect("kill");
+        let status = self.child.wait().expect("wait");
+        let logged = std::iter::from_fn(|| self.lines.recv_timeout(Duration::from_secs(5)).ok())
+            .any(|line| line.contains("heal watch stopping"));
+        (status, logged)
+    }
+}
+
+#[test]
+fn heal_watch_repeats_and_stops_cleanly_on_sigterm() {
+    let fx = fixture("1h");
+    let mut watch = Watch::start(&fx, &[]);
+    watch.expect_lines("day grace 1h not over", 3);
+    let (status, logged) = watch.stop();
     assert!(status.success(), "{status}");
-    assert!(std::iter::from_fn(|| next().ok()).any(|line| line.contains("heal watch stopping")));
+    assert!(logged, "the stop was not logged");
+}
+
+#[test]
+fn heal_watch_serving_metrics_stops_cleanly_and_counts_a_busy_lock() {
+    let fx = fixture("1h");
+    let lock = std::fs::File::create(fx.dir.path().join("heal.lock")).expect("lock file");
+    let held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).expect("flock");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut watch = Watch::start(&fx, &["--metrics-addr", &addr]);
+    let line = watch.expect_lines("past the wait; this check was skipped", 1);
+    assert!(
+        line.contains("ERROR"),
+        "a busy lock is logged at error level: {line}"
+    );
+    let mut scrape = std::net::TcpStream::connect(&addr).expect("connect");
+    std::io::Write::write_all(&mut scrape, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut scrape, &mut answer).expect("read");
+    let busy: u64 = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("memslice_heal_decisions_total{decision=\"lock_busy\"} "))
+        .unwrap_or_else(|| panic!("no lock_busy count: {answer}"))
+        .parse()
+        .expect("a count");
+    assert!(busy >= 1, "{answer}");
+    drop(held);
+    watch.expect_lines("day grace 1h not over", 1);
+    let (status, logged) = watch.stop();
+    assert!(
+        status.success(),
+        "with the metrics thread running, SIGTERM must stop the watcher cleanly: {status}"
+    );
+    assert!(logged, "the stop was not logged");
 }
 
 #[test]

@@ -10,4 +10,5 @@ mod refusals;
 mod run;
 mod status;
 mod systemd;
+mod trust;
 mod units;
