@@ -1,7 +1,8 @@
 //! The notify hook: a command told about each heal action (and a tripped
 //! flap limiter) with a JSON description on its standard input, so
 //! operators can wire it to mail, chat or a pager. It runs after the
-//! action, with a timeout: a hook that fails or hangs never holds healing.
+//! action, with a timeout that covers writing the notice: a hook that fails,
+//! hangs or never reads never holds healing.
 
 use std::time::Duration;
 
@@ -135,5 +136,36 @@ mod tests {
         );
         assert!(failed.is_err());
         assert_eq!(notice(&verdict, None).event, "flapping");
+    }
+
+    #[test]
+    fn a_large_notice_reaches_a_reading_hook_and_cannot_hold_one_that_does_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("notice.json");
+        let reading = vec![
+            "sh".to_string(),
+            "-c".to_string(),
+            format!("cat > '{}'", out.display()),
+        ];
+        let reason = "x".repeat(1 << 20);
+        let sent = super::super::probe::tests::within(Duration::from_secs(15), move || {
+            let mut verdict = verdict();
+            verdict.reason = reason;
+            let reached = send(&reading, &notice(&verdict, None), Duration::from_secs(10));
+            let started = Instant::now();
+            let ignored = send(
+                &["sleep".into(), "30".into()],
+                &notice(&verdict, None),
+                Duration::from_millis(300),
+            );
+            (reached, ignored, started.elapsed())
+        });
+        let (reached, ignored, took) = sent;
+        assert!(reached.is_ok(), "{reached:?}");
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out).expect("written")).expect("json");
+        assert_eq!(json["reason"].as_str().map(str::len), Some(1 << 20));
+        assert!(ignored.is_err_and(|e| e.contains("killed")));
+        assert!(took < Duration::from_millis(1300), "took {took:?}");
     }
 }

@@ -1,10 +1,16 @@
-//! Probing the site's services, each with its own timeout. A probe never
-//! hangs a heal run: every way of asking has a deadline.
+//! Probing the site's services, and running the commands a heal run starts
+//! (command probes, restarts, the notify hook), each with its own timeout.
+//! Nothing here hangs a heal run: every way of asking has a deadline, and a
+//! command's deadline covers writing its input.
 
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::process::{Command, Stdio};
+use std::os::fd::AsFd;
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::decide::ProbeResult;
 use crate::config::heal::{Probe, Service};
@@ -73,7 +79,11 @@ pub fn command(argv: &[String], timeout: Duration) -> Result<String, String> {
 }
 
 /// Runs `argv` with `input` on its standard input (when given) and kills it
-/// at the deadline, so no command can hang a heal run.
+/// at the deadline, so no command can hang a heal run. The deadline covers
+/// the input too: it is written without blocking between looks at the
+/// command, so input of any size, a command that never reads it, or a
+/// grandchild that keeps the pipe open, cannot hold the caller past it.
+/// Output is discarded (null, not a pipe that someone could keep open).
 pub fn run(argv: &[String], input: Option<&[u8]>, timeout: Duration) -> Result<String, String> {
     let shown = argv.join(" ");
     let Some((program, args)) = argv.split_first() else {
@@ -90,35 +100,205 @@ pub fn run(argv: &[String], input: Option<&[u8]>, timeout: Duration) -> Result<S
         .stderr(Stdio::null())
         .spawn()
         .map_err(|err| format!("{shown}: {err}"))?;
-    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-        // Small enough for the pipe buffer; a command that does not read
-        // it gets EPIPE, not a stuck healer.
-        let _ = stdin.write_all(input);
-    }
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now().checked_add(timeout);
+    let mut feed = match (input, child.stdin.take()) {
+        (Some(input), Some(pipe)) => match Feed::new(pipe, input) {
+            Ok(feed) => Some(feed),
+            Err(err) => {
+                kill(&mut child);
+                return Err(format!("{shown}: cannot write its input: {err}"));
+            }
+        },
+        _ => None,
+    };
     loop {
+        // Dropping the pipe once all is written (or the command closed its
+        // end) is the end of input the command waits for.
+        if feed.as_mut().is_some_and(|feed| !feed.write_ready()) {
+            feed = None;
+        }
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Ok(format!("{shown}: exit 0")),
             Ok(Some(status)) => return Err(format!("{shown}: {status}")),
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "{shown}: no answer within {}s, killed",
-                    timeout.as_secs_f32()
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {}
             Err(err) => return Err(format!("{shown}: {err}")),
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|deadline| now >= deadline) {
+            kill(&mut child);
+            let unread = feed.map_or(String::new(), |feed| {
+                format!(" ({} bytes of its input not taken)", feed.rest.len())
+            });
+            return Err(format!(
+                "{shown}: no answer within {}s, killed{unread}",
+                timeout.as_secs_f32()
+            ));
+        }
+        let pause = deadline.map_or(TICK, |deadline| {
+            deadline.saturating_duration_since(now).min(TICK)
+        });
+        match &feed {
+            // Back as soon as the command takes more input.
+            Some(feed) => feed.wait_writable(pause),
+            None => std::thread::sleep(pause),
+        }
+    }
+}
+
+/// Kills and reaps; errors mean it has already ended.
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// How often a running command is looked at.
+const TICK: Duration = Duration::from_millis(10);
+
+/// Input still to be written to a command's standard input.
+struct Feed<'a> {
+    pipe: ChildStdin,
+    rest: &'a [u8],
+}
+
+impl<'a> Feed<'a> {
+    fn new(pipe: ChildStdin, input: &'a [u8]) -> nix::Result<Feed<'a>> {
+        // Only our end of the pipe: the command's stdin stays blocking.
+        fcntl(&pipe, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+        Ok(Feed { pipe, rest: input })
+    }
+
+    /// Writes what the pipe takes now; `false` when there is nothing more
+    /// to write: all of it written, or the command closed its end (EPIPE:
+    /// the Rust runtime ignores SIGPIPE, so that is an error here, not a
+    /// signal to the healer).
+    fn write_ready(&mut self) -> bool {
+        while !self.rest.is_empty() {
+            match self.pipe.write(self.rest) {
+                Ok(0) => return false,
+                Ok(written) => self.rest = self.rest.get(written..).unwrap_or_default(),
+                Err(err) if err.kind() == ErrorKind::WouldBlock => return true,
+                Err(err) if err.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// Sleeps up to `pause`, less if the pipe has room again.
+    fn wait_writable(&self, pause: Duration) {
+        let millis = u16::try_from(pause.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(self.pipe.as_fd(), PollFlags::POLLOUT)];
+        if poll(&mut fds, PollTimeout::from(millis)).is_err() {
+            std::thread::sleep(pause);
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::io::Read;
     use std::net::TcpListener;
+
+    /// Runs `work` on its own thread and fails the test if it has not
+    /// finished within `limit`, so that a hang fails instead of stalling.
+    pub(in crate::heal) fn within<T: Send + 'static>(
+        limit: Duration,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(work()));
+        outcome
+            .recv_timeout(limit)
+            .unwrap_or_else(|_| panic!("still running after {limit:?}"))
+    }
+
+    /// `script` run by sh with `input`, its result and how long it took,
+    /// failing the test past `limit`.
+    fn feed(
+        script: &str,
+        input: Vec<u8>,
+        timeout: Duration,
+        limit: Duration,
+    ) -> (Result<String, String>, Duration) {
+        let argv = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
+        within(limit, move || {
+            let started = Instant::now();
+            let result = run(&argv, Some(&input), timeout);
+            (result, started.elapsed())
+        })
+    }
+
+    const MIB: usize = 1 << 20;
+
+    fn payload() -> Vec<u8> {
+        (0..MIB).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_command_that_never_reads_its_input_is_killed_at_the_deadline() {
+        let timeout = Duration::from_millis(300);
+        let (result, took) = feed("sleep 30", payload(), timeout, Duration::from_secs(5));
+        let err = result.expect_err("killed");
+        assert!(err.contains("killed") && err.contains("not taken"), "{err}");
+        assert!(took < timeout + Duration::from_secs(1), "took {took:?}");
+    }
+
+    #[test]
+    fn a_command_that_reads_all_of_a_large_input_gets_every_byte() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("input");
+        let (result, _) = feed(
+            &format!("cat > '{}'", out.display()),
+            payload(),
+            Duration::from_secs(10),
+            Duration::from_secs(15),
+        );
+        assert!(result.is_ok(), "{result:?}");
+        assert!(std::fs::read(out).expect("written") == payload());
+    }
+
+    #[test]
+    fn a_slow_reader_gets_its_input_until_the_deadline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("input");
+        // 64 KiB every 100 ms: 1.6 s for the whole payload.
+        let script = format!(
+            "i=0; while [ $i -lt 16 ]; do dd bs=65536 count=1 iflag=fullblock status=none >> '{}'; sleep 0.1; i=$((i+1)); done",
+            out.display()
+        );
+        let (result, _) = feed(
+            &script,
+            payload(),
+            Duration::from_secs(10),
+            Duration::from_secs(15),
+        );
+        assert!(result.is_ok(), "{result:?}");
+        assert!(std::fs::read(&out).expect("written") == payload());
+        let timeout = Duration::from_millis(200);
+        let (result, took) = feed(&script, payload(), timeout, Duration::from_secs(5));
+        assert!(result.is_err_and(|err| err.contains("killed")));
+        assert!(took < timeout + Duration::from_secs(1), "took {took:?}");
+    }
+
+    #[test]
+    fn a_command_that_exits_without_reading_its_input_is_no_harm() {
+        let limit = Duration::from_secs(5);
+        let (ok, took) = feed("exit 0", payload(), limit, limit);
+        assert!(ok.is_ok(), "{ok:?}");
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+        let (failed, _) = feed("exit 3", payload(), limit, limit);
+        assert!(failed.is_err_and(|err| err.contains("exit status: 3")));
+    }
+
+    #[test]
+    fn a_grandchild_keeping_the_input_open_cannot_hold_the_caller() {
+        let limit = Duration::from_secs(5);
+        // Through fd 3: sh gives a background job /dev/null as its stdin.
+        let (result, took) = feed("exec 3<&0; sleep 3 & exit 0", payload(), limit, limit);
+        assert!(result.is_ok(), "{result:?}");
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+    }
 
     fn service(probe: Probe) -> Service {
         Service {
