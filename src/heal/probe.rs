@@ -22,7 +22,7 @@ pub fn probe(service: &Service) -> ProbeResult {
         Probe::Command(argv) => command(argv, service.timeout),
         Probe::Unit(unit) => command(
             &[
-                "systemctl".into(),
+                crate::locations::systemctl().display().to_string(),
                 "is-active".into(),
                 "--quiet".into(),
                 unit.clone(),

@@ -5,6 +5,7 @@ mod events;
 mod fixture;
 mod heal;
 mod metrics;
+mod metrics_attack;
 mod plan_apply;
 mod refusals;
 mod run;
