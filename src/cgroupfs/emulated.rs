@@ -18,6 +18,37 @@ use crate::config::Controller;
 
 pub const MARKER: &str = "memslice-emulated-root";
 
+/// Faults to inject, one per line: `OPERATION PATH ERRNO`, with OPERATION
+/// `write`, `mkdir` or `rmdir`, PATH relative to the root (`app/web/memory.max`,
+/// `app/db`) and ERRNO one of EINVAL, EBUSY, ENOSPC, EIO, EAGAIN: the
+/// operation on that path fails so, as the kernel would refuse it.
+pub const FAULTS: &str = "memslice-emulated-faults";
+
+/// The injected fault for `operation` on `path`, if the root lists one.
+pub fn injected_fault(root: &Path, operation: &str, path: &Path) -> io::Result<()> {
+    let Ok(listed) = fs::read_to_string(root.join(FAULTS)) else {
+        return Ok(());
+    };
+    let relative = path.strip_prefix(root).unwrap_or(path);
+    for line in listed.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if let [op, target, errno] = fields.as_slice()
+            && *op == operation
+            && Path::new(target) == relative
+        {
+            let code = match *errno {
+                "EINVAL" => libc::EINVAL,
+                "EBUSY" => libc::EBUSY,
+                "ENOSPC" => libc::ENOSPC,
+                "EAGAIN" => libc::EAGAIN,
+                _ => libc::EIO,
+            };
+            return Err(io::Error::from_raw_os_error(code));
+        }
+    }
+    Ok(())
+}
+
 const CORE_FILES: [(&str, &str); 5] = [
     ("cgroup.procs", ""),
     ("cgroup.events", "populated 0\nfrozen 0\n"),

@@ -173,6 +173,15 @@ impl Root {
     /// Creates the group; `Ok(false)` when it already existed.
     pub fn create(&self, group: &str) -> Result<bool, Error> {
         let path = self.dir(group);
+        #[cfg(any(test, feature = "emulated-root"))]
+        if self.backend == Backend::Emulated {
+            emulated::injected_fault(&self.path, "mkdir", &path).map_err(|source| {
+                Error::Create {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
         match std::fs::create_dir(&path) {
             Ok(()) => {}
             Err(err) if err.kind() == ErrorKind::AlreadyExists => return Ok(false),
@@ -192,7 +201,8 @@ impl Root {
         let result = match self.backend {
             Backend::Kernel => std::fs::remove_dir(&path),
             #[cfg(any(test, feature = "emulated-root"))]
-            Backend::Emulated => emulated::remove(&path),
+            Backend::Emulated => emulated::injected_fault(&self.path, "rmdir", &path)
+                .and_then(|()| emulated::remove(&path)),
         };
         result.map_err(|source| Error::Remove { path, source })
     }
@@ -287,8 +297,11 @@ impl Root {
             source,
         };
         #[cfg(any(test, feature = "emulated-root"))]
-        if self.backend == Backend::Emulated && name == "cgroup.subtree_control" {
-            return emulated::write_subtree_control(&self.dir(group), value).map_err(fail);
+        if self.backend == Backend::Emulated {
+            emulated::injected_fault(&self.path, "write", &path).map_err(fail)?;
+            if name == "cgroup.subtree_control" {
+                return emulated::write_subtree_control(&self.dir(group), value).map_err(fail);
+            }
         }
         let mut file = OpenOptions::new()
             .write(true)
@@ -462,6 +475,20 @@ impl Root {
         Ok(false)
     }
 
+    /// Takes the tree's lock, waiting up to `wait`: an flock on the root
+    /// directory, so two memslice runs never change the same tree at once
+    /// (the kernel's cgroupfs and the emulation both take it). `None` when
+    /// another run still holds it.
+    pub fn lock_tree(&self, wait: Duration) -> Result<Option<TreeLock>, Error> {
+        let fail = |source| Error::Open {
+            path: self.path.clone(),
+            source,
+        };
+        let dir = File::open(&self.path).map_err(fail)?;
+        let lock = crate::files::lock(dir, wait).map_err(|errno| fail(errno.into()))?;
+        Ok(lock.map(|lock| TreeLock { _lock: lock }))
+    }
+
     /// Names of the child groups, sorted.
     pub fn children(&self, group: &str) -> Result<Vec<String>, Error> {
         let path = self.dir(group);
@@ -484,6 +511,12 @@ impl Root {
         names.sort();
         Ok(names)
     }
+}
+
+/// Held while one memslice run changes the tree; released on drop.
+#[derive(Debug)]
+pub struct TreeLock {
+    _lock: nix::fcntl::Flock<File>,
 }
 
 /// Joins a parent group and a child name into a group path.

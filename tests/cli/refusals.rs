@@ -91,8 +91,15 @@ fn internal_processes_block_the_whole_apply() {
 fn a_kernel_refusal_names_the_file_and_the_value() {
     let fx = Fixture::new("[slice.app]\nmemory_max = \"1G\"\n");
     fx.memslice(&["apply"]).success();
-    std::fs::remove_file(fx.root().join("app/memory.max")).expect("rm");
-    std::fs::create_dir(fx.root().join("app/memory.max")).expect("a dir where the file was");
+    std::fs::write(fx.config(), "[slice.app]\nmemory_max = \"2G\"\n").expect("config");
+    fx.inject_fault("write", "app/memory.max", "EINVAL");
     let message = stderr(&fx.memslice(&["apply"]).code(1));
-    assert!(message.contains("memory.max"), "{message}");
+    assert!(
+        message.contains(&format!(
+            "failed to write \"2147483648\" to {}: Invalid argument (os error 22) (the kernel refused the value)",
+            fx.root().join("app/memory.max").display()
+        )),
+        "{message}"
+    );
+    assert_eq!(fx.read("app", "memory.max"), "1073741824");
 }
