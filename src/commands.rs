@@ -398,7 +398,7 @@ fn run_heal(
                 dry_run: *dry_run,
                 lock_wait: std::time::Duration::from_secs(5),
             };
-            let report = match heal::check(&open_root(cli)?, heal_config, &tz, options)? {
+            let report = match heal::check(&open_root(cli)?, heal_config, &tz, options, None)? {
                 heal::CheckOutcome::Done(report) => report,
                 heal::CheckOutcome::Busy => {
                     tracing::error!(

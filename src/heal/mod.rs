@@ -80,11 +80,22 @@ pub fn timezone(config: &HealConfig) -> Result<TimeZone, HealError> {
     }
 }
 
+/// The record a watcher keeps in memory while the state file cannot take
+/// it (a full disk): the flap limiter keeps counting its actions.
+#[derive(Debug, Default)]
+pub struct Remembered(Option<decide::Record>);
+
+/// One check. The action is recorded before it is taken: a healer that
+/// cannot record it would not know, next time, that it acted, and the flap
+/// limiter could not hold back a loop of kills and restarts. `heal check`
+/// then does not act; a watcher acts on the record it keeps in memory
+/// (`remembered`).
 pub fn check(
     root: &Root,
     config: &HealConfig,
     tz: &TimeZone,
     options: CheckOptions,
+    mut remembered: Option<&mut Remembered>,
 ) -> Result<CheckOutcome, HealError> {
     let _lock = if options.dry_run {
         None
@@ -95,7 +106,10 @@ pub fn check(
         }
     };
     let probes: Vec<ProbeResult> = config.services.iter().map(probe::probe).collect();
-    let loaded = state::load(&config.state_file);
+    let loaded = match remembered.as_deref().and_then(|kept| kept.0.clone()) {
+        Some(record) => decide::Loaded::Record(record),
+        None => state::load(&config.state_file),
+    };
     let now = Zoned::now().with_time_zone(tz.clone());
     let oom_kills = match &config.storm {
         Some(rule) => match root.memory_events(&config.driver.cgroup_of(&rule.slice)) {
@@ -107,12 +121,45 @@ pub fn check(
         },
         None => None,
     };
-    let (verdict, mut next) = decide::decide(&probes, &loaded, &now, oom_kills, config);
+    let (mut verdict, mut next) = decide::decide(&probes, &loaded, &now, oom_kills, config);
     if let Some(note) = &verdict.record_note {
         tracing::error!("{note}");
     }
-    let actions =
-        (verdict.act && !options.dry_run).then(|| act::heal(root, config, &verdict.restart));
+    if options.dry_run {
+        log(&verdict, &probes, None, true);
+        return Ok(CheckOutcome::Done(Box::new(Report {
+            verdict,
+            probes,
+            actions: None,
+            dry_run: true,
+        })));
+    }
+    let mut unrecorded = None;
+    if verdict.act {
+        let previous = next.last_action.replace(ActionRecord {
+            at: verdict.at,
+            reason: verdict.reason.clone(),
+            killed: Vec::new(),
+            restarted: Vec::new(),
+        });
+        if let Err(err) = record(config, &next, remembered.as_deref_mut()) {
+            if remembered.is_none() {
+                // Held back: the record must not count an action that
+                // did not happen.
+                next.last_action = previous;
+                next.actions.retain(|at| *at != verdict.at);
+                verdict.act = false;
+                verdict.reason = format!(
+                    "{}; not acting: the action cannot be recorded ({err}), and unrecorded the flap limiter could not hold back a loop of actions",
+                    verdict.reason
+                );
+            }
+            unrecorded = Some(err);
+        }
+    }
+    let actions = verdict
+        .act
+        .then(|| act::heal(root, config, &verdict.restart));
     if let Some(actions) = &actions {
         next.last_action = Some(ActionRecord {
             at: verdict.at,
@@ -121,26 +168,45 @@ pub fn check(
             restarted: actions.restarted.clone(),
         });
     }
-    log(&verdict, &probes, actions.as_ref(), options.dry_run);
-    if !options.dry_run {
-        state::save(&config.state_file, &next)?;
-        let tell = actions.is_some() || verdict.flap_tripped_now;
-        if let (Some(hook), true) = (&config.notify, tell) {
-            if let Err(err) = notify::send(
-                hook,
-                &notify::notice(&verdict, actions.as_ref()),
-                config.notify_timeout,
-            ) {
-                tracing::warn!("notify hook failed (healing is not affected): {err}");
-            }
+    log(&verdict, &probes, actions.as_ref(), false);
+    let saved = record(config, &next, remembered.as_deref_mut());
+    let tell = actions.is_some() || verdict.flap_tripped_now || unrecorded.is_some();
+    if let (Some(hook), true) = (&config.notify, tell) {
+        if let Err(err) = notify::send(
+            hook,
+            &notify::notice(&verdict, actions.as_ref(), unrecorded.as_ref()),
+            config.notify_timeout,
+        ) {
+            tracing::warn!("notify hook failed (healing is not affected): {err}");
         }
+    }
+    match (saved, remembered.is_some()) {
+        (Err(err), false) if unrecorded.is_none() => return Err(err.into()),
+        _ => {}
     }
     Ok(CheckOutcome::Done(Box::new(Report {
         verdict,
         probes,
         actions,
-        dry_run: options.dry_run,
+        dry_run: false,
     })))
+}
+
+/// Saves the record; when that fails, a watcher keeps it in memory (and
+/// forgets it once the file takes a record again).
+fn record(
+    config: &HealConfig,
+    next: &decide::Record,
+    remembered: Option<&mut Remembered>,
+) -> Result<(), state::StateError> {
+    let saved = state::save(&config.state_file, next);
+    if let Err(err) = &saved {
+        tracing::error!("cannot record the heal state: {err}");
+    }
+    if let Some(kept) = remembered {
+        kept.0 = saved.is_err().then(|| next.clone());
+    }
+    saved
 }
 
 /// One line per decision, with the downtime, the grace in force and why.
@@ -224,6 +290,7 @@ pub fn watch(
     );
     let pressure = arm_pressure(root, config);
     let mut planned = jiff::Timestamp::now();
+    let mut remembered = Remembered::default();
     loop {
         match check(
             root,
@@ -233,6 +300,7 @@ pub fn watch(
                 dry_run: false,
                 lock_wait: Duration::from_secs(1),
             },
+            Some(&mut remembered),
         ) {
             Ok(CheckOutcome::Busy) => {
                 tracing::error!(

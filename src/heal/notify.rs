@@ -16,8 +16,9 @@ use super::probe;
 
 #[derive(Debug, Serialize)]
 pub struct Notice<'a> {
-    /// `heal` (past the grace), `storm` (OOM storm), or `flapping` (the
-    /// limiter held an action back).
+    /// `heal` (past the grace), `storm` (OOM storm), `flapping` (the
+    /// limiter held an action back), or `unrecorded` (the state file could
+    /// not take the action, so `heal check` held it back).
     pub event: &'static str,
     pub at: Timestamp,
     pub reason: &'a str,
@@ -29,13 +30,20 @@ pub struct Notice<'a> {
     pub restarted: &'a [String],
     pub failures: &'a [String],
     pub storm: Option<Storm>,
+    /// Why the state file could not take the record, when it could not.
+    pub unrecorded: Option<String>,
 }
 
-pub fn notice<'a>(verdict: &'a Verdict, actions: Option<&'a Actions>) -> Notice<'a> {
+pub fn notice<'a>(
+    verdict: &'a Verdict,
+    actions: Option<&'a Actions>,
+    unrecorded: Option<&super::state::StateError>,
+) -> Notice<'a> {
     let event = match (
         actions.is_some(),
         verdict.storm.is_some() && verdict.restart.is_empty(),
     ) {
+        (false, _) if unrecorded.is_some() => "unrecorded",
         (false, _) => "flapping",
         (true, true) => "storm",
         (true, false) => "heal",
@@ -53,6 +61,7 @@ pub fn notice<'a>(verdict: &'a Verdict, actions: Option<&'a Actions>) -> Notice<
         restarted: actions.map_or(none, |a| &a.restarted),
         failures: actions.map_or(none, |a| &a.failures),
         storm: verdict.storm,
+        unrecorded: unrecorded.map(ToString::to_string),
     }
 }
 
@@ -105,7 +114,7 @@ mod tests {
         let verdict = verdict();
         send(
             &hook,
-            &notice(&verdict, Some(&actions)),
+            &notice(&verdict, Some(&actions), None),
             Duration::from_secs(5),
         )
         .expect("hook ran");
@@ -124,18 +133,18 @@ mod tests {
         let started = Instant::now();
         let hung = send(
             &["sleep".into(), "30".into()],
-            &notice(&verdict, None),
+            &notice(&verdict, None, None),
             Duration::from_millis(300),
         );
         assert!(hung.is_err_and(|e| e.contains("killed")));
         assert!(started.elapsed() < Duration::from_secs(3));
         let failed = send(
             &["false".into()],
-            &notice(&verdict, None),
+            &notice(&verdict, None, None),
             Duration::from_secs(5),
         );
         assert!(failed.is_err());
-        assert_eq!(notice(&verdict, None).event, "flapping");
+        assert_eq!(notice(&verdict, None, None).event, "flapping");
     }
 
     #[test]
@@ -151,11 +160,15 @@ mod tests {
         let sent = super::super::probe::tests::within(Duration::from_secs(15), move || {
             let mut verdict = verdict();
             verdict.reason = reason;
-            let reached = send(&reading, &notice(&verdict, None), Duration::from_secs(10));
+            let reached = send(
+                &reading,
+                &notice(&verdict, None, None),
+                Duration::from_secs(10),
+            );
             let started = Instant::now();
             let ignored = send(
                 &["sleep".into(), "30".into()],
-                &notice(&verdict, None),
+                &notice(&verdict, None, None),
                 Duration::from_millis(300),
             );
             (reached, ignored, started.elapsed())

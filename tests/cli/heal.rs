@@ -395,3 +395,75 @@ fn the_notify_hook_gets_each_action_and_cannot_hold_healing() {
         stderr(&out)
     );
 }
+
+/// The state file's directory is a plain file: nothing can be recorded
+/// there (as on a full disk, every write of the record fails).
+fn unrecordable(fx: &Fixture, extra: &str) -> std::path::PathBuf {
+    let blocked = fx.dir.path().join("state");
+    std::fs::write(&blocked, "not a directory").expect("write");
+    let notices = fx.dir.path().join("notices");
+    never_back(
+        fx,
+        &format!(
+            "{extra}notify = [\"sh\", \"-c\", \"cat >> {}\"]\n",
+            notices.display()
+        ),
+    );
+    notices
+}
+
+#[test]
+fn heal_check_does_not_act_when_it_cannot_record_the_action() {
+    let fx = fixture("0s");
+    let notices = unrecordable(&fx, "max_actions = 1\n");
+    for _ in 0..3 {
+        let out = fx.memslice(&["heal", "check"]).success();
+        assert!(
+            stdout(&out).contains("not acting: the action cannot be recorded"),
+            "{}",
+            stdout(&out)
+        );
+        assert!(
+            stderr(&out).contains("cannot record the heal state"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(!fx.dir.path().join("up").exists(), "a restart ran");
+    let sent = std::fs::read_to_string(&notices).expect("the notify hook ran");
+    let events: Vec<serde_json::Value> = sent
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("json"))
+        .collect();
+    assert_eq!(events.len(), 3, "{sent}");
+    assert!(events.iter().all(|e| e["event"] == "unrecorded"), "{sent}");
+    let temporary: Vec<_> = std::fs::read_dir(fx.dir.path())
+        .expect("list")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(temporary.is_empty(), "temporary files left: {temporary:?}");
+}
+
+#[test]
+fn heal_watch_keeps_the_flap_limit_in_memory_when_the_state_cannot_be_saved() {
+    let fx = fixture("0s");
+    let notices = unrecordable(&fx, "max_actions = 1\nactions_window = \"1h\"\n");
+    let mut watch = Watch::start(&fx, &[]);
+    watch.expect_lines("acted:", 1);
+    watch.expect_lines("flap limiter tripped", 1);
+    watch.expect_lines("holding back until", 2);
+    let (status, _) = watch.stop();
+    assert!(status.success(), "{status}");
+    let sent = std::fs::read_to_string(&notices).expect("the notify hook ran");
+    let events: Vec<String> = sent
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).expect("json")["event"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(events, ["heal", "flapping"], "{sent}");
+}
