@@ -306,7 +306,7 @@ fn run_task(
 
 fn run_heal(cli: &Cli, config: &Config, command: &HealCommand) -> Result<ExitCode> {
     let heal_config = config.heal.as_ref().ok_or(heal::HealError::NotConfigured)?;
-    let tz = heal::timezone(heal_config)?;
+    let tz = heal_config.timezone.clone();
     match command {
         HealCommand::Watch { metrics_addr } => {
             let root = open_root(cli)?;

@@ -11,6 +11,7 @@ use jiff::{Timestamp, Zoned};
 use serde::{Deserialize, Serialize};
 
 use super::limits::{self, OomSample, Storm};
+use crate::config::duration::human;
 use crate::config::heal::HealConfig;
 
 /// What survives between runs, in the state file.
@@ -289,21 +290,10 @@ pub fn decide(
     (verdict, next)
 }
 
-pub fn human(duration: Duration) -> String {
-    let seconds = duration.as_secs();
-    match (seconds / 3600, seconds % 3600 / 60, seconds % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, 0) => format!("{m}m"),
-        (0, m, s) => format!("{m}m{s:02}s"),
-        (h, 0, _) => format!("{h}h"),
-        (h, m, _) => format!("{h}h{m:02}m"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::heal::{NightWindow, parse_window};
+    use crate::config::duration::{NightWindow, parse_window};
     use jiff::tz::TimeZone;
 
     fn config(night: Option<NightWindow>) -> HealConfig {
@@ -499,15 +489,6 @@ mod tests {
             (verdict.site, verdict.down_for_seconds, verdict.act),
             (Site::Down, 0, false)
         );
-    }
-
-    #[test]
-    fn human_durations() {
-        assert_eq!(human(Duration::from_secs(45)), "45s");
-        assert_eq!(human(Duration::from_secs(180)), "3m");
-        assert_eq!(human(Duration::from_secs(185)), "3m05s");
-        assert_eq!(human(Duration::from_secs(3720)), "1h02m");
-        assert_eq!(human(Duration::from_secs(3600)), "1h");
     }
 
     fn past_grace_at(now: &Zoned, actions: &[i64]) -> Loaded {
