@@ -350,4 +350,6 @@ pub fn parent_of(path: &str) -> Option<&str> {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
