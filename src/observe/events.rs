@@ -111,11 +111,13 @@ pub fn own_deltas(
     let mut found = Vec::new();
     for group in after.keys() {
         for kind in EventKind::ALL {
-            let children: u64 = after
+            // Saturating: a recreated group's counter counts from zero, so
+            // deltas are not bounded by one counter's range.
+            let children = after
                 .keys()
                 .filter(|other| crate::config::parent_of(other) == Some(group.as_str()))
                 .map(|child| delta(child, kind))
-                .sum();
+                .fold(0u64, u64::saturating_add);
             let own = delta(group, kind).saturating_sub(children);
             if own > 0 {
                 let total = after.get(group).map_or(0, |e| kind.counter(e));
@@ -370,6 +372,24 @@ mod tests {
         assert_eq!(
             own_deltas(&before, &after),
             vec![("app/tasks".to_string(), EventKind::OomKill, 1, 1)]
+        );
+    }
+
+    #[test]
+    fn children_near_the_counter_limit_do_not_overflow() {
+        let before = BTreeMap::from([
+            ("app/a".to_string(), events(0, u64::MAX, 0)),
+            ("app/b".to_string(), events(0, u64::MAX, 0)),
+        ]);
+        let after = BTreeMap::from([
+            ("app".to_string(), events(0, 5, 0)),
+            ("app/a".to_string(), events(0, u64::MAX - 1, 0)),
+            ("app/b".to_string(), events(0, u64::MAX - 1, 0)),
+        ]);
+        let deltas = own_deltas(&before, &after);
+        assert!(
+            deltas.iter().all(|(group, ..)| group != "app"),
+            "{deltas:?}"
         );
     }
 
