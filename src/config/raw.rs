@@ -299,7 +299,7 @@ const HEAL: &[Key<RawHeal>] = &[
 const SERVICE: &[Key<RawService>] = &[
     Key {
         name: "name",
-        read: |service, value, key, problems| service.name = parsed(value, key, problems, one_line),
+        read: |service, value, key, problems| service.name = parsed(value, key, problems, name),
     },
     Key {
         name: "http",
@@ -330,7 +330,7 @@ const SERVICE: &[Key<RawService>] = &[
     },
     Key {
         name: "unit",
-        read: |service, value, key, problems| service.unit = parsed(value, key, problems, one_line),
+        read: |service, value, key, problems| service.unit = parsed(value, key, problems, name),
     },
     Key {
         name: "timeout",
@@ -341,7 +341,7 @@ const SERVICE: &[Key<RawService>] = &[
     Key {
         name: "restart_unit",
         read: |service, value, key, problems| {
-            service.restart_unit = parsed(value, key, problems, one_line)
+            service.restart_unit = parsed(value, key, problems, name)
         },
     },
     Key {
@@ -671,18 +671,22 @@ fn any_text(text: &str) -> Result<String, String> {
     Ok(text.to_string())
 }
 
-/// Names and descriptions end up in unit files, logs and metrics labels,
+/// Descriptions and names end up in unit files, logs and metrics labels,
 /// where a line break would start a new line of its own.
 fn one_line(text: &str) -> Result<String, String> {
-    if text.trim().is_empty() {
-        return Err("is empty; give a name".into());
-    }
     if text.chars().any(char::is_control) {
         return Err(format!(
             "{text:?} contains a control character (a line break or NUL); keep it on one line"
         ));
     }
     Ok(text.to_string())
+}
+
+fn name(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("is empty; give a name".into());
+    }
+    one_line(text)
 }
 
 fn account_name(name: &str) -> Result<String, String> {

@@ -682,6 +682,13 @@ fn probes_that_cannot_work_are_refused_at_load() {
         "heal.service.name",
         "empty",
     );
+    only_problem(
+        "[slice.web]\ndescription = \"web\\n[Service]\\nExecStartPre=/bin/sh\"\n",
+        2,
+        "slice.web.description",
+        "keep it on one line",
+    );
+    valid("[slice.web]\ndescription = \"\"\n");
     for good in [
         "http = \"http://[::1]:8080/health\"",
         "tcp = \"[::1]:3306\"",
