@@ -360,7 +360,7 @@ fn run_heal(
     signals: Option<&Signals>,
 ) -> Result<ExitCode> {
     let heal_config = config.heal.as_ref().ok_or(HealError::NotConfigured)?;
-    let tz = heal::timezone(heal_config)?;
+    let tz = heal_config.timezone.clone();
     match command {
         HealCommand::Watch { metrics_addr } => {
             let signals = signals.context("the watcher's signals were not blocked")?;

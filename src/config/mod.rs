@@ -1,17 +1,25 @@
 //! slices.toml: the operator's description of the tree, checked completely
-//! before anything on the host is touched.
+//! before anything on the host is touched. Loading is the only gate: what
+//! can be known without changing the host is refused here, with
+//! `file:line:column`, the key and what is allowed, never later by the
+//! kernel or the healer.
 //!
-//! Loading goes in two pure steps, as ripgrep layers its arguments: `raw`
-//! reads the TOML into typed values that remember their line, `validate`
-//! checks the tree as a whole against the node's RAM. Only a `Config` that
-//! passed both reaches the code that writes to cgroupfs.
+//! Loading goes in two steps, as ripgrep layers its arguments: `raw` reads
+//! the TOML into typed values that remember their place (one table of keys
+//! per section), `validate` checks the tree as a whole against the node's
+//! RAM and the kernel's path limits. Both are pure but for two reads: the tz
+//! database for heal.timezone, and whether a state or lock path is a
+//! directory. Only a `Config` that passed both reaches the code that writes
+//! to cgroupfs.
 
+pub mod duration;
 pub mod heal;
+mod nesting;
 mod raw;
 pub mod size;
 mod validate;
 
-pub use validate::effective_max;
+pub use validate::{CGROUP_ROOT_MAX, TASK_NAME_MAX, effective_max};
 
 use std::fmt;
 use std::ops::Range;
@@ -58,10 +66,51 @@ pub struct Slice {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServicePlacement {
     pub units: Vec<String>,
-    /// OOMPolicy= of those services: `continue` (the default) keeps a
-    /// service running when the kernel kills one of its workers.
-    pub oom_policy: String,
+    pub oom_policy: OomPolicy,
     pub oom_score_adj: Option<i32>,
+}
+
+/// systemd's OOMPolicy= for the services of a slice (systemd.service(5)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OomPolicy {
+    /// Keeps a service running when the kernel kills one of its workers:
+    /// memslice's default, unlike systemd's `stop`.
+    #[default]
+    Continue,
+    /// Stops the service cleanly after a kill.
+    Stop,
+    /// Kills the whole service after a kill.
+    Kill,
+}
+
+impl OomPolicy {
+    pub const ALL: [OomPolicy; 3] = [OomPolicy::Continue, OomPolicy::Stop, OomPolicy::Kill];
+
+    /// The spelling systemd takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            OomPolicy::Continue => "continue",
+            OomPolicy::Stop => "stop",
+            OomPolicy::Kill => "kill",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<OomPolicy, String> {
+        OomPolicy::ALL
+            .into_iter()
+            .find(|policy| policy.name() == text)
+            .ok_or_else(|| {
+                format!(
+                    "{text:?} is not an OOMPolicy=; use continue, stop or kill (systemd.service(5))"
+                )
+            })
+    }
+}
+
+impl fmt::Display for OomPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The memory knobs a slice sets; `None` leaves the kernel's value alone.
@@ -144,10 +193,14 @@ pub struct Problem {
     pub message: String,
 }
 
-/// A problem placed in its file, ready to print.
+/// A problem placed in its file, ready to print. Each names its own file,
+/// so problems from several files can be listed together.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Located {
+    pub file: PathBuf,
+    /// From 1.
     pub line: usize,
+    /// From 1, in characters.
     pub column: usize,
     pub key: String,
     pub message: String,
@@ -190,7 +243,7 @@ fn render_invalid(path: &Path, problems: &[Located]) -> String {
     for problem in problems {
         out.push_str(&format!(
             "\n  {}:{}:{}: ",
-            path.display(),
+            problem.file.display(),
             problem.line,
             problem.column
         ));
@@ -207,13 +260,32 @@ impl Config {
     /// change (see `files`). Nothing on the host is touched.
     pub fn load(path: &Path, node: NodeFacts) -> Result<Config, ConfigError> {
         let bytes = crate::files::read_trusted(path).map_err(|err| ConfigError::File { err })?;
-        let text = String::from_utf8(bytes).map_err(|err| ConfigError::File {
-            err: crate::files::FileError::Read {
-                path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, err),
-            },
-        })?;
-        Config::parse(path, &text, node)
+        Config::parse_bytes(path, &bytes, node)
+    }
+
+    /// Validates `bytes`, which must be UTF-8 as TOML requires; `path` only
+    /// names the file in errors.
+    pub fn parse_bytes(path: &Path, bytes: &[u8], node: NodeFacts) -> Result<Config, ConfigError> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Config::parse(path, text, node),
+            Err(err) => {
+                let valid = &bytes[..err.valid_up_to()];
+                // The prefix up to the first invalid byte is valid UTF-8.
+                let before = std::str::from_utf8(valid).unwrap_or_default();
+                let bad = bytes.get(err.valid_up_to()).copied().unwrap_or_default();
+                let problem = Problem {
+                    span: before.len()..before.len(),
+                    key: String::new(),
+                    message: format!(
+                        "not UTF-8: byte 0x{bad:02x} here is not valid UTF-8 text, which TOML requires"
+                    ),
+                };
+                Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    problems: vec![locate(path, before, problem)],
+                })
+            }
+        }
     }
 
     /// Validates `text`; `path` only names the file in errors.
@@ -227,7 +299,10 @@ impl Config {
         problems.sort_by_key(|problem| problem.span.start);
         Err(ConfigError::Invalid {
             path: path.to_path_buf(),
-            problems: problems.into_iter().map(|p| locate(text, p)).collect(),
+            problems: problems
+                .into_iter()
+                .map(|p| locate(path, text, p))
+                .collect(),
         })
     }
 
@@ -236,17 +311,18 @@ impl Config {
     }
 }
 
-fn locate(text: &str, problem: Problem) -> Located {
-    let start = problem.span.start.min(text.len());
+/// Line and column (in characters, as editors count) of a problem's start.
+fn locate(file: &Path, text: &str, problem: Problem) -> Located {
+    let mut start = problem.span.start.min(text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
     let before = &text[..start];
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .rfind('\n')
-        .map_or(start, |newline| start - newline - 1)
-        + 1;
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
     Located {
-        line,
-        column,
+        file: file.to_path_buf(),
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
         key: problem.key,
         message: problem.message,
     }
@@ -257,5 +333,7 @@ pub fn parent_of(path: &str) -> Option<&str> {
     path.rsplit_once('/').map(|(parent, _)| parent)
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

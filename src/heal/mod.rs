@@ -35,10 +35,6 @@ use std::sync::Mutex;
 pub enum HealError {
     #[error("the config has no [heal] section")]
     NotConfigured,
-    #[error("heal.timezone {name:?} is not in the system tz database (/usr/share/zoneinfo): {err}")]
-    TimeZone { name: String, err: jiff::Error },
-    #[error("cannot tell the system time zone (/etc/localtime): {0}")]
-    SystemTimeZone(jiff::Error),
     #[error(transparent)]
     State(#[from] state::StateError),
     #[error("cannot watch for signals: {0}")]
@@ -66,18 +62,6 @@ pub enum CheckOutcome {
     Done(Box<Report>),
     /// Another heal run holds the lock.
     Busy,
-}
-
-pub fn timezone(config: &HealConfig) -> Result<TimeZone, HealError> {
-    match &config.timezone {
-        // UTC needs no tz database (minimal nodes and containers have none).
-        Some(name) if name == "UTC" => Ok(TimeZone::UTC),
-        Some(name) => TimeZone::get(name).map_err(|err| HealError::TimeZone {
-            name: name.clone(),
-            err,
-        }),
-        None => TimeZone::try_system().map_err(HealError::SystemTimeZone),
-    }
 }
 
 /// The record a watcher keeps in memory while the state file cannot take

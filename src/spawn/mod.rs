@@ -40,7 +40,7 @@ const SI_KERNEL: i32 = 0x80;
 /// How long the group may take to empty after cgroup.kill.
 const KILL_TIMEOUT: Duration = Duration::from_secs(10);
 
-const NAME_MAX: usize = 40;
+const NAME_MAX: usize = crate::config::TASK_NAME_MAX;
 
 pub struct TaskSpec<'a> {
     pub launch: &'a Launch,
