@@ -306,15 +306,9 @@ pub(super) fn validate(
 ) -> HealConfig {
     let timezone = match &raw.timezone {
         Some(at) => at.value.clone(),
-        None => time_zone("system").unwrap_or_else(|message| {
-            push(
-                problems,
-                &raw.span,
-                "heal.timezone",
-                format!("not set, so the system zone is used, and {message}"),
-            );
-            TimeZone::UTC
-        }),
+        // Not set: the system's zone, and like the C library, UTC on a
+        // system that has none (minimal containers), not a refusal.
+        None => TimeZone::try_system().unwrap_or(TimeZone::UTC),
     };
     let protected = protected(raw, slices, default_target, problems);
     let mut services: Vec<Service> = Vec::new();
