@@ -6,13 +6,13 @@
 . /scenarios/lib.sh
 reset_tree
 
-cat > /tmp/small.toml <<'TOML'
+cat > $CONF/small.toml <<'TOML'
 [slice.ops]
 memory_min = "32M"
 [slice.app]
 memory_max = "256M"
 TOML
-cat > /tmp/big.toml <<'TOML'
+cat > $CONF/big.toml <<'TOML'
 [slice.ops]
 memory_min = "32M"
 [slice.app]
@@ -23,7 +23,7 @@ memory_max = "128M"
 memory_max = "64M"
 [slice.app.cron]
 TOML
-ms --config /tmp/small.toml apply > /tmp/apply1.out 2>&1 || fail "first apply: $(cat /tmp/apply1.out)"
+ms --config $CONF/small.toml apply > /tmp/apply1.out 2>&1 || fail "first apply: $(cat /tmp/apply1.out)"
 echo 1 > "$CG/app/cgroup.max.descendants"
 
 # Every group, with each of its control files' values.
@@ -37,7 +37,7 @@ listing() {
     echo "root cgroup.subtree_control $(cat "$CG/cgroup.subtree_control")"
 }
 listing > /tmp/before
-ms --config /tmp/big.toml apply > /tmp/apply2.out 2>&1
+ms --config $CONF/big.toml apply > /tmp/apply2.out 2>&1
 status=$?
 cat /tmp/apply2.out
 expect_eq "$status" 1 "the refused apply's exit status"
@@ -49,7 +49,7 @@ diff /tmp/before /tmp/after || fail "the tree differs after the failed apply"
 [ -d "$CG/app/web" ] && fail "app/web, created by the failed apply, is still there"
 
 echo 10 > "$CG/app/cgroup.max.descendants"
-ms --config /tmp/big.toml apply > /tmp/apply3.out 2>&1 || fail "apply once allowed: $(cat /tmp/apply3.out)"
+ms --config $CONF/big.toml apply > /tmp/apply3.out 2>&1 || fail "apply once allowed: $(cat /tmp/apply3.out)"
 expect_eq "$(cat "$CG/app/db/memory.max")" "$((64 << 20))" "app/db memory.max"
 undone=$(grep -o "the [0-9]* change(s) made before it were undone" /tmp/apply2.out)
 echo "real kernel refused change $(grep -o 'apply failed at change [0-9]* of [0-9]*' /tmp/apply2.out | cut -d' ' -f5-7) (EAGAIN, cgroup.max.descendants); $undone; $(wc -l < /tmp/before) lines of groups and knobs read back unchanged" > "$NOTES"

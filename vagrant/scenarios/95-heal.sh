@@ -4,7 +4,7 @@
 # again. Then the same with the clock inside the night window: the 60 s
 # night grace applies and nothing is killed within it.
 . /scenarios/lib.sh
-CFG=/tmp/heal.toml
+CFG=$CONF/heal.toml
 heal_check() { ms --config $CFG heal check "$@"; }
 
 run_outage() {

@@ -47,7 +47,7 @@ refused "--config is refused" env MEMSLICE_CONFIG=/home/app/evil.toml sudo -n -E
 refused "MEMSLICE_LOG is refused" env MEMSLICE_LOG=debug sudo -n -E memslice protect -- true
 rm /etc/sudoers.d/memslice-setenv
 # As root, the release binary ignores the marker: a plain directory is no root.
-memslice --cgroup-root /home/app/fake apply > /tmp/marker.log 2>&1
+memslice --driver cgroupfs --cgroup-root /home/app/fake apply > /tmp/marker.log 2>&1
 [ $? = 3 ] || fail "the release binary used an emulated root: $(cat /tmp/marker.log)"
 grep -q "is not a cgroup v2 hierarchy" /tmp/marker.log || fail "$(cat /tmp/marker.log)"
 
