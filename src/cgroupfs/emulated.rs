@@ -170,26 +170,39 @@ pub fn write_subtree_control(dir: &Path, request: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// cgroup.kill: SIGKILLs the pids listed in cgroup.procs (in an emulated
-/// root, only a task memslice spawned writes its own pid there) and
-/// memslice's own remaining children, which stand in for the descendants
-/// the emulation cannot see (orphans reparented to memslice as subreaper),
-/// then empties the list, as the kernel's does once they are gone.
+/// cgroup.kill: SIGKILLs the pids listed in the cgroup.procs of the group
+/// and every group below it (in an emulated root, only a task memslice
+/// spawned writes its own pid there), and memslice's own remaining
+/// children, which stand in for the descendants the emulation cannot see
+/// (orphans reparented to memslice as subreaper); then empties the lists,
+/// as the kernel's do once they are gone.
 pub fn kill(dir: &Path) -> io::Result<()> {
-    let listed = parse::pids(&fs::read_to_string(dir.join("cgroup.procs"))?)
-        .map_err(|err| io::Error::new(ErrorKind::InvalidData, err))?;
     let sigkill = |pid: u32| {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).ok()?);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).ok()?;
         Some(pid)
     };
-    for pid in listed {
-        let _ = sigkill(pid);
-    }
+    kill_listed(dir, &sigkill)?;
     for child in own_children().into_iter().filter_map(sigkill) {
         let _ = nix::sys::wait::waitpid(child, None);
     }
-    fs::write(dir.join("cgroup.procs"), "")
+    Ok(())
+}
+
+fn kill_listed(dir: &Path, sigkill: &impl Fn(u32) -> Option<nix::unistd::Pid>) -> io::Result<()> {
+    let listed = parse::pids(&fs::read_to_string(dir.join("cgroup.procs"))?)
+        .map_err(|err| io::Error::new(ErrorKind::InvalidData, err))?;
+    for pid in listed {
+        let _ = sigkill(pid);
+    }
+    fs::write(dir.join("cgroup.procs"), "")?;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            kill_listed(&entry.path(), sigkill)?;
+        }
+    }
+    Ok(())
 }
 
 /// /proc/self/task/PID/children (CONFIG_PROC_CHILDREN).

@@ -19,7 +19,7 @@ mod raw;
 pub mod size;
 mod validate;
 
-pub use validate::{CGROUP_ROOT_MAX, TASK_NAME_MAX, effective_max};
+pub use validate::{CGROUP_ROOT_MAX, DEFAULT_STALL_TIMEOUT, TASK_NAME_MAX, effective_max};
 
 use std::fmt;
 use std::ops::Range;
@@ -134,6 +134,9 @@ pub struct ProtectPolicy {
     pub oom_group: bool,
     pub users: Vec<String>,
     pub groups: Vec<String>,
+    /// A protected task stalled at its own cap longer than this is ended;
+    /// `None`: never (stall_timeout = "off").
+    pub stall_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -37,6 +37,9 @@ const INTERVAL: Bounds = Bounds::new(Duration::from_millis(100), Duration::from_
 const TIMEOUT: Bounds = Bounds::new(Duration::from_millis(1), Duration::from_secs(600));
 /// actions_window, stable_after, storm_window.
 const WINDOW: Bounds = Bounds::new(Duration::from_secs(1), Duration::from_secs(7 * 86_400));
+/// protect.stall_timeout: shorter than 10 s would end tasks that recover
+/// from a brief stall by reclaim; longer than a day keeps a stuck task.
+const STALL: Bounds = Bounds::new(Duration::from_secs(10), Duration::from_secs(24 * 3600));
 
 /// The smallest node.memory taken: below it no slice tree makes sense, and
 /// a typo such as `memory = 1` would make every percentage zero.
@@ -192,6 +195,17 @@ const PROTECT: &[Key<RawProtect>] = &[
     Key {
         name: "oom_group",
         read: |protect, value, key, problems| protect.oom_group = boolean(value, key, problems),
+    },
+    Key {
+        name: "stall_timeout",
+        read: |protect, value, key, problems| {
+            protect.stall_timeout = parsed(value, key, problems, |text| match text {
+                "off" => Ok(None),
+                _ => duration::parse_duration(text, STALL)
+                    .map(Some)
+                    .map_err(|message| format!("{message}, or \"off\"")),
+            })
+        },
     },
 ];
 
@@ -443,6 +457,8 @@ pub struct RawProtect {
     pub users: Option<Vec<String>>,
     pub groups: Option<Vec<String>>,
     pub oom_group: Option<bool>,
+    /// `None` inside: "off".
+    pub stall_timeout: Option<At<Option<Duration>>>,
 }
 
 /// Walks the document; every problem found is pushed, none stops the walk.

@@ -565,8 +565,16 @@ fn protect_policy(
         oom_group: raw.oom_group.unwrap_or(true),
         users: raw.users.clone().unwrap_or_default(),
         groups: raw.groups.clone().unwrap_or_default(),
+        stall_timeout: raw
+            .stall_timeout
+            .as_ref()
+            .map_or(Some(DEFAULT_STALL_TIMEOUT), |at| at.value),
     })
 }
+
+/// How long a protected task may stall at its own cap before memslice
+/// ends it, unless `[protect] stall_timeout` says otherwise.
+pub const DEFAULT_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The tightest memory_max on the path from the root to `path`.
 pub fn effective_max(slices: &[Slice], path: &str) -> Option<Limit> {

@@ -8,7 +8,7 @@
 mod act;
 pub mod decide;
 pub mod limits;
-mod notify;
+pub mod notify;
 mod probe;
 pub mod state;
 
@@ -89,6 +89,9 @@ pub fn check(
             None => return Ok(CheckOutcome::Busy),
         }
     };
+    if !options.dry_run {
+        collect_leftover_groups(root, config);
+    }
     let probes: Vec<ProbeResult> = config.services.iter().map(probe::probe).collect();
     let loaded = match remembered.as_deref().and_then(|kept| kept.0.clone()) {
         Some(record) => decide::Loaded::Record(record),
@@ -143,7 +146,7 @@ pub fn check(
     }
     let actions = verdict
         .act
-        .then(|| act::heal(root, config, &verdict.restart));
+        .then(|| act::heal(root, config, &verdict.restart, &verdict.reason));
     if let Some(actions) = &actions {
         next.last_action = Some(ActionRecord {
             at: verdict.at,
@@ -174,6 +177,19 @@ pub fn check(
         actions,
         dry_run: false,
     })))
+}
+
+/// Removes the empty task groups a killed memslice left behind in the
+/// protected slices, so no operator has to remember `memslice tasks gc`.
+fn collect_leftover_groups(root: &Root, config: &HealConfig) {
+    let slices: Vec<String> = config
+        .protected
+        .iter()
+        .map(|slice| config.driver.cgroup_of(slice))
+        .collect();
+    if let Err(err) = crate::spawn::task::gc(root, &slices) {
+        tracing::warn!("cannot look for task groups left behind: {err}");
+    }
 }
 
 /// Saves the record; when that fails, a watcher keeps it in memory (and
@@ -287,13 +303,15 @@ pub fn watch(
             Some(&mut remembered),
         ) {
             Ok(CheckOutcome::Busy) => {
+                // Counted before it is logged: whoever reads the log line
+                // finds the count already there.
+                if let Some(mut counts) = counts.and_then(|c| c.lock().ok()) {
+                    counts.lock_busy += 1;
+                }
                 tracing::error!(
                     "another process holds {} past the wait; this check was skipped",
                     config.lock_file.display()
                 );
-                if let Some(mut counts) = counts.and_then(|c| c.lock().ok()) {
-                    counts.lock_busy += 1;
-                }
             }
             Ok(CheckOutcome::Done(report)) => {
                 if let Some(mut counts) = counts.and_then(|c| c.lock().ok()) {

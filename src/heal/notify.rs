@@ -65,7 +65,18 @@ pub fn notice<'a>(
     }
 }
 
-pub fn send(hook: &[String], notice: &Notice<'_>, timeout: Duration) -> Result<(), String> {
+/// A protected task ended by the stall bound (event `stall`).
+#[derive(Debug, Serialize)]
+pub struct StallNotice<'a> {
+    pub event: &'static str,
+    pub at: Timestamp,
+    pub group: &'a str,
+    pub reason: &'a str,
+    pub stalled_seconds: u64,
+}
+
+/// Runs the hook with `notice` as one line of JSON on its standard input.
+pub fn send(hook: &[String], notice: &impl Serialize, timeout: Duration) -> Result<(), String> {
     let mut json = serde_json::to_vec(notice).map_err(|err| err.to_string())?;
     json.push(b'\n');
     probe::run(hook, Some(&json), timeout).map(drop)

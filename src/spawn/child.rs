@@ -23,8 +23,8 @@ use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 use nix::unistd::{Gid, Uid, execvpe, setgid, setgroups, setuid};
 
 use super::SpawnError;
-use super::clone3::{exit_child, reset_signal_dispositions};
 use crate::caller::{Credentials, Person};
+use crate::sys::{exit_child, reset_signal_dispositions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]

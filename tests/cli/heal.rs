@@ -467,3 +467,47 @@ fn heal_watch_keeps_the_flap_limit_in_memory_when_the_state_cannot_be_saved() {
         .collect();
     assert_eq!(events, ["heal", "flapping"], "{sent}");
 }
+
+#[test]
+fn a_task_the_healer_kills_hears_why_from_its_memslice() {
+    let fx = fixture("0s");
+    never_back(&fx, "");
+    let mut runner = Command::new(env!("CARGO_BIN_EXE_memslice"))
+        .arg("--config")
+        .arg(fx.config())
+        .arg("--cgroup-root")
+        .arg(fx.root())
+        .args([
+            "run",
+            "--slice",
+            "app/tasks",
+            "--name",
+            "import",
+            "--",
+            "sleep",
+            "30",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    let group = fx.root().join(format!("app/tasks/import-{}", runner.id()));
+    let started = Instant::now();
+    while !std::fs::read_to_string(group.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the task never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = fx.memslice(&["heal", "check"]).success();
+    assert!(stdout(&out).starts_with("acted:"), "{}", stdout(&out));
+    let status = runner.wait().expect("wait");
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut runner.stderr.take().expect("stderr"), &mut said)
+        .expect("read");
+    assert_eq!(status.code(), Some(137), "{said}");
+    assert!(
+        said.contains("was killed by memslice heal: web down for 0s, past the 0s day grace"),
+        "{said}"
+    );
+}

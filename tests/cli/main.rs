@@ -12,5 +12,6 @@ mod refusals;
 mod run;
 mod status;
 mod systemd;
+mod tasks;
 mod trust;
 mod units;
