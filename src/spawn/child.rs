@@ -117,6 +117,13 @@ pub fn environment_for(
         .collect()
 }
 
+/// Every signal at its default action and none blocked, as a shell starts
+/// a command: what a task gets, whoever ran before it.
+pub fn clean_signal_state() -> Result<(), Errno> {
+    reset_signal_dispositions()?;
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+}
+
 /// Becomes `who`: supplementary groups, then the group, then the user. The
 /// one place memslice drops privileges.
 pub fn drop_privileges(who: &Credentials) -> Result<(), Errno> {
@@ -138,9 +145,7 @@ pub fn exec(prepared: &Prepared, report: BorrowedFd<'_>) -> ! {
             fail(Step::MoveIntoGroup, errno_of(&err), 126);
         }
     }
-    if let Err(errno) = reset_signal_dispositions()
-        .and_then(|()| sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None))
-    {
+    if let Err(errno) = clean_signal_state() {
         fail(Step::Exec, errno, 126);
     }
     if let Some(adj) = prepared.oom_score_adj

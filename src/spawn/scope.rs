@@ -53,6 +53,10 @@ pub fn command_line(
     if let Some(max) = launch.memory_max {
         argv.push(format!("--property=MemoryMax={}", crate::systemd::limit(max)).into());
     }
+    if protected(launch) {
+        // systemd-oomd ignores oom_score_adj; this it honours (systemd 248+).
+        argv.push("--property=ManagedOOMPreference=omit".into());
+    }
     argv.extend([
         "--".into(),
         place.memslice.as_os_str().to_owned(),
@@ -182,6 +186,8 @@ pub enum TaskExecError {
     Identity { uid: u32, errno: Errno },
     #[error("{program}: cannot execute the command: {errno}")]
     Exec { program: String, errno: Errno },
+    #[error("cannot reset the signal state for the command: {0}")]
+    Signals(Errno),
     #[error("the command contains a NUL byte")]
     Nul,
 }
@@ -236,6 +242,11 @@ pub fn task_exec(
             uid: who.uid,
             errno,
         };
+    }
+    // systemd-run and this very process (Rust ignores SIGPIPE) ran before
+    // the command: it must not inherit their signal state.
+    if let Err(errno) = child::clean_signal_state() {
+        return TaskExecError::Signals(errno);
     }
     let Ok(argv) = command
         .iter()
@@ -301,6 +312,7 @@ mod tests {
                 "--unit=memslice-php-1.scope",
                 "--slice=app-tasks.slice",
                 "--property=MemoryMax=67108864",
+                "--property=ManagedOOMPreference=omit",
                 "--",
                 "/usr/local/bin/memslice",
                 "task-exec",

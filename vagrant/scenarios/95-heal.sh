@@ -54,6 +54,8 @@ awk -v w="$waited" 'BEGIN { exit !(w >= 3) }' || fail "acted after ${waited}s, b
 grep -q "killed: app/tasks; restarted: web" /tmp/heal.log || fail "the action did not kill app/tasks and restart web"
 wait $hog
 expect_eq "$?" "137" "the protected hog's memslice exit status"
+grep -q "was killed by memslice heal: web down for .* past the 3s day grace" /tmp/hog.log \
+    || fail "the killed task's memslice does not say the healer's reason: $(cat /tmp/hog.log)"
 timeout 5 wget -q -O - http://127.0.0.1:8080/ | grep -q "shop is up" || fail "web does not answer after healing"
 heal_check | grep -q "^up:" || fail "heal check does not see the site up"
 
