@@ -461,23 +461,11 @@ pub struct RawProtect {
     pub stall_timeout: Option<At<Option<Duration>>>,
 }
 
-/// Walks the document; every problem found is pushed, none stops the walk.
-pub fn read(text: &str, problems: &mut Vec<Problem>) -> RawConfig {
+/// Walks the (merged) document; every problem found is pushed, none stops
+/// the walk.
+pub fn read(document: &DeTable<'_>, problems: &mut Vec<Problem>) -> RawConfig {
     let mut raw = RawConfig::default();
-    let document = match DeTable::parse(text) {
-        Ok(document) => document,
-        Err(err) => {
-            problems.push(Problem {
-                span: err
-                    .span()
-                    .unwrap_or_else(|| super::nesting::deepest_key(text)),
-                key: String::new(),
-                message: format!("not valid TOML: {}", err.message()),
-            });
-            return raw;
-        }
-    };
-    for (key, value) in document.get_ref() {
+    for (key, value) in document {
         read_key(key, value, "", TOP, &mut raw, problems);
     }
     if raw.slices.is_empty() && problems.is_empty() {
