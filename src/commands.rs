@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use memslice::caller::{self, Asked, Caller, CallerError, Process};
 use memslice::cgroupfs::Root;
+use memslice::config::heal::NotifyEvent;
 use memslice::config::{Config, ConfigError, Driver, NodeFacts, Size, size::human_bytes};
 use memslice::heal::{self, HealError};
 use memslice::host;
@@ -334,12 +335,11 @@ fn run_task(
             _ => Leftovers::Keep,
         },
         signals,
-        notify: config.heal.as_ref().and_then(|heal| {
-            heal.notify.as_deref().map(|hook| Notify {
-                hook,
-                timeout: heal.notify_timeout,
-            })
-        }),
+        notify: config
+            .heal
+            .as_ref()
+            .and_then(|heal| heal.hook_for(NotifyEvent::Stall))
+            .map(|(hook, timeout)| Notify { hook, timeout }),
     };
     let outcome = spawn::run(&root, config.driver, &spec)?;
     for warning in &outcome.warnings {

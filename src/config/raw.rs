@@ -21,7 +21,7 @@ use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
 use super::duration::{self, Bounds, NightWindow};
-use super::heal::{self, PressureKind};
+use super::heal::{self, NotifyEvent, PressureKind};
 use super::size::{SIZE_FORMS, Size};
 use super::{Controller, Driver, OomPolicy, Problem};
 
@@ -299,6 +299,18 @@ const HEAL: &[Key<RawHeal>] = &[
         },
     },
     Key {
+        name: "notify_events",
+        read: |heal, value, key, problems| {
+            heal.notify_events = list(value, key, problems, NotifyEvent::parse)
+        },
+    },
+    Key {
+        name: "notify_window",
+        read: |heal, value, key, problems| {
+            heal.notify_window = duration(value, key, WINDOW, problems)
+        },
+    },
+    Key {
         name: "pressure_slice",
         read: |heal, value, key, problems| heal.pressure_slice = string(value, key, problems),
     },
@@ -407,6 +419,8 @@ pub struct RawHeal {
     pub storm_window: Option<At<Duration>>,
     pub notify: Option<At<Vec<String>>>,
     pub notify_timeout: Option<At<Duration>>,
+    pub notify_events: Option<At<Vec<At<NotifyEvent>>>>,
+    pub notify_window: Option<At<Duration>>,
     pub pressure_slice: Option<At<String>>,
     pub pressure_trigger: Option<At<(PressureKind, Duration, Duration)>>,
 }
