@@ -287,7 +287,15 @@ fn follow(root: &Root, spec: &TaskSpec<'_>, started: Started) -> Result<Outcome,
         Leftovers::Keep => root.populated(group)?,
     };
     if detached {
-        keeper::hand_over(root, group, launch.stall_timeout, spec.notify, started.ours)?;
+        keeper::hand_over(
+            root,
+            &keeper::Charge {
+                group,
+                stall_timeout: launch.stall_timeout,
+                notify: spec.notify,
+                remove: started.ours,
+            },
+        )?;
     } else if started.ours {
         supervise::empty(root, group)?;
         root.remove(group)?;

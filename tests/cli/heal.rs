@@ -430,13 +430,12 @@ fn heal_check_does_not_act_when_it_cannot_record_the_action() {
         );
     }
     assert!(!fx.dir.path().join("up").exists(), "a restart ran");
-    let sent = std::fs::read_to_string(&notices).expect("the notify hook ran");
-    let events: Vec<serde_json::Value> = sent
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("json"))
-        .collect();
-    assert_eq!(events.len(), 3, "{sent}");
-    assert!(events.iter().all(|e| e["event"] == "unrecorded"), "{sent}");
+    let events = self::notices(&notices);
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert!(
+        events.iter().all(|e| e["event"] == "unrecorded"),
+        "{events:?}"
+    );
     let temporary: Vec<_> = std::fs::read_dir(fx.dir.path())
         .expect("list")
         .filter_map(|e| e.ok())
@@ -455,17 +454,11 @@ fn heal_watch_keeps_the_flap_limit_in_memory_when_the_state_cannot_be_saved() {
     watch.expect_lines("holding back until", 2);
     let (status, _) = watch.stop();
     assert!(status.success(), "{status}");
-    let sent = std::fs::read_to_string(&notices).expect("the notify hook ran");
-    let events: Vec<String> = sent
-        .lines()
-        .map(|line| {
-            serde_json::from_str::<serde_json::Value>(line).expect("json")["event"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
+    let events: Vec<serde_json::Value> = self::notices(&notices)
+        .into_iter()
+        .map(|notice| notice["event"].clone())
         .collect();
-    assert_eq!(events, ["heal", "flapping"], "{sent}");
+    assert_eq!(events, ["heal", "flapping"]);
 }
 
 #[test]
