@@ -972,16 +972,18 @@ impl Connection {
         hello.extend_from_slice(b"\r\n");
         self.send(&hello, deadline, "sending AUTH")?;
         let line = self.read_line(deadline)?;
+        // Quoted short: the line may be anything a peer sent.
+        let shown: String = line.chars().take(80).collect();
         let Some(guid) = line.strip_prefix("OK ") else {
             return Err(BusError::Auth {
                 socket: self.socket.clone(),
-                detail: format!("the server answered {line:?}"),
+                detail: format!("the server answered {shown:?}"),
             });
         };
         if guid.len() != 32 || !guid.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(BusError::Auth {
                 socket: self.socket.clone(),
-                detail: format!("malformed server GUID in {line:?}"),
+                detail: format!("malformed server GUID in {shown:?}"),
             });
         }
         self.outbox.extend_from_slice(b"BEGIN\r\n");

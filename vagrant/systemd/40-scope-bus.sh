@@ -61,6 +61,7 @@ now() { date +%s%N; }
 : > /tmp/probe.times
 : > /tmp/run.times
 : > /tmp/call.times
+: > /tmp/called.times
 i=0
 while [ $i -lt 20 ]; do
     a=$(now)
@@ -71,17 +72,32 @@ while [ $i -lt 20 ]; do
     c=$(now)
     echo $(((b - a) / 1000)) >> /tmp/probe.times
     echo $(((c - b) / 1000)) >> /tmp/run.times
-    scope-probe spawn --unit memslice-call-$$-$i.scope --slice app-tasks.slice \
-        --memory-max $((64 << 20)) -- sleep 0.2 > /tmp/call.log 2>&1 || fail "scope-probe spawn $i: $(cat /tmp/call.log)"
+    # The child must outlive the call: a PID that has exited when systemd
+    # attaches it leaves a "running" scope whose cgroup never fills.
+    scope-probe spawn --detach --unit memslice-call-$$-$i.scope --slice app-tasks.slice \
+        --memory-max $((64 << 20)) -- sleep 60 > /tmp/call.log 2>&1 || fail "scope-probe spawn $i: $(cat /tmp/call.log)"
     field job_us /tmp/call.log >> /tmp/call.times
+    field call_us /tmp/call.log >> /tmp/called.times
+    kill "$(field pid /tmp/call.log)"
     i=$((i + 1))
 done
 median() { sort -n "$1" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 probe=$(median /tmp/probe.times)
 run=$(median /tmp/run.times)
 call=$(median /tmp/call.times)
+called=$(median /tmp/called.times)
+ms() { echo "$(($1 / 1000)).$(($1 % 1000 / 100)) ms"; }
+spread() { echo "min $(ms "$(sort -n "$1" | head -n 1)"), max $(ms "$(sort -n "$1" | tail -n 1)")"; }
 ratio=$(awk -v a="$probe" -v b="$run" 'BEGIN { printf "%.2f", a / b }')
-echo "medians: scope-probe exec $probe us, systemd-run --scope $run us, ratio $ratio; in-process call+job $call us"
-sleep 0.5
+echo "scope-probe exec (us): $(sort -n /tmp/probe.times | tr '\n' ' ')"
+echo "systemd-run --scope (us): $(sort -n /tmp/run.times | tr '\n' ' ')"
+echo "in-process call, call+job (us): $(sort -n /tmp/called.times | tr '\n' ' '); $(sort -n /tmp/call.times | tr '\n' ' ')"
+i=0
+while systemctl list-units --all --type=scope --no-legend | grep -q "memslice-" && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 systemctl list-units --all --type=scope --no-legend | grep -q "memslice-" && fail "a probe scope was left: $(systemctl list-units --all --type=scope --no-legend)"
-echo "StartTransientUnit from memslice's own client (private socket and system bus); 20 runs, medians under TCG: scope-probe exec /bin/true $((probe / 1000)).$((probe % 1000 / 100)) ms vs systemd-run --scope -p MemoryMax=64M /bin/true $((run / 1000)).$((run % 1000 / 100)) ms, ratio $ratio; the call and its job inside the process $((call / 1000)).$((call % 1000 / 100)) ms" > "$NOTES"
+{
+    echo "StartTransientUnit from memslice's own client: private socket and system bus as asked"
+    echo "20 runs interleaved, medians under TCG: scope-probe exec /bin/true $(ms "$probe") vs systemd-run --scope -p MemoryMax=64M /bin/true $(ms "$run"), ratio $ratio"
+    echo "spread: scope-probe $(spread /tmp/probe.times); systemd-run $(spread /tmp/run.times)"
+    echo "inside the process (median): the call $(ms "$called"), the call and its job $(ms "$call")"
+} > "$NOTES"
