@@ -180,7 +180,10 @@ impl ScopeJob {
 
     /// Waits until systemd reports the job finished: Ok when the scope
     /// runs (result "done"), `JobFailed` with systemd's result otherwise.
-    /// After Ok, every PID of the request is in the scope's cgroup.
+    /// After Ok, every PID of the request that was alive is in the scope's
+    /// cgroup. Keep the child from exiting until then (blocked before its
+    /// exec): the kernel moves no exiting task, and systemd 252 then keeps
+    /// a "running" scope with an empty cgroup (seen in the VM).
     pub fn wait(mut self, timeout: Duration) -> Result<(), BusError> {
         let result = self.connection.wait_job_removed(&self.path, timeout)?;
         if result == "done" {

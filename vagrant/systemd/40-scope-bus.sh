@@ -43,6 +43,17 @@ i=0
 while [ "$(show LoadState)" = loaded ] && [ $i -lt 40 ]; do sleep 0.1; i=$((i + 1)); done
 [ "$(show LoadState)" = loaded ] && fail "$unit was not collected: $(show ActiveState)"
 
+# A child that is a zombie by the time systemd attaches it: what the
+# caller would face if its child could exit before the job is done.
+# Reported, not judged: it is systemd's and the kernel's behaviour.
+unit=memslice-early-$$.scope
+scope-probe spawn --unit $unit --slice app-tasks.slice -- true > /tmp/early.log 2>&1
+early_status=$?
+sleep 1
+early="probe exit $early_status, $(show ActiveState)/$(show SubState), cgroup.procs: $(cat /sys/fs/cgroup/app.slice/app-tasks.slice/$unit/cgroup.procs 2>/dev/null | wc -l) pids"
+echo "early exit: $early; $(cat /tmp/early.log | tr '\n' ' ')"
+systemctl stop $unit 2> /dev/null
+
 # --- the system bus (the private socket hidden in a mount namespace) ----
 touch /tmp/not-a-socket
 unit=memslice-probe-bus-$$.scope
@@ -100,4 +111,5 @@ systemctl list-units --all --type=scope --no-legend | grep -q "memslice-" && fai
     echo "20 runs interleaved, medians under TCG: scope-probe exec /bin/true $(ms "$probe") vs systemd-run --scope -p MemoryMax=64M /bin/true $(ms "$run"), ratio $ratio"
     echo "spread: scope-probe $(spread /tmp/probe.times); systemd-run $(spread /tmp/run.times)"
     echo "inside the process (median): the call $(ms "$called"), the call and its job $(ms "$call")"
+    echo "a child already exited when systemd attached it: $early"
 } > "$NOTES"
