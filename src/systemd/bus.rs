@@ -885,8 +885,8 @@ impl Connection {
     /// The private socket, else the system bus.
     fn open_systemd(deadline: Deadline) -> Result<Connection, BusError> {
         Self::open_first(
-            Path::new(PRIVATE_SOCKET),
-            Path::new(SYSTEM_BUS_SOCKET),
+            &crate::locations::systemd_private_socket(),
+            &crate::locations::system_bus_socket(),
             deadline,
         )
     }
