@@ -3,8 +3,10 @@
 # the private socket and, with that hidden, on the system bus; the scope
 # has the asked Slice, MemoryMax, ManagedOOMPreference and CollectMode,
 # the child is in it, a duplicate name is refused by name, and the scope
-# goes once its process ends. Then 20 scopes through the client against
-# 20 `systemd-run --scope` with the same properties, medians and ratio.
+# goes once its process ends. Then, 20 times each, interleaved: the whole
+# `memslice run` (supervised, in a scope via the client) and the client
+# alone against `systemd-run --scope` with the same properties; medians and
+# ratios.
 CFG=/usr/local/lib/memslice-vm/scenarios/slices.toml
 fail() { echo "FAIL: $*"; exit 1; }
 memslice --config $CFG apply > /dev/null 2>&1 || fail "apply"
@@ -70,6 +72,7 @@ echo "system bus: Hello, the JobRemoved match and the call work through dbus-dae
 # --- time: the client against systemd-run --scope, same properties ------
 now() { date +%s%N; }
 : > /tmp/probe.times
+: > /tmp/memslice.times
 : > /tmp/run.times
 : > /tmp/call.times
 : > /tmp/called.times
@@ -81,8 +84,11 @@ while [ $i -lt 20 ]; do
     b=$(now)
     systemd-run --quiet --scope --slice=app-tasks.slice -p MemoryMax=64M /bin/true || fail "systemd-run $i"
     c=$(now)
+    memslice --config $CFG run --slice app/tasks --memory-max 64M -- /bin/true || fail "memslice run $i"
+    d=$(now)
     echo $(((b - a) / 1000)) >> /tmp/probe.times
     echo $(((c - b) / 1000)) >> /tmp/run.times
+    echo $(((d - c) / 1000)) >> /tmp/memslice.times
     # The child must outlive the call: a PID that has exited when systemd
     # attaches it leaves a "running" scope whose cgroup never fills.
     scope-probe spawn --detach --unit memslice-call-$$-$i.scope --slice app-tasks.slice \
@@ -95,11 +101,13 @@ done
 median() { sort -n "$1" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 probe=$(median /tmp/probe.times)
 run=$(median /tmp/run.times)
+whole=$(median /tmp/memslice.times)
 call=$(median /tmp/call.times)
 called=$(median /tmp/called.times)
 ms() { echo "$(($1 / 1000)).$(($1 % 1000 / 100)) ms"; }
 spread() { echo "min $(ms "$(sort -n "$1" | head -n 1)"), max $(ms "$(sort -n "$1" | tail -n 1)")"; }
 ratio=$(awk -v a="$probe" -v b="$run" 'BEGIN { printf "%.2f", a / b }')
+whole_ratio=$(awk -v a="$whole" -v b="$run" 'BEGIN { printf "%.2f", a / b }')
 echo "scope-probe exec (us): $(sort -n /tmp/probe.times | tr '\n' ' ')"
 echo "systemd-run --scope (us): $(sort -n /tmp/run.times | tr '\n' ' ')"
 echo "in-process call, call+job (us): $(sort -n /tmp/called.times | tr '\n' ' '); $(sort -n /tmp/call.times | tr '\n' ' ')"
@@ -108,7 +116,8 @@ while systemctl list-units --all --type=scope --no-legend | grep -q "memslice-" 
 systemctl list-units --all --type=scope --no-legend | grep -q "memslice-" && fail "a probe scope was left: $(systemctl list-units --all --type=scope --no-legend)"
 {
     echo "StartTransientUnit from memslice's own client: private socket and system bus as asked"
-    echo "20 runs interleaved, medians under TCG: scope-probe exec /bin/true $(ms "$probe") vs systemd-run --scope -p MemoryMax=64M /bin/true $(ms "$run"), ratio $ratio"
+    echo "20 runs interleaved, medians under TCG (ASLR on): memslice run --memory-max 64M -- /bin/true $(ms "$whole") vs systemd-run --scope -p MemoryMax=64M /bin/true $(ms "$run"), ratio $whole_ratio"
+    echo "the client alone (scope-probe exec /bin/true) $(ms "$probe"), ratio $ratio; memslice run spread $(spread /tmp/memslice.times)"
     echo "spread: scope-probe $(spread /tmp/probe.times); systemd-run $(spread /tmp/run.times)"
     echo "inside the process (median): the call $(ms "$called"), the call and its job $(ms "$call")"
     echo "a child already exited when systemd attached it: $early"
