@@ -19,8 +19,8 @@ use nix::unistd::{Pid, pipe2};
 
 use super::child::{self, Prepared};
 use super::{
-    Outcome, SpawnError, Started, TaskSpec, become_subreaper, command_cstrings, follow,
-    group_name, policy, protected, read_reports, record, running_tasks, task,
+    Outcome, SpawnError, Started, TaskSpec, become_subreaper, command_cstrings, follow, group_name,
+    policy, protected, read_reports, record, running_tasks, task,
 };
 use crate::cgroupfs::{self, Root};
 use crate::systemd::bus::{self, ScopeRequest};
@@ -36,7 +36,11 @@ pub struct ScopePlace<'a> {
 /// How long systemd may take to make the scope.
 const SCOPE_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn run(root: &Root, spec: &TaskSpec<'_>, place: &ScopePlace<'_>) -> Result<Outcome, SpawnError> {
+pub fn run(
+    root: &Root,
+    spec: &TaskSpec<'_>,
+    place: &ScopePlace<'_>,
+) -> Result<Outcome, SpawnError> {
     let launch = spec.launch;
     let name = group_name(spec.name, spec.command)?;
     let unit = format!("memslice-{name}.scope");
@@ -174,4 +178,3 @@ fn place_in_scope(
         .and_then(|job| job.wait(SCOPE_TIMEOUT))
         .map_err(SpawnError::Scope)
 }
-
