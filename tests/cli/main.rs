@@ -13,3 +13,4 @@ mod status;
 mod systemd;
 mod trust;
 mod units;
+mod watchdog;
