@@ -1,6 +1,7 @@
 //! The memslice binary end to end on emulated cgroup roots (temp dirs laid
 //! out like cgroupfs). What only the kernel decides is in vagrant/scenarios.
 
+mod dist;
 mod events;
 mod fixture;
 mod heal;
