@@ -1,6 +1,7 @@
 //! What dist/ ships beside the binary stays in step with it: the Grafana
 //! dashboard and the Prometheus rules query only metrics the exporter
-//! writes. (promtool checks and unit-tests the rules in tests/package.sh.)
+//! writes, and slices.toml(5) documents every key of the shipped example.
+//! (promtool checks and unit-tests the rules in tests/package.sh.)
 
 use std::collections::BTreeSet;
 
@@ -86,4 +87,28 @@ pub fn assert_queried_metrics_exist(exposition: &str) {
             "{file} queries {missing:?}, which the exporter does not write: {families:?}"
         );
     }
+}
+
+#[test]
+fn the_man_page_documents_every_key_of_the_shipped_example() {
+    let page = shipped("dist/man/slices.toml.5");
+    let documented: BTreeSet<&str> = page
+        .lines()
+        .filter_map(|line| line.strip_prefix(".B "))
+        .collect();
+    let mut missing = Vec::new();
+    for line in crate::fixture::SHIPPED.lines() {
+        // Keys, and keys shown commented out (`# notify = [...]`).
+        let line = line.trim_start_matches("# ");
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        if key.chars().all(|c| c.is_ascii_lowercase() || c == '_') && !documented.contains(key) {
+            missing.push(key);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "dist/man/slices.toml.5 does not document {missing:?}"
+    );
 }
