@@ -118,11 +118,15 @@ pub enum Command {
     Apply,
     /// Start a command in its own transient group under a slice, and supervise it.
     ///
-    /// memslice stays the parent: it reaps every descendant, forwards SIGINT,
-    /// SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2, exits with the
-    /// command's status (128+N for signal N, 137 when the kernel OOM-killed
-    /// it), then kills what is left in the group and removes it. Exit 125:
-    /// memslice itself failed; 126: the command cannot run; 127: not found.
+    /// memslice stays the parent while the command runs: it reaps every
+    /// descendant, forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and
+    /// SIGUSR2, and exits with the command's status (128+N for signal N,
+    /// 137 when the kernel OOM-killed it). What the command leaves running
+    /// (screen -d -m, nohup … &, setsid) stays in the group, capped and
+    /// protected as the command was, under a background memslice that
+    /// removes the group once it is empty; --wait and --kill-leftovers
+    /// change that. Exit 125: memslice itself failed; 126: the command
+    /// cannot run; 127: not found.
     Run {
         /// Slice to run in, like app/tasks (default: the [protect] slice).
         #[arg(long)]
@@ -183,6 +187,20 @@ pub enum Command {
     },
     /// Prometheus text format of the tree and the healer (for node_exporter's textfile collector).
     Metrics,
+    /// The tasks started with run and protect: what runs, for whom, since when.
+    ///
+    /// Every task group under the managed slices, with its slice, name,
+    /// user, command, start, memory now and at its peak, and its state:
+    /// running, stalled (at its own cap, nothing the kernel may kill),
+    /// detached (the command ended, work it left runs on under a keeper),
+    /// orphaned (no memslice watches it any more) or empty.
+    Tasks {
+        #[command(subcommand)]
+        action: Option<TasksCommand>,
+        /// Machine-readable output (schema in the README).
+        #[arg(long)]
+        json: bool,
+    },
     /// The tree with usage against limits and OOM counters.
     Status {
         /// Machine-readable output (schema in the README).
@@ -205,6 +223,12 @@ pub struct TaskArgs {
     /// Run the command even where oom_score_adj cannot be set (unprivileged containers).
     #[arg(long)]
     pub allow_unprotected: bool,
+    /// Stay until every process of the task's group has ended, not only the command.
+    #[arg(long, conflicts_with = "kill_leftovers")]
+    pub wait: bool,
+    /// When the command ends, kill what it left running in its group.
+    #[arg(long)]
+    pub kill_leftovers: bool,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<std::ffi::OsString>,
@@ -224,10 +248,32 @@ impl Command {
             Command::Events { .. } => "events",
             Command::TaskExec { .. } => "task-exec",
             Command::Metrics => "metrics",
+            Command::Tasks {
+                action: Some(TasksCommand::Kill { .. }),
+                ..
+            } => "tasks kill",
+            Command::Tasks {
+                action: Some(TasksCommand::Gc),
+                ..
+            } => "tasks gc",
+            Command::Tasks { action: None, .. } => "tasks",
             Command::Status { .. } => "status",
         };
         name.to_string()
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// End a task: its whole group (cgroup.kill), with the reason recorded
+    /// for the memslice that started it to tell its caller.
+    Kill {
+        /// The task's group name (import-1234) or its name (import).
+        name: String,
+    },
+    /// Remove the empty task groups a killed memslice left behind
+    /// (the healer does this on every check too).
+    Gc,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use memslice::caller::{self, Asked, Caller, CallerError, Process};
 use memslice::cgroupfs::Root;
+use memslice::config::heal::NotifyEvent;
 use memslice::config::{Config, ConfigError, Driver, NodeFacts, Size, size::human_bytes};
 use memslice::heal::{self, HealError};
 use memslice::host;
@@ -18,9 +19,9 @@ use memslice::plan::Plan;
 use memslice::provision::{self, Applied, Planned, ProvisionError, Target};
 use memslice::signals::{Signals, Use};
 use memslice::spawn::policy::{self, Mode, Request};
-use memslice::spawn::{self, SpawnError, TaskSpec};
+use memslice::spawn::{self, Leftovers, Notify, SpawnError, TaskSpec, task};
 
-use crate::cli::{Cli, Command, HealCommand, TaskArgs};
+use crate::cli::{Cli, Command, HealCommand, TaskArgs, TasksCommand};
 
 const EXIT_CHANGES_PENDING: u8 = 2;
 
@@ -308,6 +309,7 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
             print(&render_metrics(&root, &config, None))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Tasks { action, json } => run_tasks(cli, &config, action.as_ref(), *json),
         Command::Status { json } => {
             let root = open_root(cli)?;
             let status = observe::status(&root, &config).context("cannot read the tree")?;
@@ -371,11 +373,35 @@ fn run_task(
         command: &task.command,
         name: task.name.as_deref(),
         allow_unprotected: task.allow_unprotected,
+        leftovers: match (task.wait, task.kill_leftovers) {
+            (true, _) => Leftovers::Wait,
+            (_, true) => Leftovers::Kill,
+            _ => Leftovers::Keep,
+        },
         signals,
+        notify: config
+            .heal
+            .as_ref()
+            .and_then(|heal| heal.hook_for(NotifyEvent::Stall))
+            .map(|(hook, timeout)| Notify { hook, timeout }),
     };
     let outcome = spawn::run(&root, config.driver, &spec)?;
     for warning in &outcome.warnings {
         say(&format!("warning: {warning}"));
+    }
+    if let Some(reason) = &outcome.killed_by {
+        say(&format!("{} was killed by {reason}", outcome.group));
+    } else if outcome.killed_by_sigkill() && outcome.oom_kills == 0 {
+        say(&format!(
+            "the command was killed with SIGKILL from outside memslice, and nobody recorded why (echo 1 > {}/cgroup.kill or kill -9 by hand?)",
+            outcome.group
+        ));
+    }
+    if outcome.detached {
+        say(&format!(
+            "the command left processes running in {}: they stay there, capped and protected as it was, and a background memslice removes the group once they end (`memslice tasks` lists them)",
+            outcome.group
+        ));
     }
     if outcome.oom_kills > 0 {
         let limit = outcome
@@ -404,7 +430,7 @@ fn run_heal(
     signals: Option<&Signals>,
 ) -> Result<ExitCode> {
     let heal_config = config.heal.as_ref().ok_or(HealError::NotConfigured)?;
-    let tz = heal::timezone(heal_config)?;
+    let tz = heal_config.timezone.clone();
     match command {
         HealCommand::Watch { metrics_addr } => {
             let signals = signals.context("the watcher's signals were not blocked")?;
@@ -442,7 +468,7 @@ fn run_heal(
                 dry_run: *dry_run,
                 lock_wait: std::time::Duration::from_secs(5),
             };
-            let report = match heal::check(&open_root(cli)?, heal_config, &tz, options)? {
+            let report = match heal::check(&open_root(cli)?, heal_config, &tz, options, None)? {
                 heal::CheckOutcome::Done(report) => report,
                 heal::CheckOutcome::Busy => {
                     tracing::error!(
@@ -470,6 +496,138 @@ fn run_heal(
             })
         }
     }
+}
+
+fn run_tasks(
+    cli: &Cli,
+    config: &Config,
+    action: Option<&TasksCommand>,
+    json: bool,
+) -> Result<ExitCode> {
+    let root = open_root(cli)?;
+    let slices = cgroups(config);
+    match action {
+        None => {
+            let tasks = task::list(&root, &slices).context("cannot read the task groups")?;
+            let text = if json {
+                format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&serde_json::json!({ "tasks": tasks }))?
+                )
+            } else {
+                render_tasks(&tasks)
+            };
+            print(&text)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(TasksCommand::Gc) => {
+            let removed = task::gc(&root, &slices).context("cannot collect the task groups")?;
+            let text: String = removed
+                .iter()
+                .map(|group| format!("removed {group}\n"))
+                .collect();
+            print(if text.is_empty() {
+                "no task group was left behind\n"
+            } else {
+                &text
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(TasksCommand::Kill { name }) => {
+            let tasks = task::list(&root, &slices).context("cannot read the task groups")?;
+            let found = task::find(&tasks, name);
+            let [target] = found.as_slice() else {
+                let known: Vec<&str> = found.iter().map(|t| t.group.as_str()).collect();
+                anyhow::bail!(
+                    "{} task group(s) match {name:?}{}; name one by its group name (see `memslice tasks`)",
+                    found.len(),
+                    if known.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", known.join(", "))
+                    }
+                );
+            };
+            let reason = format!("memslice tasks kill, by {}", caller_name());
+            if task::kill(&root, &target.group, &reason, task::KILL_TIMEOUT)? {
+                print(&format!("killed {}\n", target.group))?;
+                Ok(ExitCode::SUCCESS)
+            } else {
+                say(&format!(
+                    "{} still has processes {}s after cgroup.kill (stuck in the kernel?)",
+                    target.group,
+                    task::KILL_TIMEOUT.as_secs()
+                ));
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
+
+/// Who runs this memslice, for the reason a kill records.
+fn caller_name() -> String {
+    let uid = nix::unistd::Uid::current();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("uid {uid}"), |user| user.name)
+}
+
+fn render_tasks(tasks: &[task::TaskInfo]) -> String {
+    if tasks.is_empty() {
+        return "no tasks\n".to_string();
+    }
+    let bytes = |b: Option<u64>| b.map_or_else(|| "-".to_string(), human_bytes);
+    let rows: Vec<[String; 8]> = tasks
+        .iter()
+        .map(|t| {
+            [
+                t.group.clone(),
+                format!("{:?}", t.state).to_lowercase(),
+                t.user.clone().unwrap_or_else(|| "-".into()),
+                t.started.map_or_else(
+                    || "-".into(),
+                    |at| at.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+                ),
+                bytes(t.memory_current_bytes),
+                bytes(t.memory_peak_bytes),
+                t.memory_max.map_or_else(|| "-".into(), |l| l.to_string()),
+                t.command.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let header = [
+        "GROUP",
+        "STATE",
+        "USER",
+        "STARTED (UTC)",
+        "MEMORY",
+        "PEAK",
+        "MAX",
+        "COMMAND",
+    ];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let mut out = String::new();
+        for (index, cell) in cells.iter().enumerate() {
+            if index + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}  ", width = widths[index]));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in &rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
 }
 
 fn render_check(report: &heal::Report) -> String {

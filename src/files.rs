@@ -284,6 +284,28 @@ pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
     stage(path, bytes, mode)?.commit()
 }
 
+/// An exclusive flock on `file`, waiting up to `wait` for another holder
+/// to let go; `Ok(None)` when it still holds it. Released on drop.
+pub fn lock(
+    mut file: File,
+    wait: std::time::Duration,
+) -> Result<Option<nix::fcntl::Flock<File>>, nix::errno::Errno> {
+    let started = std::time::Instant::now();
+    loop {
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(Some(lock)),
+            Err((returned, nix::errno::Errno::EWOULDBLOCK)) => {
+                if started.elapsed() >= wait {
+                    return Ok(None);
+                }
+                file = returned;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err((_, errno)) => return Err(errno),
+        }
+    }
+}
+
 /// 64 bits nobody outside can predict: the standard library seeds its
 /// hash keys from the kernel's random source.
 fn random() -> u64 {

@@ -201,6 +201,28 @@ pub fn own_cgroup_dir(proc_self_cgroup: &str, cgroup2_mount: &Path) -> Option<Pa
     Some(cgroup2_mount.join(path.trim().trim_start_matches('/')))
 }
 
+/// The fields of /proc/PID/stat after the command name (which may hold
+/// spaces and parentheses): state first, then ppid, and so on.
+pub fn process_stat(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat_after_command(&stat).map(str::to_string)
+}
+
+fn stat_after_command(stat: &str) -> Option<&str> {
+    stat.rsplit_once(')').map(|(_, rest)| rest.trim_start())
+}
+
+/// Whether `pid` runs: it exists and is no zombie.
+pub fn process_runs(pid: u32) -> bool {
+    process_stat(pid).is_some_and(|fields| !fields.starts_with('Z'))
+}
+
+/// When `pid` started, in clock ticks since boot (field 22 of its stat):
+/// tells it from a later process that got the same pid.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    process_stat(pid)?.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// MemTotal from /proc/meminfo, in bytes.
 pub fn parse_mem_total(meminfo: &str) -> Option<u64> {
     let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
@@ -311,6 +333,17 @@ mod tests {
             own_cgroup_dir("1:name=systemd:/\n", Path::new("/sys/fs/cgroup")),
             None
         );
+    }
+
+    #[test]
+    fn process_stat_skips_a_command_with_spaces_and_parentheses() {
+        let stat =
+            "1234 (a (b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000";
+        let fields = stat_after_command(stat).expect("fields");
+        assert!(fields.starts_with("S 1 1234"));
+        assert_eq!(fields.split_whitespace().nth(19), Some("98765"));
+        assert!(process_runs(std::process::id()));
+        assert!(process_start_time(std::process::id()).is_some());
     }
 
     #[test]

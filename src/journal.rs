@@ -12,6 +12,8 @@
 
 use std::io;
 
+use crate::observe::events::EventKind;
+
 /// Prefix of memslice's journal fields: `MEMSLICE_GROUP`, `MEMSLICE_EVENT`,
 /// `MEMSLICE_DECISION`, `MEMSLICE_SERVICE` ...
 pub const FIELD_PREFIX: &str = "MEMSLICE";
@@ -47,8 +49,8 @@ pub fn stderr_is_journal() -> bool {
 
 /// Whether a memory event in `group` (a cgroup path as the driver lays it
 /// out) of `kind` is an OOM kill on the operations side.
-pub fn is_ops_kill(group: &str, kind: &str, ops_group: &str) -> bool {
-    matches!(kind, "oom_kill" | "oom_group_kill")
+pub fn is_ops_kill(group: &str, kind: EventKind, ops_group: &str) -> bool {
+    matches!(kind, EventKind::OomKill | EventKind::OomGroupKill)
         && group
             .strip_prefix(ops_group)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
@@ -70,12 +72,19 @@ mod tests {
 
     #[test]
     fn an_oom_kill_in_ops_or_below_is_critical() {
-        assert!(is_ops_kill("ops", "oom_kill", "ops"));
-        assert!(is_ops_kill("ops/monitoring", "oom_group_kill", "ops"));
-        assert!(is_ops_kill("ops.slice", "oom_kill", "ops.slice"));
-        assert!(!is_ops_kill("ops", "max", "ops"), "not a kill");
-        assert!(!is_ops_kill("ops", "oom", "ops"), "not a kill");
-        assert!(!is_ops_kill("app/web", "oom_kill", "ops"));
-        assert!(!is_ops_kill("opsx", "oom_kill", "ops"), "another slice");
+        assert!(is_ops_kill("ops", EventKind::OomKill, "ops"));
+        assert!(is_ops_kill(
+            "ops/monitoring",
+            EventKind::OomGroupKill,
+            "ops"
+        ));
+        assert!(is_ops_kill("ops.slice", EventKind::OomKill, "ops.slice"));
+        assert!(!is_ops_kill("ops", EventKind::Max, "ops"), "not a kill");
+        assert!(!is_ops_kill("ops", EventKind::Oom, "ops"), "not a kill");
+        assert!(!is_ops_kill("app/web", EventKind::OomKill, "ops"));
+        assert!(
+            !is_ops_kill("opsx", EventKind::OomKill, "ops"),
+            "another slice"
+        );
     }
 }

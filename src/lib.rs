@@ -19,4 +19,5 @@ pub mod plan;
 pub mod provision;
 pub mod signals;
 pub mod spawn;
+mod sys;
 pub mod systemd;

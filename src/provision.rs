@@ -4,6 +4,7 @@
 //! edge only renders what comes back.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::cgroupfs::{self, Root};
 use crate::config::{Config, Driver};
@@ -61,10 +62,25 @@ pub enum Applied {
     },
 }
 
+/// How long an apply waits for another to finish (configuration
+/// management may start several at once).
+const APPLY_WAIT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
+    #[error("another memslice apply still holds {} after {}s; nothing was changed, try again", path.display(), APPLY_WAIT.as_secs())]
+    Busy { path: PathBuf },
+    #[error("cannot lock {}: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Host(#[from] HostError),
+    #[error(transparent)]
+    Files(#[from] crate::files::FileError),
+    #[error(transparent)]
+    Cgroup(#[from] cgroupfs::Error),
     #[error("cannot read the live tree: {0}")]
     Observe(cgroupfs::Error),
     #[error(transparent)]
@@ -104,8 +120,13 @@ pub fn plan(target: &Target<'_>) -> Result<Planned, ProvisionError> {
     })
 }
 
+/// Makes the tree (or the units) match the config, all or nothing, one
+/// apply at a time: the lock is held from reading what is there to the
+/// last write.
 pub fn apply(target: &Target<'_>) -> Result<Applied, ProvisionError> {
     if target.config.driver == Driver::Systemd {
+        crate::files::private_dir(target.unit_dir, 0o755)?;
+        let _lock = lock_dir(target.unit_dir)?;
         let changes = unit_changes(target)?;
         let slices: Vec<String> = target
             .config
@@ -121,6 +142,11 @@ pub fn apply(target: &Target<'_>) -> Result<Applied, ProvisionError> {
         });
     }
     let root = host::open_root(target.cgroup_root)?;
+    let _lock = root
+        .lock_tree(APPLY_WAIT)?
+        .ok_or_else(|| ProvisionError::Busy {
+            path: target.cgroup_root.to_path_buf(),
+        })?;
     let plan = observe_and_diff(&root, target.config)?;
     let report = plan::apply(&root, &plan)?;
     for (group, procs) in &plan.unmanaged {
@@ -131,6 +157,19 @@ pub fn apply(target: &Target<'_>) -> Result<Applied, ProvisionError> {
         plan,
         writes: report.writes,
     })
+}
+
+fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, ProvisionError> {
+    let fail = |source| ProvisionError::Lock {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(dir).map_err(fail)?;
+    crate::files::lock(file, APPLY_WAIT)
+        .map_err(|errno| fail(errno.into()))?
+        .ok_or_else(|| ProvisionError::Busy {
+            path: dir.to_path_buf(),
+        })
 }
 
 fn unit_changes(target: &Target<'_>) -> Result<Vec<UnitChange>, ProvisionError> {

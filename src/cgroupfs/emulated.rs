@@ -18,6 +18,37 @@ use crate::config::Controller;
 
 pub const MARKER: &str = "memslice-emulated-root";
 
+/// Faults to inject, one per line: `OPERATION PATH ERRNO`, with OPERATION
+/// `write`, `mkdir` or `rmdir`, PATH relative to the root (`app/web/memory.max`,
+/// `app/db`) and ERRNO one of EINVAL, EBUSY, ENOSPC, EIO, EAGAIN: the
+/// operation on that path fails so, as the kernel would refuse it.
+pub const FAULTS: &str = "memslice-emulated-faults";
+
+/// The injected fault for `operation` on `path`, if the root lists one.
+pub fn injected_fault(root: &Path, operation: &str, path: &Path) -> io::Result<()> {
+    let Ok(listed) = fs::read_to_string(root.join(FAULTS)) else {
+        return Ok(());
+    };
+    let relative = path.strip_prefix(root).unwrap_or(path);
+    for line in listed.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if let [op, target, errno] = fields.as_slice()
+            && *op == operation
+            && Path::new(target) == relative
+        {
+            let code = match *errno {
+                "EINVAL" => libc::EINVAL,
+                "EBUSY" => libc::EBUSY,
+                "ENOSPC" => libc::ENOSPC,
+                "EAGAIN" => libc::EAGAIN,
+                _ => libc::EIO,
+            };
+            return Err(io::Error::from_raw_os_error(code));
+        }
+    }
+    Ok(())
+}
+
 const CORE_FILES: [(&str, &str); 5] = [
     ("cgroup.procs", ""),
     ("cgroup.events", "populated 0\nfrozen 0\n"),
@@ -139,26 +170,39 @@ pub fn write_subtree_control(dir: &Path, request: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// cgroup.kill: SIGKILLs the pids listed in cgroup.procs (in an emulated
-/// root, only a task memslice spawned writes its own pid there) and
-/// memslice's own remaining children, which stand in for the descendants
-/// the emulation cannot see (orphans reparented to memslice as subreaper),
-/// then empties the list, as the kernel's does once they are gone.
+/// cgroup.kill: SIGKILLs the pids listed in the cgroup.procs of the group
+/// and every group below it (in an emulated root, only a task memslice
+/// spawned writes its own pid there), and memslice's own remaining
+/// children, which stand in for the descendants the emulation cannot see
+/// (orphans reparented to memslice as subreaper); then empties the lists,
+/// as the kernel's do once they are gone.
 pub fn kill(dir: &Path) -> io::Result<()> {
-    let listed = parse::pids(&fs::read_to_string(dir.join("cgroup.procs"))?)
-        .map_err(|err| io::Error::new(ErrorKind::InvalidData, err))?;
     let sigkill = |pid: u32| {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).ok()?);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).ok()?;
         Some(pid)
     };
-    for pid in listed {
-        let _ = sigkill(pid);
-    }
+    kill_listed(dir, &sigkill)?;
     for child in own_children().into_iter().filter_map(sigkill) {
         let _ = nix::sys::wait::waitpid(child, None);
     }
-    fs::write(dir.join("cgroup.procs"), "")
+    Ok(())
+}
+
+fn kill_listed(dir: &Path, sigkill: &impl Fn(u32) -> Option<nix::unistd::Pid>) -> io::Result<()> {
+    let listed = parse::pids(&fs::read_to_string(dir.join("cgroup.procs"))?)
+        .map_err(|err| io::Error::new(ErrorKind::InvalidData, err))?;
+    for pid in listed {
+        let _ = sigkill(pid);
+    }
+    fs::write(dir.join("cgroup.procs"), "")?;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            kill_listed(&entry.path(), sigkill)?;
+        }
+    }
+    Ok(())
 }
 
 /// /proc/self/task/PID/children (CONFIG_PROC_CHILDREN).

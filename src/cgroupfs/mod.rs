@@ -173,6 +173,15 @@ impl Root {
     /// Creates the group; `Ok(false)` when it already existed.
     pub fn create(&self, group: &str) -> Result<bool, Error> {
         let path = self.dir(group);
+        #[cfg(any(test, feature = "emulated-root"))]
+        if self.backend == Backend::Emulated {
+            emulated::injected_fault(&self.path, "mkdir", &path).map_err(|source| {
+                Error::Create {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        }
         match std::fs::create_dir(&path) {
             Ok(()) => {}
             Err(err) if err.kind() == ErrorKind::AlreadyExists => return Ok(false),
@@ -192,7 +201,8 @@ impl Root {
         let result = match self.backend {
             Backend::Kernel => std::fs::remove_dir(&path),
             #[cfg(any(test, feature = "emulated-root"))]
-            Backend::Emulated => emulated::remove(&path),
+            Backend::Emulated => emulated::injected_fault(&self.path, "rmdir", &path)
+                .and_then(|()| emulated::remove(&path)),
         };
         result.map_err(|source| Error::Remove { path, source })
     }
@@ -287,8 +297,11 @@ impl Root {
             source,
         };
         #[cfg(any(test, feature = "emulated-root"))]
-        if self.backend == Backend::Emulated && name == "cgroup.subtree_control" {
-            return emulated::write_subtree_control(&self.dir(group), value).map_err(fail);
+        if self.backend == Backend::Emulated {
+            emulated::injected_fault(&self.path, "write", &path).map_err(fail)?;
+            if name == "cgroup.subtree_control" {
+                return emulated::write_subtree_control(&self.dir(group), value).map_err(fail);
+            }
         }
         let mut file = OpenOptions::new()
             .write(true)
@@ -374,10 +387,19 @@ impl Root {
     /// A group that is gone, or being removed, has no processes: systemd
     /// removes an empty scope while others still look at it.
     pub fn populated(&self, group: &str) -> Result<bool, Error> {
-        match self.parsed(group, "cgroup.events", parse::populated) {
-            Err(err) if err.group_vanished() => Ok(false),
-            other => other,
+        let populated = match self.parsed(group, "cgroup.events", parse::populated) {
+            Err(err) if err.group_vanished() => return Ok(false),
+            other => other?,
+        };
+        #[cfg(any(test, feature = "emulated-root"))]
+        if self.backend == Backend::Emulated && !populated {
+            // The emulation's "populated": a listed pid still runs.
+            return Ok(self
+                .procs(group)?
+                .into_iter()
+                .any(crate::host::process_runs));
         }
+        Ok(populated)
     }
 
     pub fn controllers(&self, group: &str) -> Result<Vec<Controller>, Error> {
@@ -462,6 +484,71 @@ impl Root {
         Ok(false)
     }
 
+    /// Takes the tree's lock, waiting up to `wait`: an flock on the root
+    /// directory, so two memslice runs never change the same tree at once
+    /// (the kernel's cgroupfs and the emulation both take it). `None` when
+    /// another run still holds it.
+    pub fn lock_tree(&self, wait: Duration) -> Result<Option<TreeLock>, Error> {
+        self.lock(self.path.clone(), wait)
+    }
+
+    /// Takes a group's lock, as [`Root::lock_tree`] takes the root's: the
+    /// protect slice's, while counting its tasks and starting one.
+    pub fn lock_group(&self, group: &str, wait: Duration) -> Result<Option<TreeLock>, Error> {
+        self.lock(self.dir(group), wait)
+    }
+
+    fn lock(&self, path: PathBuf, wait: Duration) -> Result<Option<TreeLock>, Error> {
+        let fail = |source| Error::Open {
+            path: path.clone(),
+            source,
+        };
+        let dir = File::open(&path).map_err(fail)?;
+        let lock = crate::files::lock(dir, wait).map_err(|errno| fail(errno.into()))?;
+        Ok(lock.map(|lock| TreeLock { _lock: lock }))
+    }
+
+    /// Sets an extended attribute of the group's directory (see `sys`):
+    /// what memslice records about a task, the markers userspace OOM
+    /// killers honour.
+    pub fn set_attribute(&self, group: &str, name: &str, value: &[u8]) -> Result<(), Error> {
+        let path = self.dir(group);
+        crate::sys::set_xattr(&path, name, value).map_err(|source| Error::Write {
+            path,
+            value: format!("xattr {name}"),
+            source,
+        })
+    }
+
+    pub fn remove_attribute(&self, group: &str, name: &str) -> Result<(), Error> {
+        let path = self.dir(group);
+        crate::sys::remove_xattr(&path, name).map_err(|source| Error::Write {
+            path,
+            value: format!("removal of xattr {name}"),
+            source,
+        })
+    }
+
+    /// The group's directory, held open: its attributes stay readable
+    /// after the group is removed (systemd removes an empty scope at once).
+    pub fn open_group(&self, group: &str) -> Result<GroupHandle, Error> {
+        let path = self.dir(group);
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&path)
+            .map(|dir| GroupHandle {
+                dir,
+                path: path.clone(),
+            })
+            .map_err(|source| Error::Open { path, source })
+    }
+
+    /// An attribute of the group; `None` when it is not set.
+    pub fn attribute(&self, group: &str, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.open_group(group)?.attribute(name)
+    }
+
     /// Names of the child groups, sorted.
     pub fn children(&self, group: &str) -> Result<Vec<String>, Error> {
         let path = self.dir(group);
@@ -484,6 +571,29 @@ impl Root {
         names.sort();
         Ok(names)
     }
+}
+
+/// An open group directory (see [`Root::open_group`]).
+#[derive(Debug)]
+pub struct GroupHandle {
+    dir: File,
+    path: PathBuf,
+}
+
+impl GroupHandle {
+    pub fn attribute(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        use std::os::fd::AsFd;
+        crate::sys::get_xattr(self.dir.as_fd(), name).map_err(|source| Error::Read {
+            path: self.path.join(format!("(xattr {name})")),
+            source,
+        })
+    }
+}
+
+/// Held while one memslice run changes the tree; released on drop.
+#[derive(Debug)]
+pub struct TreeLock {
+    _lock: nix::fcntl::Flock<File>,
 }
 
 /// Joins a parent group and a child name into a group path.

@@ -1,14 +1,18 @@
 //! `[heal]`: which services to probe, how long the site may be down before
 //! the healer steps in (longer at night, when heavy crons are normal), what
-//! it kills and how it restarts.
+//! it kills and how it restarts. Owns the parsers of heal's own values
+//! (probe addresses, state paths, time zone, PSI trigger) and the rules
+//! across heal's keys.
 
-use std::path::PathBuf;
+use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use jiff::civil::Time;
+use jiff::tz::TimeZone;
 
+use super::duration::{Bounds, NightWindow, parse_duration};
 use super::raw::{At, RawHeal, RawService};
-use super::{Driver, Problem, ProtectPolicy, Slice};
+use super::{Driver, Problem, Slice};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealConfig {
@@ -19,8 +23,8 @@ pub struct HealConfig {
     pub grace_day: Duration,
     pub grace_night: Duration,
     pub night: Option<NightWindow>,
-    /// IANA name; `None` is the system's zone (/etc/localtime).
-    pub timezone: Option<String>,
+    /// Resolved at load: `heal.timezone`, or the system's zone.
+    pub timezone: TimeZone,
     /// Probe interval of `heal watch`.
     pub interval: Duration,
     /// Slices whose processes (protected tasks) the healer kills.
@@ -35,6 +39,13 @@ pub struct HealConfig {
     /// Command told about each action, with JSON on its standard input.
     pub notify: Option<Vec<String>>,
     pub notify_timeout: Duration,
+    /// What the hook hears (all kinds unless `notify_events` says less).
+    pub notify_events: Vec<NotifyEvent>,
+    /// Per kind and slice, at most one message per window: an OOM storm
+    /// is one message with its count, not hundreds.
+    pub notify_window: Duration,
+    /// Every managed slice, whose OOM kills the hook hears about.
+    pub slices: Vec<String>,
     /// PSI trigger on a slice: `heal watch` checks at once when memory
     /// pressure crosses it, instead of at the next tick.
     pub pressure: Option<PressureTrigger>,
@@ -42,11 +53,96 @@ pub struct HealConfig {
     pub driver: Driver,
 }
 
+/// What the notify hook can be told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NotifyEvent {
+    /// A heal action past the grace.
+    Heal,
+    /// An action before the grace, for an OOM storm.
+    Storm,
+    /// The flap limiter held an action back (once per trip).
+    Flapping,
+    /// The state file could not take the action, so it was held back.
+    Unrecorded,
+    /// The kernel OOM-killed in a slice (per slice, once per window).
+    OomKill,
+    /// The stall bound ended a protected task.
+    Stall,
+}
+
+impl NotifyEvent {
+    pub const ALL: [NotifyEvent; 6] = [
+        NotifyEvent::Heal,
+        NotifyEvent::Storm,
+        NotifyEvent::Flapping,
+        NotifyEvent::Unrecorded,
+        NotifyEvent::OomKill,
+        NotifyEvent::Stall,
+    ];
+
+    /// As the JSON's `event` and `notify_events` name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            NotifyEvent::Heal => "heal",
+            NotifyEvent::Storm => "storm",
+            NotifyEvent::Flapping => "flapping",
+            NotifyEvent::Unrecorded => "unrecorded",
+            NotifyEvent::OomKill => "oom_kill",
+            NotifyEvent::Stall => "stall",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<NotifyEvent, String> {
+        NotifyEvent::ALL
+            .into_iter()
+            .find(|event| event.name() == text)
+            .ok_or_else(|| {
+                format!(
+                    "{text:?} is not an event; use {}",
+                    NotifyEvent::ALL.map(NotifyEvent::name).join(", ")
+                )
+            })
+    }
+}
+
+impl HealConfig {
+    /// The hook and its timeout, when it wants to hear about `event`.
+    pub fn hook_for(&self, event: NotifyEvent) -> Option<(&[String], Duration)> {
+        let hook = self.notify.as_deref()?;
+        self.notify_events
+            .contains(&event)
+            .then_some((hook, self.notify_timeout))
+    }
+}
+
+/// Which stall a PSI trigger counts (the kernel's psi.rst).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PressureKind {
+    /// Some task stalled on memory.
+    Some,
+    /// Every task stalled at once.
+    Full,
+}
+
+impl PressureKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PressureKind::Some => "some",
+            PressureKind::Full => "full",
+        }
+    }
+}
+
+impl std::fmt::Display for PressureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PressureTrigger {
     pub slice: String,
-    /// `some` (any task stalled) or `full` (all stalled).
-    pub kind: String,
+    pub kind: PressureKind,
     pub stall: Duration,
     pub window: Duration,
 }
@@ -64,31 +160,31 @@ impl PressureTrigger {
     }
 }
 
-/// `"some 150ms 1s"`: stalled for 150 ms within any 1 s window. The kernel
-/// takes windows from 500 ms to 10 s.
-pub fn parse_trigger(text: &str) -> Result<(String, Duration, Duration), String> {
+/// The kernel takes PSI windows from 500 ms to 10 s.
+const PSI_WINDOW: Bounds = Bounds::new(Duration::from_millis(500), Duration::from_secs(10));
+const PSI_STALL: Bounds = Bounds::new(Duration::from_millis(1), Duration::from_secs(10));
+
+/// `"some 150ms 1s"`: stalled for 150 ms within any 1 s window.
+pub fn parse_trigger(text: &str) -> Result<(PressureKind, Duration, Duration), String> {
     let fields: Vec<&str> = text.split_whitespace().collect();
     let [kind, stall, window] = fields.as_slice() else {
         return Err(format!(
             "{text:?} is not a trigger; expected \"some 150ms 1s\" (some or full, stall, window)"
         ));
     };
-    if !["some", "full"].contains(kind) {
-        return Err(format!("{kind:?} is neither \"some\" nor \"full\""));
-    }
-    let (stall, window) = (parse_duration(stall)?, parse_duration(window)?);
-    if !(Duration::from_millis(500)..=Duration::from_secs(10)).contains(&window) {
-        return Err(format!(
-            "window {} is outside the kernel's 500ms to 10s",
-            text
-        ));
-    }
-    if stall.is_zero() || stall > window {
+    let kind = match *kind {
+        "some" => PressureKind::Some,
+        "full" => PressureKind::Full,
+        other => return Err(format!("{other:?} is neither \"some\" nor \"full\"")),
+    };
+    let window = parse_duration(window, PSI_WINDOW).map_err(|err| format!("window {err}"))?;
+    let stall = parse_duration(stall, PSI_STALL).map_err(|err| format!("stall {err}"))?;
+    if stall > window {
         return Err(format!(
             "stall must be above zero and at most the window in {text:?}"
         ));
     }
-    Ok(((*kind).to_string(), stall, window))
+    Ok((kind, stall, window))
 }
 
 /// OOM storm: `kills` OOM kills per `window` in `slice` (memory.events
@@ -98,24 +194,6 @@ pub struct StormConfig {
     pub slice: String,
     pub kills: u32,
     pub window: Duration,
-}
-
-/// Local time of day, `start` inclusive, `end` exclusive; crosses midnight
-/// when `end` is before `start` (22:00-07:00).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NightWindow {
-    pub start: Time,
-    pub end: Time,
-}
-
-impl NightWindow {
-    pub fn contains(self, time: Time) -> bool {
-        if self.start <= self.end {
-            self.start <= time && time < self.end
-        } else {
-            time >= self.start || time < self.end
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,47 +222,134 @@ pub enum Restart {
     Command(Vec<String>),
 }
 
-const DURATION_FORMS: &str = "a duration such as \"90s\", \"3m\", \"1h\" or \"500ms\"";
+const PORT_RULE: &str = "the port must be a number from 1 to 65535";
 
-/// `"3m"` → 180 s. Pure; units ms, s, m, h.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration; expected {DURATION_FORMS}"))?;
-    let seconds = match unit {
-        "ms" => return Ok(Duration::from_millis(number)),
-        "s" => number,
-        "m" => number.saturating_mul(60),
-        "h" => number.saturating_mul(3600),
-        _ => {
+/// A URL the HTTP probe (ureq, built without TLS) can fetch: parsed with
+/// the same `http::Uri` ureq uses, then held to what ureq needs at run time.
+pub fn http_url(text: &str) -> Result<String, String> {
+    let example = "expected a URL like \"http://127.0.0.1/health\"";
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Err(format!("{text:?} is not a URL; {example}"));
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "http" => {}
+        "https" => {
             return Err(format!(
-                "{text:?} has no known unit; expected {DURATION_FORMS}"
+                "{text:?}: only http:// URLs are probed, as this memslice is built without TLS; probe https with a command such as [\"curl\", \"-fsS\", \"--max-time\", \"5\", \"{text}\"]"
             ));
         }
+        _ => return Err(format!("{text:?}: only http:// URLs are probed; {example}")),
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, after)| after);
+    if host_port.is_empty() || host_port.starts_with(':') {
+        return Err(format!("{text:?} has no host; {example}"));
+    }
+    text.parse::<ureq::http::Uri>()
+        .map_err(|err| format!("{text:?} is not a URL ({err}); {example}"))?;
+    let port = match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed
+            .split_once(']')
+            .and_then(|(_, after)| after.strip_prefix(':')),
+        None => host_port.split_once(':').map(|(_, port)| port),
     };
-    Ok(Duration::from_secs(seconds))
+    if port.is_some_and(|port| parse_port(port).is_none()) {
+        return Err(format!("{text:?}: {PORT_RULE}"));
+    }
+    Ok(text.to_string())
 }
 
-/// `"22:00-07:00"` → a window.
-pub fn parse_window(text: &str) -> Result<NightWindow, String> {
-    let fail = || format!("{text:?} is not a window; expected local times like \"22:00-07:00\"");
-    let (start, end) = text.split_once('-').ok_or_else(fail)?;
-    let time = |part: &str| part.trim().parse::<Time>().map_err(|_| fail());
-    let window = NightWindow {
-        start: time(start)?,
-        end: time(end)?,
+fn parse_port(text: &str) -> Option<u16> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<u16>().ok().filter(|port| *port != 0)
+}
+
+/// `host:port` for the TCP probe; an IPv6 address goes in brackets.
+pub fn tcp_address(text: &str) -> Result<String, String> {
+    let (host, port) = match text.strip_prefix('[') {
+        Some(bracketed) => {
+            let Some((address, after)) = bracketed.split_once(']') else {
+                return Err(format!("{text:?}: the IPv6 address has no closing ']'"));
+            };
+            if address.parse::<Ipv6Addr>().is_err() {
+                return Err(format!("{address:?} is not an IPv6 address"));
+            }
+            let Some(port) = after.strip_prefix(':') else {
+                return Err(format!("{text:?} needs a port, like \"[::1]:3306\""));
+            };
+            (address, port)
+        }
+        None => {
+            let Some((host, port)) = text.rsplit_once(':') else {
+                return Err(format!("{text:?} needs a port, like \"127.0.0.1:3306\""));
+            };
+            if host.contains(':') {
+                return Err(format!(
+                    "{text:?}: an IPv6 address goes in brackets, like \"[::1]:3306\""
+                ));
+            }
+            (host, port)
+        }
     };
-    if window.start == window.end {
+    if host.trim().is_empty() {
         return Err(format!(
-            "{text:?} is empty: start and end are the same time"
+            "{text:?} has no host; expected \"host:port\", like \"127.0.0.1:3306\""
         ));
     }
-    Ok(window)
+    if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{host:?} is not a host name"));
+    }
+    match parse_port(port) {
+        Some(_) => Ok(text.to_string()),
+        None => Err(format!("{text:?}: {PORT_RULE}")),
+    }
+}
+
+/// The state and lock files: an absolute path that names a file. Where the
+/// path exists and is a directory, the message says so.
+pub fn file_path(text: &str) -> Result<PathBuf, String> {
+    if !text.starts_with('/') {
+        return Err(format!(
+            "{text:?} must be an absolute path to a file, like \"/var/lib/memslice/heal.state\""
+        ));
+    }
+    if text.contains('\0') {
+        return Err(format!("{text:?} contains a NUL byte"));
+    }
+    if text.ends_with('/') {
+        return Err(format!(
+            "{text:?} ends in '/': name the file, not its directory"
+        ));
+    }
+    let path = Path::new(text);
+    if path.file_name().is_none() {
+        return Err(format!("{text:?} has no file name at its end"));
+    }
+    if path.is_dir() {
+        return Err(format!(
+            "{text:?} is a directory; name a file in it, like \"{text}/heal.state\""
+        ));
+    }
+    Ok(path.to_path_buf())
+}
+
+/// `heal.timezone`: an IANA name from the system tz database, "UTC" (which
+/// needs no database: minimal nodes and containers have none), or "system"
+/// (/etc/localtime).
+pub fn time_zone(name: &str) -> Result<TimeZone, String> {
+    match name {
+        "UTC" => Ok(TimeZone::UTC),
+        "system" => TimeZone::try_system().map_err(|err| {
+            format!("the system time zone (/etc/localtime) cannot be read: {err}; name the zone, such as \"Europe/Amsterdam\" or \"UTC\"")
+        }),
+        _ => TimeZone::get(name).map_err(|err| {
+            format!("{name:?} is not a time zone in the system tz database (/usr/share/zoneinfo): {err}; use an IANA name such as \"Europe/Amsterdam\", \"UTC\" or \"system\"")
+        }),
+    }
 }
 
 fn push(problems: &mut Vec<Problem>, span: &std::ops::Range<usize>, key: &str, message: String) {
@@ -195,80 +360,26 @@ fn push(problems: &mut Vec<Problem>, span: &std::ops::Range<usize>, key: &str, m
     });
 }
 
-fn duration_or(
-    at: &Option<At<String>>,
-    key: &str,
-    default: Duration,
-    problems: &mut Vec<Problem>,
-) -> Duration {
-    match at {
-        None => default,
-        Some(at) => parse_duration(&at.value).unwrap_or_else(|message| {
-            push(problems, &at.span, key, message);
-            default
-        }),
-    }
+fn value_or<T: Clone>(at: &Option<At<T>>, default: T) -> T {
+    at.as_ref().map_or(default, |at| at.value.clone())
 }
 
+/// `default_target` is `[protect] slice` of a valid protect policy: what
+/// the healer kills when heal.protected is not set.
 pub(super) fn validate(
     raw: &RawHeal,
     slices: &[Slice],
-    protect: Option<&ProtectPolicy>,
+    default_target: Option<&At<String>>,
     driver: Driver,
     problems: &mut Vec<Problem>,
 ) -> HealConfig {
-    let grace_day = duration_or(
-        &raw.grace_day,
-        "heal.grace_day",
-        Duration::from_secs(180),
-        problems,
-    );
-    let grace_night = duration_or(
-        &raw.grace_night,
-        "heal.grace_night",
-        Duration::from_secs(900),
-        problems,
-    );
-    let interval = duration_or(
-        &raw.interval,
-        "heal.interval",
-        Duration::from_secs(30),
-        problems,
-    );
-    if interval.is_zero() {
-        let span = raw
-            .interval
-            .as_ref()
-            .map_or(raw.span.clone(), |at| at.span.clone());
-        push(
-            problems,
-            &span,
-            "heal.interval",
-            "must be above zero".into(),
-        );
-    }
-    let night = raw
-        .night
-        .as_ref()
-        .and_then(|at| match parse_window(&at.value) {
-            Ok(window) => Some(window),
-            Err(message) => {
-                push(problems, &at.span, "heal.night", message);
-                None
-            }
-        });
-    let failures_before_down = positive(
-        &raw.failures_before_down,
-        "heal.failures_before_down",
-        2,
-        problems,
-    );
-    let timezone = raw
-        .timezone
-        .as_ref()
-        .map(|at| at.value.clone())
-        .filter(|name| name != "system");
-    let protected = protected(raw, slices, protect, problems);
+    let timezone = match &raw.timezone {
+        Some(at) => at.value.clone(),
+        // Not set: the system's zone, and like the C library, UTC on a
+        // system that has none (minimal containers), not a refusal.
+        None => TimeZone::try_system().unwrap_or(TimeZone::UTC),
+    };
+    let protected = protected(raw, slices, default_target, problems);
     let mut services: Vec<Service> = Vec::new();
     for raw_service in &raw.services {
         if let Some(service) = service(raw_service, problems) {
@@ -291,70 +402,61 @@ pub(super) fn validate(
             "no services to probe; add a [[heal.service]] table".into(),
         );
     }
-    if protected.is_empty() && raw.protected.is_none() {
+    let state_file = value_or(&raw.state_file, "/var/lib/memslice/heal.state".into());
+    let lock_file = value_or(&raw.lock_file, "/run/memslice/heal.lock".into());
+    if state_file == lock_file {
+        let span = raw.lock_file.as_ref().map_or(&raw.span, |at| &at.span);
         push(
             problems,
-            &raw.span,
-            "heal.protected",
-            "no protected slices: set heal.protected, or a [protect] policy whose slice is used"
-                .into(),
+            span,
+            "heal.lock_file",
+            "is the state file too: saving the state would replace the lock; use two files".into(),
         );
     }
-    let max_actions = positive(&raw.max_actions, "heal.max_actions", 3, problems);
-    let actions_window = duration_or(
-        &raw.actions_window,
-        "heal.actions_window",
-        Duration::from_secs(1800),
-        problems,
-    );
-    let stable_after = duration_or(
-        &raw.stable_after,
-        "heal.stable_after",
-        Duration::from_secs(600),
-        problems,
-    );
-    let storm = storm(raw, slices, problems);
-    let notify = raw.notify.as_ref().map(|at| {
-        at.value
-            .iter()
-            .map(|item| item.value.clone())
-            .collect::<Vec<_>>()
-    });
-    if let Some(at) = raw.notify.as_ref().filter(|at| at.value.is_empty()) {
+    HealConfig {
+        state_file,
+        lock_file,
+        failures_before_down: value_or(&raw.failures_before_down, 2),
+        grace_day: value_or(&raw.grace_day, Duration::from_secs(180)),
+        grace_night: value_or(&raw.grace_night, Duration::from_secs(900)),
+        night: raw.night.as_ref().map(|at| at.value),
+        timezone,
+        interval: value_or(&raw.interval, Duration::from_secs(30)),
+        protected,
+        services,
+        max_actions: value_or(&raw.max_actions, 3),
+        actions_window: value_or(&raw.actions_window, Duration::from_secs(1800)),
+        stable_after: value_or(&raw.stable_after, Duration::from_secs(600)),
+        storm: storm(raw, slices, problems),
+        notify: raw.notify.as_ref().map(|at| at.value.clone()),
+        notify_timeout: value_or(&raw.notify_timeout, Duration::from_secs(10)),
+        notify_events: raw.notify_events.as_ref().map_or_else(
+            || NotifyEvent::ALL.to_vec(),
+            |at| at.value.iter().map(|event| event.value).collect(),
+        ),
+        notify_window: value_or(&raw.notify_window, Duration::from_secs(600)),
+        slices: slices.iter().map(|slice| slice.path.clone()).collect(),
+        pressure: pressure(raw, slices, problems),
+        driver,
+    }
+}
+
+fn known_slice(
+    at: &At<String>,
+    key: &str,
+    slices: &[Slice],
+    problems: &mut Vec<Problem>,
+) -> String {
+    let path = at.value.trim_matches('/').to_string();
+    if !slices.iter().any(|s| s.path == path) {
         push(
             problems,
             &at.span,
-            "heal.notify",
-            "an empty command runs nothing; remove the key to notify nobody".into(),
+            key,
+            format!("{:?} is not a slice of this file", at.value),
         );
     }
-    let notify_timeout = duration_or(
-        &raw.notify_timeout,
-        "heal.notify_timeout",
-        Duration::from_secs(10),
-        problems,
-    );
-    let pressure = pressure(raw, slices, problems);
-    HealConfig {
-        state_file: path_or(&raw.state_file, "/var/lib/memslice/heal.state"),
-        lock_file: path_or(&raw.lock_file, "/run/memslice/heal.lock"),
-        failures_before_down,
-        grace_day,
-        grace_night,
-        night,
-        timezone,
-        interval,
-        protected,
-        services,
-        max_actions,
-        actions_window,
-        stable_after,
-        storm,
-        notify,
-        notify_timeout,
-        pressure,
-        driver,
-    }
+    path
 }
 
 fn pressure(
@@ -362,77 +464,49 @@ fn pressure(
     slices: &[Slice],
     problems: &mut Vec<Problem>,
 ) -> Option<PressureTrigger> {
-    let (slice, trigger) = match (&raw.pressure_slice, &raw.pressure_trigger) {
-        (None, None) => return None,
-        (Some(slice), Some(trigger)) => (slice, trigger),
-        (Some(at), None) | (None, Some(at)) => {
-            push(
-                problems,
-                &at.span,
-                "heal.pressure_trigger",
-                "pressure_slice and pressure_trigger go together".into(),
-            );
-            return None;
-        }
-    };
-    let path = slice.value.trim_matches('/').to_string();
-    if !slices.iter().any(|s| s.path == path) {
+    let written = |key| raw.present.contains(&key);
+    if written("pressure_slice") != written("pressure_trigger") {
+        let span = raw
+            .pressure_slice
+            .as_ref()
+            .map(|at| &at.span)
+            .or(raw.pressure_trigger.as_ref().map(|at| &at.span))
+            .unwrap_or(&raw.span);
         push(
             problems,
-            &slice.span,
-            "heal.pressure_slice",
-            format!("{:?} is not a slice of this file", slice.value),
+            span,
+            "heal.pressure_trigger",
+            "pressure_slice and pressure_trigger go together".into(),
         );
     }
-    match parse_trigger(&trigger.value) {
-        Ok((kind, stall, window)) => Some(PressureTrigger {
-            slice: path,
-            kind,
-            stall,
-            window,
-        }),
-        Err(message) => {
-            push(problems, &trigger.span, "heal.pressure_trigger", message);
-            None
-        }
-    }
-}
-
-fn positive(at: &Option<At<i64>>, key: &str, default: u32, problems: &mut Vec<Problem>) -> u32 {
-    match at {
-        None => default,
-        Some(at) => match u32::try_from(at.value) {
-            Ok(count) if count >= 1 => count,
-            _ => {
-                push(
-                    problems,
-                    &at.span,
-                    key,
-                    format!("{} is not allowed; use a whole number from 1 up", at.value),
-                );
-                default
-            }
-        },
-    }
+    let (slice, trigger) = (raw.pressure_slice.as_ref()?, raw.pressure_trigger.as_ref()?);
+    let (kind, stall, window) = trigger.value;
+    Some(PressureTrigger {
+        slice: known_slice(slice, "heal.pressure_slice", slices, problems),
+        kind,
+        stall,
+        window,
+    })
 }
 
 /// Off unless storm_slice is set; then kills and window have defaults.
 fn storm(raw: &RawHeal, slices: &[Slice], problems: &mut Vec<Problem>) -> Option<StormConfig> {
     let Some(slice) = &raw.storm_slice else {
-        for (key, present) in [
+        let stray = [
             (
                 "heal.storm_kills",
-                raw.storm_kills.as_ref().map(|a| a.span.clone()),
+                raw.storm_kills.as_ref().map(|a| &a.span),
             ),
             (
                 "heal.storm_window",
-                raw.storm_window.as_ref().map(|a| a.span.clone()),
+                raw.storm_window.as_ref().map(|a| &a.span),
             ),
-        ] {
-            if let Some(span) = present {
+        ];
+        for (key, span) in stray {
+            if let Some(span) = span {
                 push(
                     problems,
-                    &span,
+                    span,
                     key,
                     "has no effect without heal.storm_slice, the slice whose OOM kills are counted"
                         .into(),
@@ -441,186 +515,132 @@ fn storm(raw: &RawHeal, slices: &[Slice], problems: &mut Vec<Problem>) -> Option
         }
         return None;
     };
-    let path = slice.value.trim_matches('/').to_string();
-    if !slices.iter().any(|s| s.path == path) {
-        push(
-            problems,
-            &slice.span,
-            "heal.storm_slice",
-            format!("{:?} is not a slice of this file", slice.value),
-        );
-    }
-    let window = duration_or(
-        &raw.storm_window,
-        "heal.storm_window",
-        Duration::from_secs(1),
-        problems,
-    );
-    if window.is_zero() {
-        push(
-            problems,
-            &raw.span,
-            "heal.storm_window",
-            "must be above zero".into(),
-        );
-    }
     Some(StormConfig {
-        slice: path,
-        kills: positive(&raw.storm_kills, "heal.storm_kills", 5, problems),
-        window,
+        slice: known_slice(slice, "heal.storm_slice", slices, problems),
+        kills: value_or(&raw.storm_kills, 5),
+        window: value_or(&raw.storm_window, Duration::from_secs(1)),
     })
 }
 
-fn path_or(at: &Option<At<String>>, default: &str) -> PathBuf {
-    PathBuf::from(at.as_ref().map_or(default, |at| at.value.as_str()))
+/// The slices the healer kills. The default, `[protect] slice`, goes
+/// through the same rule as a listed slice; its problems point at
+/// `protect.slice` and say the value came from there.
+fn protected(
+    raw: &RawHeal,
+    slices: &[Slice],
+    default_target: Option<&At<String>>,
+    problems: &mut Vec<Problem>,
+) -> Vec<String> {
+    let (targets, key, origin): (Vec<&At<String>>, &str, &str) = match (
+        &raw.protected,
+        default_target,
+    ) {
+        (Some(listed), _) => (listed.value.iter().collect(), "heal.protected", ""),
+        (None, Some(target)) => (
+            vec![target],
+            "protect.slice",
+            "heal.protected is not set, so the healer would kill this [protect] slice: ",
+        ),
+        (None, None) => {
+            push(
+                    problems,
+                    &raw.span,
+                    "heal.protected",
+                    "no protected slices: set heal.protected, or a [protect] policy whose slice is used"
+                        .into(),
+                );
+            return Vec::new();
+        }
+    };
+    let mut paths = Vec::new();
+    for at in targets {
+        match kill_target(&at.value, slices) {
+            Ok(path) => paths.push(path),
+            Err(why) => push(problems, &at.span, key, format!("{origin}{why}")),
+        }
+    }
+    paths
 }
 
 /// The healer may only kill slices that hold nothing but tasks: never a
 /// top-level slice (the operations side is one), never a slice with
 /// service slices below it.
-fn protected(
-    raw: &RawHeal,
-    slices: &[Slice],
-    protect: Option<&ProtectPolicy>,
-    problems: &mut Vec<Problem>,
-) -> Vec<String> {
-    let Some(listed) = &raw.protected else {
-        return protect.map(|p| vec![p.slice.clone()]).unwrap_or_default();
-    };
-    let mut paths = Vec::new();
-    for at in &listed.value {
-        let path = at.value.trim_matches('/').to_string();
-        if !slices.iter().any(|s| s.path == path) {
-            push(
-                problems,
-                &at.span,
-                "heal.protected",
-                format!("{:?} is not a slice of this file", at.value),
-            );
-            continue;
-        }
-        if !path.contains('/') {
-            push(
-                problems,
-                &at.span,
-                "heal.protected",
-                format!(
-                    "{path} is a top-level slice (a whole side of the node, such as ops or app); name the slice below it that holds the tasks"
-                ),
-            );
-            continue;
-        }
-        let below: Vec<&str> = slices
-            .iter()
-            .filter(|s| s.path.starts_with(&format!("{path}/")))
-            .map(|s| s.path.as_str())
-            .collect();
-        if !below.is_empty() {
-            push(
-                problems,
-                &at.span,
-                "heal.protected",
-                format!(
-                    "{path} holds the slices {}, which a kill would take down too; name the slice that holds the tasks",
-                    below.join(", ")
-                ),
-            );
-            continue;
-        }
-        paths.push(path);
+fn kill_target(name: &str, slices: &[Slice]) -> Result<String, String> {
+    let path = name.trim_matches('/').to_string();
+    if !slices.iter().any(|s| s.path == path) {
+        return Err(format!("{name:?} is not a slice of this file"));
     }
-    paths
+    if !path.contains('/') {
+        return Err(format!(
+            "{path} is a top-level slice (a whole side of the node, such as ops or app); name the slice below it that holds the tasks"
+        ));
+    }
+    let below: Vec<&str> = slices
+        .iter()
+        .filter(|s| {
+            s.path
+                .strip_prefix(path.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
+        .map(|s| s.path.as_str())
+        .collect();
+    if !below.is_empty() {
+        return Err(format!(
+            "{path} holds the slices {}, which a kill would take down too; name the slice that holds the tasks",
+            below.join(", ")
+        ));
+    }
+    Ok(path)
 }
 
 fn service(raw: &RawService, problems: &mut Vec<Problem>) -> Option<Service> {
     let Some(name) = &raw.name else {
-        push(
-            problems,
-            &raw.span,
-            "heal.service.name",
-            "required: a name for logs and metrics".into(),
-        );
+        if !raw.present.contains(&"name") {
+            push(
+                problems,
+                &raw.span,
+                "heal.service.name",
+                "required: a name for logs and metrics".into(),
+            );
+        }
         return None;
     };
-    let list = |at: &At<Vec<At<String>>>| {
-        at.value
-            .iter()
-            .map(|item| item.value.clone())
-            .collect::<Vec<_>>()
-    };
-    let mut probes = Vec::new();
-    if let Some(url) = &raw.http {
-        if !url.value.starts_with("http://") {
-            push(
-                problems,
-                &url.span,
-                "heal.service.http",
-                format!(
-                    "{:?}: only http:// URLs are probed (memslice has no TLS); probe https with a command such as curl",
-                    url.value
-                ),
-            );
-        }
-        let expect_status = match &raw.expect_status {
-            None => 200,
-            Some(at) => u16::try_from(at.value)
-                .ok()
-                .filter(|s| (100..600).contains(s))
-                .unwrap_or_else(|| {
-                    push(
-                        problems,
-                        &at.span,
-                        "heal.service.expect_status",
-                        format!("{} is not an HTTP status (100 to 599)", at.value),
-                    );
-                    200
-                }),
-        };
-        probes.push(Probe::Http {
-            url: url.value.clone(),
-            expect_status,
-        });
-    }
-    if let Some(address) = &raw.tcp {
-        if !address.value.contains(':') {
-            push(
-                problems,
-                &address.span,
-                "heal.service.tcp",
-                format!("{:?} needs a port, like \"127.0.0.1:3306\"", address.value),
-            );
-        }
-        probes.push(Probe::Tcp {
-            address: address.value.clone(),
-        });
-    }
-    if let Some(command) = &raw.command {
-        if command.value.is_empty() {
-            push(
-                problems,
-                &command.span,
-                "heal.service.command",
-                "an empty command runs nothing".into(),
-            );
-        }
-        probes.push(Probe::Command(list(command)));
-    }
-    if let Some(unit) = &raw.unit {
-        probes.push(Probe::Unit(unit.value.clone()));
-    }
-    if probes.len() != 1 {
+    let written = ["http", "tcp", "command", "unit"]
+        .into_iter()
+        .filter(|key| raw.present.contains(key))
+        .count();
+    if written != 1 {
         push(
             problems,
             &name.span,
             "heal.service",
             format!(
-                "service {:?} needs exactly one probe of: http, tcp, command, unit (it has {})",
-                name.value,
-                probes.len()
+                "service {:?} needs exactly one probe of: http, tcp, command, unit (it has {written})",
+                name.value
             ),
         );
         return None;
     }
+    let mut probes = Vec::new();
+    if let Some(url) = &raw.http {
+        probes.push(Probe::Http {
+            url: url.value.clone(),
+            expect_status: value_or(&raw.expect_status, 200),
+        });
+    }
+    if let Some(address) = &raw.tcp {
+        probes.push(Probe::Tcp {
+            address: address.value.clone(),
+        });
+    }
+    if let Some(command) = &raw.command {
+        probes.push(Probe::Command(command.value.clone()));
+    }
+    if let Some(unit) = &raw.unit {
+        probes.push(Probe::Unit(unit.value.clone()));
+    }
+    // The one probe written was refused when none is left.
+    let probe = probes.pop()?;
     let restart = match (&raw.restart_unit, &raw.restart_command) {
         (Some(_), Some(at)) => {
             push(
@@ -632,20 +652,13 @@ fn service(raw: &RawService, problems: &mut Vec<Problem>) -> Option<Service> {
             None
         }
         (Some(unit), None) => Some(Restart::Unit(unit.value.clone())),
-        (None, Some(command)) => Some(Restart::Command(list(command))),
+        (None, Some(command)) => Some(Restart::Command(command.value.clone())),
         (None, None) => None,
-    };
-    let timeout = match &raw.timeout {
-        None => Duration::from_secs(5),
-        Some(at) => parse_duration(&at.value).unwrap_or_else(|message| {
-            push(problems, &at.span, "heal.service.timeout", message);
-            Duration::from_secs(5)
-        }),
     };
     Some(Service {
         name: name.value.clone(),
-        probe: probes.remove(0),
-        timeout,
+        probe,
+        timeout: value_or(&raw.timeout, Duration::from_secs(5)),
         restart,
     })
 }
@@ -661,7 +674,7 @@ pub fn example() -> HealConfig {
         grace_day: Duration::from_secs(180),
         grace_night: Duration::from_secs(900),
         night: None,
-        timezone: None,
+        timezone: TimeZone::UTC,
         interval: Duration::from_secs(30),
         protected: vec!["app/tasks".into()],
         services: Vec::new(),
@@ -671,6 +684,9 @@ pub fn example() -> HealConfig {
         storm: None,
         notify: None,
         notify_timeout: Duration::from_secs(10),
+        notify_events: NotifyEvent::ALL.to_vec(),
+        notify_window: Duration::from_secs(600),
+        slices: Vec::new(),
         pressure: None,
         driver: Driver::Cgroupfs,
     }
@@ -679,21 +695,6 @@ pub fn example() -> HealConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn time(text: &str) -> Time {
-        text.parse().expect("time")
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("3m"), Ok(Duration::from_secs(180)));
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        for bad in ["", "3", "m", "3 minutes", "-1s", "1.5m"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn pressure_triggers() {
@@ -705,7 +706,10 @@ mod tests {
             window,
         };
         assert_eq!(trigger.kernel_text(), "some 150000 1000000");
-        assert!(parse_trigger("full 2s 10s").is_ok());
+        assert_eq!(
+            parse_trigger("full 2s 10s").map(|(kind, ..)| kind),
+            Ok(PressureKind::Full)
+        );
         for bad in [
             "some 150ms",
             "most 1s 2s",
@@ -713,28 +717,74 @@ mod tests {
             "some 2s 1s",
             "some 0s 1s",
             "some 1s 20s",
+            "some 18446744073709551615h 1s",
         ] {
             assert!(parse_trigger(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
-    fn a_night_window_may_cross_midnight() {
-        let night = parse_window("22:00-07:00").expect("window");
-        assert!(night.contains(time("23:30")));
-        assert!(night.contains(time("00:00")));
-        assert!(night.contains(time("06:59:59")));
-        assert!(!night.contains(time("07:00")));
-        assert!(!night.contains(time("12:00")));
-        assert!(night.contains(time("22:00")));
-        let siesta = parse_window("13:00-15:00").expect("window");
-        assert!(
-            siesta.contains(time("14:00"))
-                && !siesta.contains(time("15:00"))
-                && !siesta.contains(time("12:59"))
-        );
-        assert!(parse_window("22:00").is_err());
-        assert!(parse_window("25:00-07:00").is_err());
-        assert!(parse_window("07:00-07:00").is_err());
+    fn http_urls_are_what_ureq_without_tls_can_fetch() {
+        for good in [
+            "http://127.0.0.1/health",
+            "http://shop.example:8080/",
+            "http://[::1]:8080/health",
+            "http://[::1]/",
+            "http://user:secret@shop.example/",
+            "HTTP://shop.example",
+        ] {
+            assert_eq!(http_url(good).as_deref(), Ok(good), "{good}");
+        }
+        let cases = [
+            ("http://", "has no host"),
+            ("http://:80/", "has no host"),
+            ("http://exa mple/", "is not a URL"),
+            ("http://shop.example:99999/", "from 1 to 65535"),
+            ("http://shop.example:0/", "from 1 to 65535"),
+            ("http://shop.example:http/", "from 1 to 65535"),
+            ("https://shop.example/", "built without TLS"),
+            ("ftp://shop.example/", "only http:// URLs"),
+            ("shop.example", "is not a URL"),
+        ];
+        for (bad, fragment) in cases {
+            let err = http_url(bad).expect_err(bad);
+            assert!(err.contains(fragment), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn tcp_addresses_need_a_host_and_a_numeric_port() {
+        for good in [
+            "127.0.0.1:3306",
+            "db.internal:5432",
+            "[::1]:3306",
+            "[fe80::1]:1",
+        ] {
+            assert_eq!(tcp_address(good).as_deref(), Ok(good), "{good}");
+        }
+        let cases = [
+            ("127.0.0.1", "needs a port"),
+            ("localhost:http-ish", "from 1 to 65535"),
+            ("localhost:65536", "from 1 to 65535"),
+            ("localhost:+80", "from 1 to 65535"),
+            ("localhost:", "from 1 to 65535"),
+            (":3306", "has no host"),
+            ("::1:3306", "in brackets"),
+            ("[::1]", "needs a port"),
+            ("[::1:3306", "no closing"),
+            ("[db]:3306", "not an IPv6 address"),
+            ("my host:80", "not a host name"),
+        ];
+        for (bad, fragment) in cases {
+            let err = tcp_address(bad).expect_err(bad);
+            assert!(err.contains(fragment), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn utc_needs_no_tz_database() {
+        assert_eq!(time_zone("UTC"), Ok(TimeZone::UTC));
+        let err = time_zone("Mars/Olympus").expect_err("no such zone");
+        assert!(err.contains("not a time zone"), "{err}");
     }
 }

@@ -1,17 +1,26 @@
 //! slices.toml: the operator's description of the tree, checked completely
-//! before anything on the host is touched.
+//! before anything on the host is touched. Loading is the only gate: what
+//! can be known without changing the host is refused here, with
+//! `file:line:column`, the key and what is allowed, never later by the
+//! kernel or the healer.
 //!
-//! Loading goes in two pure steps, as ripgrep layers its arguments: `raw`
-//! reads the TOML into typed values that remember their line, `validate`
-//! checks the tree as a whole against the node's RAM. Only a `Config` that
-//! passed both reaches the code that writes to cgroupfs.
+//! Loading goes in two steps, as ripgrep layers its arguments: `raw` reads
+//! the TOML into typed values that remember their place (one table of keys
+//! per section), `validate` checks the tree as a whole against the node's
+//! RAM and the kernel's path limits. Both are pure but for two reads: the tz
+//! database for heal.timezone, and whether a state or lock path is a
+//! directory. Only a `Config` that passed both reaches the code that writes
+//! to cgroupfs.
 
+pub mod duration;
 pub mod heal;
+mod nesting;
 mod raw;
 pub mod size;
+mod sources;
 mod validate;
 
-pub use validate::effective_max;
+pub use validate::{CGROUP_ROOT_MAX, DEFAULT_STALL_TIMEOUT, TASK_NAME_MAX, effective_max};
 
 use std::fmt;
 use std::ops::Range;
@@ -19,6 +28,8 @@ use std::path::{Path, PathBuf};
 
 pub use crate::layout::Driver;
 pub use size::{Limit, Size};
+use sources::Sources;
+pub use sources::dropin_dir;
 
 /// What the node contributes to resolving a config: percentages need its RAM,
 /// and the kernel stores limits in whole pages.
@@ -58,10 +69,51 @@ pub struct Slice {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServicePlacement {
     pub units: Vec<String>,
-    /// OOMPolicy= of those services: `continue` (the default) keeps a
-    /// service running when the kernel kills one of its workers.
-    pub oom_policy: String,
+    pub oom_policy: OomPolicy,
     pub oom_score_adj: Option<i32>,
+}
+
+/// systemd's OOMPolicy= for the services of a slice (systemd.service(5)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OomPolicy {
+    /// Keeps a service running when the kernel kills one of its workers:
+    /// memslice's default, unlike systemd's `stop`.
+    #[default]
+    Continue,
+    /// Stops the service cleanly after a kill.
+    Stop,
+    /// Kills the whole service after a kill.
+    Kill,
+}
+
+impl OomPolicy {
+    pub const ALL: [OomPolicy; 3] = [OomPolicy::Continue, OomPolicy::Stop, OomPolicy::Kill];
+
+    /// The spelling systemd takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            OomPolicy::Continue => "continue",
+            OomPolicy::Stop => "stop",
+            OomPolicy::Kill => "kill",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<OomPolicy, String> {
+        OomPolicy::ALL
+            .into_iter()
+            .find(|policy| policy.name() == text)
+            .ok_or_else(|| {
+                format!(
+                    "{text:?} is not an OOMPolicy=; use continue, stop or kill (systemd.service(5))"
+                )
+            })
+    }
+}
+
+impl fmt::Display for OomPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The memory knobs a slice sets; `None` leaves the kernel's value alone.
@@ -85,6 +137,9 @@ pub struct ProtectPolicy {
     pub oom_group: bool,
     pub users: Vec<String>,
     pub groups: Vec<String>,
+    /// A protected task stalled at its own cap longer than this is ended;
+    /// `None`: never (stall_timeout = "off").
+    pub stall_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -144,10 +199,14 @@ pub struct Problem {
     pub message: String,
 }
 
-/// A problem placed in its file, ready to print.
+/// A problem placed in its file, ready to print. Each names its own file,
+/// so problems from several files can be listed together.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Located {
+    pub file: PathBuf,
+    /// From 1.
     pub line: usize,
+    /// From 1, in characters.
     pub column: usize,
     pub key: String,
     pub message: String,
@@ -162,6 +221,32 @@ pub enum ConfigError {
         path: PathBuf,
         problems: Vec<Located>,
     },
+}
+
+/// The drop-ins of `main`, in name order: `*.toml` in `slices.d/` beside
+/// it (none when the directory is absent).
+fn dropins(main: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let dir = dropin_dir(main);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(ConfigError::File {
+                err: crate::files::FileError::Read { path: dir, source },
+            });
+        }
+    };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.ends_with(".toml") && !name.starts_with('.'))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
 }
 
 /// A missing config says where the shipped example is.
@@ -190,7 +275,7 @@ fn render_invalid(path: &Path, problems: &[Located]) -> String {
     for problem in problems {
         out.push_str(&format!(
             "\n  {}:{}:{}: ",
-            path.display(),
+            problem.file.display(),
             problem.line,
             problem.column
         ));
@@ -203,31 +288,81 @@ fn render_invalid(path: &Path, problems: &[Located]) -> String {
 }
 
 impl Config {
-    /// Reads and validates `path`; as root, only a file root alone can
-    /// change (see `files`). Nothing on the host is touched.
+    /// Reads and validates `path` and its drop-ins (`slices.d/*.toml`
+    /// beside it, merged in name order); as root, only files root alone
+    /// can change (see `files`). Nothing on the host is touched.
     pub fn load(path: &Path, node: NodeFacts) -> Result<Config, ConfigError> {
-        let bytes = crate::files::read_trusted(path).map_err(|err| ConfigError::File { err })?;
-        let text = String::from_utf8(bytes).map_err(|err| ConfigError::File {
-            err: crate::files::FileError::Read {
-                path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, err),
-            },
-        })?;
-        Config::parse(path, &text, node)
+        let read = |path: &Path| {
+            crate::files::read_trusted(path)
+                .map(|bytes| (path.to_path_buf(), bytes))
+                .map_err(|err| ConfigError::File { err })
+        };
+        let mut files = vec![read(path)?];
+        for dropin in dropins(path)? {
+            files.push(read(&dropin)?);
+        }
+        Config::parse_files(files, node)
     }
 
-    /// Validates `text`; `path` only names the file in errors.
+    /// Validates one file's `bytes`; `path` only names the file in errors.
+    pub fn parse_bytes(path: &Path, bytes: &[u8], node: NodeFacts) -> Result<Config, ConfigError> {
+        Config::parse_files(vec![(path.to_path_buf(), bytes.to_vec())], node)
+    }
+
+    /// Validates one file's `text`; `path` only names the file in errors.
     pub fn parse(path: &Path, text: &str, node: NodeFacts) -> Result<Config, ConfigError> {
+        Config::parse_bytes(path, text.as_bytes(), node)
+    }
+
+    /// Validates the main file and its drop-ins, in merge order. Each must
+    /// be UTF-8, as TOML requires; a problem names the file it is in.
+    pub fn parse_files(
+        files: Vec<(PathBuf, Vec<u8>)>,
+        node: NodeFacts,
+    ) -> Result<Config, ConfigError> {
+        let main = files
+            .first()
+            .map_or_else(|| PathBuf::from("slices.toml"), |(path, _)| path.clone());
+        let mut encoding = Vec::new();
+        let mut texts = Vec::with_capacity(files.len());
+        for (path, bytes) in files {
+            match String::from_utf8(bytes) {
+                Ok(text) => texts.push((path, text)),
+                Err(err) => {
+                    let valid_up_to = err.utf8_error().valid_up_to();
+                    let bytes = err.into_bytes();
+                    let bad = bytes.get(valid_up_to).copied().unwrap_or_default();
+                    // The prefix up to the first invalid byte is valid UTF-8.
+                    let before = String::from_utf8_lossy(&bytes[..valid_up_to]).into_owned();
+                    let one = Sources::new(vec![(path, before)]);
+                    encoding.push(one.locate(Problem {
+                        span: valid_up_to..valid_up_to,
+                        key: String::new(),
+                        message: format!(
+                            "not UTF-8: byte 0x{bad:02x} here is not valid UTF-8 text, which TOML requires"
+                        ),
+                    }));
+                }
+            }
+        }
+        if !encoding.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: main,
+                problems: encoding,
+            });
+        }
+        let sources = Sources::new(texts);
         let mut problems = Vec::new();
-        let raw = raw::read(text, &mut problems);
+        let document = sources.document(&mut problems);
+        let raw = raw::read(&document, &mut problems);
         let config = validate::validate(&raw, node, &mut problems);
         if problems.is_empty() {
             return Ok(config);
         }
         problems.sort_by_key(|problem| problem.span.start);
         Err(ConfigError::Invalid {
-            path: path.to_path_buf(),
-            problems: problems.into_iter().map(|p| locate(text, p)).collect(),
+            path: main,
+            problems: problems.into_iter().map(|p| sources.locate(p)).collect(),
         })
     }
 
@@ -236,26 +371,12 @@ impl Config {
     }
 }
 
-fn locate(text: &str, problem: Problem) -> Located {
-    let start = problem.span.start.min(text.len());
-    let before = &text[..start];
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .rfind('\n')
-        .map_or(start, |newline| start - newline - 1)
-        + 1;
-    Located {
-        line,
-        column,
-        key: problem.key,
-        message: problem.message,
-    }
-}
-
 /// Parent of a slice path, `None` for a top-level slice.
 pub fn parent_of(path: &str) -> Option<&str> {
     path.rsplit_once('/').map(|(parent, _)| parent)
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

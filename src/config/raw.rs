@@ -1,76 +1,381 @@
 //! Reads slices.toml into typed values that still carry their place in the
 //! file, so every later complaint can name the line.
 //!
+//! Each section is one table of keys, each key with the reader that checks
+//! its value: the "allowed here" list of an unknown key and the parsing come
+//! from the same entries and cannot drift apart. Everything a single value
+//! can be wrong about (its type, its form, its range) is caught here; rules
+//! across keys and slices are `validate`'s.
+//!
 //! The walk is done by hand over toml's spanned tables instead of through
 //! `#[derive(Deserialize)]`: a slice table mixes settings with child slices,
 //! which serde cannot combine with `deny_unknown_fields`, and a misspelt
 //! `memory_mx = "1G"` must be reported as an unknown key, not as "invalid type".
 
 use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
 
+use jiff::tz::TimeZone;
 use toml::Spanned;
-use toml::de::{DeTable, DeValue};
+use toml::de::{DeString, DeTable, DeValue};
 
-use super::Problem;
-use super::size::Size;
+use super::duration::{self, Bounds, NightWindow};
+use super::heal::{self, NotifyEvent, PressureKind};
+use super::size::{SIZE_FORMS, Size};
+use super::{Controller, Driver, OomPolicy, Problem};
 
-pub const SLICE_KEYS: [&str; 11] = [
-    "description",
-    "memory_min",
-    "memory_low",
-    "memory_high",
-    "memory_max",
-    "memory_swap_max",
-    "oom_group",
-    "controllers",
-    "services",
-    "oom_policy",
-    "oom_score_adj",
-];
-const TOP_KEYS: [&str; 4] = ["node", "slice", "protect", "heal"];
-const NODE_KEYS: [&str; 2] = ["memory", "driver"];
-const PROTECT_KEYS: [&str; 7] = [
-    "slice",
-    "memory_max",
-    "max_tasks",
-    "oom_score_adj",
-    "users",
-    "groups",
-    "oom_group",
+// Ranges of the duration keys, as slices.toml documents them.
+/// heal.grace_day, heal.grace_night: 0s acts on the first check that finds
+/// the site down; a day is the longest outage a healer should sit out.
+const GRACE: Bounds = Bounds::new(Duration::ZERO, Duration::from_secs(24 * 3600));
+/// heal.interval: fast enough for tests and impatient sites, never so slow
+/// that `heal watch` stops watching.
+const INTERVAL: Bounds = Bounds::new(Duration::from_millis(100), Duration::from_secs(3600));
+/// Probe and hook timeouts: zero fails every probe (the healer would act on
+/// a healthy site); ten minutes is longer than any probe should hang.
+const TIMEOUT: Bounds = Bounds::new(Duration::from_millis(1), Duration::from_secs(600));
+/// actions_window, stable_after, storm_window.
+const WINDOW: Bounds = Bounds::new(Duration::from_secs(1), Duration::from_secs(7 * 86_400));
+/// protect.stall_timeout: shorter than 10 s would end tasks that recover
+/// from a brief stall by reclaim; longer than a day keeps a stuck task.
+const STALL: Bounds = Bounds::new(Duration::from_secs(10), Duration::from_secs(24 * 3600));
+
+/// The smallest node.memory taken: below it no slice tree makes sense, and
+/// a typo such as `memory = 1` would make every percentage zero.
+const NODE_MEMORY_MIN: u64 = 64 << 20;
+
+/// One key a section allows, and the reader that checks its value and
+/// stores it; the reader gets the dotted key for its messages.
+struct Key<S> {
+    name: &'static str,
+    read: fn(&mut S, &Spanned<DeValue<'_>>, &str, &mut Vec<Problem>),
+}
+
+const TOP: &[Key<RawConfig>] = &[
+    Key {
+        name: "node",
+        read: |raw, value, key, problems| {
+            section(value, key, NODE, raw, problems);
+        },
+    },
+    Key {
+        name: "slice",
+        read: read_slices,
+    },
+    Key {
+        name: "protect",
+        read: |raw, value, key, problems| {
+            let mut protect = RawProtect {
+                span: value.span(),
+                ..RawProtect::default()
+            };
+            if let Some(present) = section(value, key, PROTECT, &mut protect, problems) {
+                raw.protect = Some(RawProtect { present, ..protect });
+            }
+        },
+    },
+    Key {
+        name: "heal",
+        read: |raw, value, key, problems| {
+            let mut heal = RawHeal {
+                span: value.span(),
+                ..RawHeal::default()
+            };
+            if let Some(present) = section(value, key, HEAL, &mut heal, problems) {
+                raw.heal = Some(RawHeal { present, ..heal });
+            }
+        },
+    },
 ];
 
-const HEAL_KEYS: [&str; 20] = [
-    "state_file",
-    "lock_file",
-    "failures_before_down",
-    "grace_day",
-    "grace_night",
-    "night",
-    "timezone",
-    "interval",
-    "protected",
-    "service",
-    "max_actions",
-    "actions_window",
-    "stable_after",
-    "storm_slice",
-    "storm_kills",
-    "storm_window",
-    "notify",
-    "notify_timeout",
-    "pressure_slice",
-    "pressure_trigger",
+const NODE: &[Key<RawConfig>] = &[
+    Key {
+        name: "memory",
+        read: |raw, value, key, problems| raw.node_memory = node_memory(value, key, problems),
+    },
+    Key {
+        name: "driver",
+        read: |raw, value, key, problems| {
+            raw.driver = parsed(value, key, problems, |text| {
+                Driver::parse(text).ok_or_else(|| {
+                    format!("{text:?} is not a driver; use \"cgroupfs\" or \"systemd\"")
+                })
+            })
+        },
+    },
 ];
-const SERVICE_KEYS: [&str; 9] = [
-    "name",
-    "http",
-    "expect_status",
-    "tcp",
-    "command",
-    "unit",
-    "timeout",
-    "restart_unit",
-    "restart_command",
+
+const SLICE: &[Key<RawSlice>] = &[
+    Key {
+        name: "description",
+        read: |slice, value, key, problems| {
+            slice.description = parsed(value, key, problems, one_line).map(|at| at.value)
+        },
+    },
+    Key {
+        name: "memory_min",
+        read: |slice, value, key, problems| slice.memory_min = size(value, key, problems),
+    },
+    Key {
+        name: "memory_low",
+        read: |slice, value, key, problems| slice.memory_low = size(value, key, problems),
+    },
+    Key {
+        name: "memory_high",
+        read: |slice, value, key, problems| slice.memory_high = size(value, key, problems),
+    },
+    Key {
+        name: "memory_max",
+        read: |slice, value, key, problems| slice.memory_max = size(value, key, problems),
+    },
+    Key {
+        name: "memory_swap_max",
+        read: |slice, value, key, problems| slice.memory_swap_max = size(value, key, problems),
+    },
+    Key {
+        name: "oom_group",
+        read: |slice, value, key, problems| slice.oom_group = boolean(value, key, problems),
+    },
+    Key {
+        name: "controllers",
+        read: |slice, value, key, problems| slice.controllers = controllers(value, key, problems),
+    },
+    Key {
+        name: "services",
+        read: |slice, value, key, problems| {
+            slice.services = list(value, key, problems, service_unit)
+        },
+    },
+    Key {
+        name: "oom_policy",
+        read: |slice, value, key, problems| {
+            slice.oom_policy = parsed(value, key, problems, OomPolicy::parse)
+        },
+    },
+    Key {
+        name: "oom_score_adj",
+        read: |slice, value, key, problems| {
+            slice.oom_score_adj = number(value, key, problems, oom_score_adj)
+        },
+    },
+];
+
+const PROTECT: &[Key<RawProtect>] = &[
+    Key {
+        name: "slice",
+        read: |protect, value, key, problems| protect.slice = string(value, key, problems),
+    },
+    Key {
+        name: "memory_max",
+        read: |protect, value, key, problems| protect.memory_max = size(value, key, problems),
+    },
+    Key {
+        name: "max_tasks",
+        read: |protect, value, key, problems| protect.max_tasks = count(value, key, problems),
+    },
+    Key {
+        name: "oom_score_adj",
+        read: |protect, value, key, problems| {
+            protect.oom_score_adj = number(value, key, problems, oom_score_adj)
+        },
+    },
+    Key {
+        name: "users",
+        read: |protect, value, key, problems| {
+            protect.users = list(value, key, problems, account_name).map(unwrap_list)
+        },
+    },
+    Key {
+        name: "groups",
+        read: |protect, value, key, problems| {
+            protect.groups = list(value, key, problems, account_name).map(unwrap_list)
+        },
+    },
+    Key {
+        name: "oom_group",
+        read: |protect, value, key, problems| protect.oom_group = boolean(value, key, problems),
+    },
+    Key {
+        name: "stall_timeout",
+        read: |protect, value, key, problems| {
+            protect.stall_timeout = parsed(value, key, problems, |text| match text {
+                "off" => Ok(None),
+                _ => duration::parse_duration(text, STALL)
+                    .map(Some)
+                    .map_err(|message| format!("{message}, or \"off\"")),
+            })
+        },
+    },
+];
+
+const HEAL: &[Key<RawHeal>] = &[
+    Key {
+        name: "state_file",
+        read: |heal, value, key, problems| {
+            heal.state_file = parsed(value, key, problems, heal::file_path)
+        },
+    },
+    Key {
+        name: "lock_file",
+        read: |heal, value, key, problems| {
+            heal.lock_file = parsed(value, key, problems, heal::file_path)
+        },
+    },
+    Key {
+        name: "failures_before_down",
+        read: |heal, value, key, problems| heal.failures_before_down = count(value, key, problems),
+    },
+    Key {
+        name: "grace_day",
+        read: |heal, value, key, problems| heal.grace_day = duration(value, key, GRACE, problems),
+    },
+    Key {
+        name: "grace_night",
+        read: |heal, value, key, problems| heal.grace_night = duration(value, key, GRACE, problems),
+    },
+    Key {
+        name: "night",
+        read: |heal, value, key, problems| {
+            heal.night = parsed(value, key, problems, duration::parse_window)
+        },
+    },
+    Key {
+        name: "timezone",
+        read: |heal, value, key, problems| {
+            heal.timezone = parsed(value, key, problems, heal::time_zone)
+        },
+    },
+    Key {
+        name: "interval",
+        read: |heal, value, key, problems| heal.interval = duration(value, key, INTERVAL, problems),
+    },
+    Key {
+        name: "protected",
+        read: |heal, value, key, problems| heal.protected = list(value, key, problems, any_text),
+    },
+    Key {
+        name: "service",
+        read: read_services,
+    },
+    Key {
+        name: "max_actions",
+        read: |heal, value, key, problems| heal.max_actions = count(value, key, problems),
+    },
+    Key {
+        name: "actions_window",
+        read: |heal, value, key, problems| {
+            heal.actions_window = duration(value, key, WINDOW, problems)
+        },
+    },
+    Key {
+        name: "stable_after",
+        read: |heal, value, key, problems| {
+            heal.stable_after = duration(value, key, WINDOW, problems)
+        },
+    },
+    Key {
+        name: "storm_slice",
+        read: |heal, value, key, problems| heal.storm_slice = string(value, key, problems),
+    },
+    Key {
+        name: "storm_kills",
+        read: |heal, value, key, problems| heal.storm_kills = count(value, key, problems),
+    },
+    Key {
+        name: "storm_window",
+        read: |heal, value, key, problems| {
+            heal.storm_window = duration(value, key, WINDOW, problems)
+        },
+    },
+    Key {
+        name: "notify",
+        read: |heal, value, key, problems| heal.notify = command(value, key, problems),
+    },
+    Key {
+        name: "notify_timeout",
+        read: |heal, value, key, problems| {
+            heal.notify_timeout = duration(value, key, TIMEOUT, problems)
+        },
+    },
+    Key {
+        name: "notify_events",
+        read: |heal, value, key, problems| {
+            heal.notify_events = list(value, key, problems, NotifyEvent::parse)
+        },
+    },
+    Key {
+        name: "notify_window",
+        read: |heal, value, key, problems| {
+            heal.notify_window = duration(value, key, WINDOW, problems)
+        },
+    },
+    Key {
+        name: "pressure_slice",
+        read: |heal, value, key, problems| heal.pressure_slice = string(value, key, problems),
+    },
+    Key {
+        name: "pressure_trigger",
+        read: |heal, value, key, problems| {
+            heal.pressure_trigger = parsed(value, key, problems, heal::parse_trigger)
+        },
+    },
+];
+
+const SERVICE: &[Key<RawService>] = &[
+    Key {
+        name: "name",
+        read: |service, value, key, problems| service.name = parsed(value, key, problems, name),
+    },
+    Key {
+        name: "http",
+        read: |service, value, key, problems| {
+            service.http = parsed(value, key, problems, heal::http_url)
+        },
+    },
+    Key {
+        name: "expect_status",
+        read: |service, value, key, problems| {
+            service.expect_status = number(value, key, problems, |status| {
+                u16::try_from(status)
+                    .ok()
+                    .filter(|s| (100..600).contains(s))
+                    .ok_or_else(|| format!("{status} is not an HTTP status (100 to 599)"))
+            })
+        },
+    },
+    Key {
+        name: "tcp",
+        read: |service, value, key, problems| {
+            service.tcp = parsed(value, key, problems, heal::tcp_address)
+        },
+    },
+    Key {
+        name: "command",
+        read: |service, value, key, problems| service.command = command(value, key, problems),
+    },
+    Key {
+        name: "unit",
+        read: |service, value, key, problems| service.unit = parsed(value, key, problems, name),
+    },
+    Key {
+        name: "timeout",
+        read: |service, value, key, problems| {
+            service.timeout = duration(value, key, TIMEOUT, problems)
+        },
+    },
+    Key {
+        name: "restart_unit",
+        read: |service, value, key, problems| {
+            service.restart_unit = parsed(value, key, problems, name)
+        },
+    },
+    Key {
+        name: "restart_command",
+        read: |service, value, key, problems| {
+            service.restart_command = command(value, key, problems)
+        },
+    },
 ];
 
 /// A value with the byte range it came from.
@@ -83,9 +388,8 @@ pub struct At<T> {
 #[derive(Debug, Default)]
 pub struct RawConfig {
     /// `None` means "read MemTotal"; `node.memory = "auto"` is the same.
-    pub node_memory: Option<At<Size>>,
-    /// `cgroupfs` (default) or `systemd`.
-    pub driver: Option<At<String>>,
+    pub node_memory: Option<At<u64>>,
+    pub driver: Option<At<Driver>>,
     /// Parents before children, in file order.
     pub slices: Vec<RawSlice>,
     pub protect: Option<RawProtect>,
@@ -95,40 +399,46 @@ pub struct RawConfig {
 #[derive(Debug, Default)]
 pub struct RawHeal {
     pub span: Range<usize>,
-    pub state_file: Option<At<String>>,
-    pub lock_file: Option<At<String>>,
-    pub failures_before_down: Option<At<i64>>,
-    pub grace_day: Option<At<String>>,
-    pub grace_night: Option<At<String>>,
-    pub night: Option<At<String>>,
-    pub timezone: Option<At<String>>,
-    pub interval: Option<At<String>>,
+    /// The keys written, whether or not their values were taken.
+    pub present: Vec<&'static str>,
+    pub state_file: Option<At<PathBuf>>,
+    pub lock_file: Option<At<PathBuf>>,
+    pub failures_before_down: Option<At<u32>>,
+    pub grace_day: Option<At<Duration>>,
+    pub grace_night: Option<At<Duration>>,
+    pub night: Option<At<NightWindow>>,
+    pub timezone: Option<At<TimeZone>>,
+    pub interval: Option<At<Duration>>,
     pub protected: Option<At<Vec<At<String>>>>,
     pub services: Vec<RawService>,
-    pub max_actions: Option<At<i64>>,
-    pub actions_window: Option<At<String>>,
-    pub stable_after: Option<At<String>>,
+    pub max_actions: Option<At<u32>>,
+    pub actions_window: Option<At<Duration>>,
+    pub stable_after: Option<At<Duration>>,
     pub storm_slice: Option<At<String>>,
-    pub storm_kills: Option<At<i64>>,
-    pub storm_window: Option<At<String>>,
-    pub notify: Option<At<Vec<At<String>>>>,
-    pub notify_timeout: Option<At<String>>,
+    pub storm_kills: Option<At<u32>>,
+    pub storm_window: Option<At<Duration>>,
+    pub notify: Option<At<Vec<String>>>,
+    pub notify_timeout: Option<At<Duration>>,
+    pub notify_events: Option<At<Vec<At<NotifyEvent>>>>,
+    pub notify_window: Option<At<Duration>>,
     pub pressure_slice: Option<At<String>>,
-    pub pressure_trigger: Option<At<String>>,
+    pub pressure_trigger: Option<At<(PressureKind, Duration, Duration)>>,
 }
 
 #[derive(Debug, Default)]
 pub struct RawService {
     pub span: Range<usize>,
+    /// The keys written, whether or not their values were taken.
+    pub present: Vec<&'static str>,
     pub name: Option<At<String>>,
     pub http: Option<At<String>>,
-    pub expect_status: Option<At<i64>>,
+    pub expect_status: Option<At<u16>>,
     pub tcp: Option<At<String>>,
-    pub command: Option<At<Vec<At<String>>>>,
+    pub command: Option<At<Vec<String>>>,
     pub unit: Option<At<String>>,
-    pub timeout: Option<At<String>>,
+    pub timeout: Option<At<Duration>>,
     pub restart_unit: Option<At<String>>,
-    pub restart_command: Option<At<Vec<At<String>>>>,
+    pub restart_command: Option<At<Vec<String>>>,
 }
 
 #[derive(Debug, Default)]
@@ -142,60 +452,35 @@ pub struct RawSlice {
     pub memory_max: Option<At<Size>>,
     pub memory_swap_max: Option<At<Size>>,
     pub oom_group: Option<bool>,
-    pub controllers: Option<At<Vec<At<String>>>>,
+    pub controllers: Option<At<Vec<Controller>>>,
     /// systemd services placed in this slice by the systemd driver.
     pub services: Option<At<Vec<At<String>>>>,
-    pub oom_policy: Option<At<String>>,
-    pub oom_score_adj: Option<At<i64>>,
+    pub oom_policy: Option<At<OomPolicy>>,
+    pub oom_score_adj: Option<At<i32>>,
 }
 
 #[derive(Debug, Default)]
 pub struct RawProtect {
     pub span: Range<usize>,
+    /// The keys written, whether or not their values were taken.
+    pub present: Vec<&'static str>,
     pub slice: Option<At<String>>,
     pub memory_max: Option<At<Size>>,
-    pub max_tasks: Option<At<i64>>,
-    pub oom_score_adj: Option<At<i64>>,
-    pub users: Vec<At<String>>,
-    pub groups: Vec<At<String>>,
+    pub max_tasks: Option<At<u32>>,
+    pub oom_score_adj: Option<At<i32>>,
+    pub users: Option<Vec<String>>,
+    pub groups: Option<Vec<String>>,
     pub oom_group: Option<bool>,
+    /// `None` inside: "off".
+    pub stall_timeout: Option<At<Option<Duration>>>,
 }
 
-/// Walks the document; every problem found is pushed, none stops the walk.
-pub fn read(text: &str, problems: &mut Vec<Problem>) -> RawConfig {
+/// Walks the (merged) document; every problem found is pushed, none stops
+/// the walk.
+pub fn read(document: &DeTable<'_>, problems: &mut Vec<Problem>) -> RawConfig {
     let mut raw = RawConfig::default();
-    let document = match DeTable::parse(text) {
-        Ok(document) => document,
-        Err(err) => {
-            problems.push(Problem {
-                span: err.span().unwrap_or(0..0),
-                key: String::new(),
-                message: format!("not valid TOML: {}", err.message()),
-            });
-            return raw;
-        }
-    };
-    for (key, value) in document.get_ref() {
-        let name = key.get_ref().as_ref();
-        match name {
-            "node" => read_node(value, &mut raw, problems),
-            "slice" => {
-                if let Some(slices) = table(value, "slice", problems) {
-                    for (child, body) in slices {
-                        read_slice(
-                            &mut vec![child.get_ref().to_string()],
-                            child,
-                            body,
-                            &mut raw,
-                            problems,
-                        );
-                    }
-                }
-            }
-            "protect" => read_protect(value, &mut raw, problems),
-            "heal" => read_heal(value, &mut raw, problems),
-            _ => problems.push(unknown_key(key, name, &TOP_KEYS)),
-        }
+    for (key, value) in document {
+        read_key(key, value, "", TOP, &mut raw, problems);
     }
     if raw.slices.is_empty() && problems.is_empty() {
         problems.push(Problem {
@@ -207,23 +492,77 @@ pub fn read(text: &str, problems: &mut Vec<Problem>) -> RawConfig {
     raw
 }
 
-fn read_node(value: &Spanned<DeValue<'_>>, raw: &mut RawConfig, problems: &mut Vec<Problem>) {
-    let Some(node) = table(value, "node", problems) else {
-        return;
-    };
-    for (key, value) in node {
-        match key.get_ref().as_ref() {
-            "memory" if value.get_ref().as_str() == Some("auto") => raw.node_memory = None,
-            "memory" => raw.node_memory = size(value, "node.memory", problems),
-            "driver" => raw.driver = string(value, "node.driver", problems),
-            other => problems.push(unknown_key(key, &format!("node.{other}"), &NODE_KEYS)),
+/// Reads a table with `keys` into `into`. Returns the keys it had (a
+/// refused value is still a key that was written), `None` when `value` is
+/// no table.
+fn section<S>(
+    value: &Spanned<DeValue<'_>>,
+    dotted: &str,
+    keys: &[Key<S>],
+    into: &mut S,
+    problems: &mut Vec<Problem>,
+) -> Option<Vec<&'static str>> {
+    let body = table(value, dotted, problems)?;
+    Some(
+        body.iter()
+            .filter_map(|(key, value)| read_key(key, value, dotted, keys, into, problems))
+            .collect(),
+    )
+}
+
+fn read_key<S>(
+    key: &Spanned<DeString<'_>>,
+    value: &Spanned<DeValue<'_>>,
+    dotted: &str,
+    keys: &[Key<S>],
+    into: &mut S,
+    problems: &mut Vec<Problem>,
+) -> Option<&'static str> {
+    let name = key.get_ref().as_ref();
+    let full = join_key(dotted, name);
+    match keys.iter().find(|known| known.name == name) {
+        Some(known) => {
+            (known.read)(into, value, &full, problems);
+            Some(known.name)
+        }
+        None => {
+            problems.push(unknown_key(key, &full, keys));
+            None
         }
     }
 }
 
+fn join_key(dotted: &str, name: &str) -> String {
+    if dotted.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dotted}.{name}")
+    }
+}
+
+fn read_slices(
+    raw: &mut RawConfig,
+    value: &Spanned<DeValue<'_>>,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) {
+    if let Some(slices) = table(value, key, problems) {
+        for (child, body) in slices {
+            read_slice(
+                &mut vec![child.get_ref().to_string()],
+                child,
+                body,
+                raw,
+                problems,
+            );
+        }
+    }
+}
+
+/// A slice's settings, and its child slices: any table that is not a key.
 fn read_slice(
     path: &mut Vec<String>,
-    name: &Spanned<toml::de::DeString<'_>>,
+    name: &Spanned<DeString<'_>>,
     value: &Spanned<DeValue<'_>>,
     raw: &mut RawConfig,
     problems: &mut Vec<Problem>,
@@ -240,32 +579,20 @@ fn read_slice(
     });
     for (key, value) in body {
         let field = key.get_ref().as_ref();
+        let known = SLICE.iter().find(|known| known.name == field);
         let full = format!("{dotted}.{field}");
-        if let DeValue::Table(_) = value.get_ref() {
-            if SLICE_KEYS.contains(&field) {
-                problems.push(wrong_type(value, &full, "a value, not a table"));
-                continue;
+        match (known, value.get_ref()) {
+            (None, DeValue::Table(_)) => {
+                path.push(field.to_string());
+                read_slice(path, key, value, raw, problems);
+                path.pop();
             }
-            path.push(field.to_string());
-            read_slice(path, key, value, raw, problems);
-            path.pop();
-            continue;
-        }
-        let slice = &mut raw.slices[index];
-        match field {
-            "description" => slice.description = string(value, &full, problems).map(|at| at.value),
-            "memory_min" => slice.memory_min = size(value, &full, problems),
-            "memory_low" => slice.memory_low = size(value, &full, problems),
-            "memory_high" => slice.memory_high = size(value, &full, problems),
-            "memory_max" => slice.memory_max = size(value, &full, problems),
-            "memory_swap_max" => slice.memory_swap_max = size(value, &full, problems),
-            "oom_group" => slice.oom_group = boolean(value, &full, problems),
-            "controllers" => slice.controllers = strings(value, &full, problems),
-            "services" => slice.services = strings(value, &full, problems),
-            "oom_policy" => slice.oom_policy = string(value, &full, problems),
-            "oom_score_adj" => slice.oom_score_adj = integer(value, &full, problems),
-            _ => {
-                let mut problem = unknown_key(key, &full, &SLICE_KEYS);
+            (Some(_), DeValue::Table(_)) => {
+                problems.push(wrong_type(value, &full, "a value, not a table"));
+            }
+            (Some(known), _) => (known.read)(&mut raw.slices[index], value, &full, problems),
+            (None, _) => {
+                let mut problem = unknown_key(key, &full, SLICE);
                 problem.message.push_str(&format!(
                     "; a child slice is a table, written [{dotted}.{field}]"
                 ));
@@ -275,114 +602,29 @@ fn read_slice(
     }
 }
 
-fn read_protect(value: &Spanned<DeValue<'_>>, raw: &mut RawConfig, problems: &mut Vec<Problem>) {
-    let Some(body) = table(value, "protect", problems) else {
+fn read_services(
+    heal: &mut RawHeal,
+    value: &Spanned<DeValue<'_>>,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) {
+    let DeValue::Array(items) = value.get_ref() else {
+        problems.push(wrong_type(
+            value,
+            key,
+            "a list of tables, written [[heal.service]]",
+        ));
         return;
     };
-    let mut protect = RawProtect {
-        span: value.span(),
-        ..RawProtect::default()
-    };
-    for (key, value) in body {
-        let field = key.get_ref().as_ref();
-        let full = format!("protect.{field}");
-        match field {
-            "slice" => protect.slice = string(value, &full, problems),
-            "memory_max" => protect.memory_max = size(value, &full, problems),
-            "max_tasks" => protect.max_tasks = integer(value, &full, problems),
-            "oom_score_adj" => protect.oom_score_adj = integer(value, &full, problems),
-            "users" => {
-                protect.users = strings(value, &full, problems)
-                    .map(|at| at.value)
-                    .unwrap_or_default()
-            }
-            "groups" => {
-                protect.groups = strings(value, &full, problems)
-                    .map(|at| at.value)
-                    .unwrap_or_default()
-            }
-            "oom_group" => protect.oom_group = boolean(value, &full, problems),
-            _ => problems.push(unknown_key(key, &full, &PROTECT_KEYS)),
+    for item in items.iter() {
+        let mut service = RawService {
+            span: item.span(),
+            ..RawService::default()
+        };
+        if let Some(present) = section(item, key, SERVICE, &mut service, problems) {
+            heal.services.push(RawService { present, ..service });
         }
     }
-    raw.protect = Some(protect);
-}
-
-fn read_heal(value: &Spanned<DeValue<'_>>, raw: &mut RawConfig, problems: &mut Vec<Problem>) {
-    let Some(body) = table(value, "heal", problems) else {
-        return;
-    };
-    let mut heal = RawHeal {
-        span: value.span(),
-        ..RawHeal::default()
-    };
-    for (key, value) in body {
-        let field = key.get_ref().as_ref();
-        let full = format!("heal.{field}");
-        match field {
-            "state_file" => heal.state_file = string(value, &full, problems),
-            "lock_file" => heal.lock_file = string(value, &full, problems),
-            "failures_before_down" => heal.failures_before_down = integer(value, &full, problems),
-            "grace_day" => heal.grace_day = string(value, &full, problems),
-            "grace_night" => heal.grace_night = string(value, &full, problems),
-            "night" => heal.night = string(value, &full, problems),
-            "timezone" => heal.timezone = string(value, &full, problems),
-            "interval" => heal.interval = string(value, &full, problems),
-            "protected" => heal.protected = strings(value, &full, problems),
-            "max_actions" => heal.max_actions = integer(value, &full, problems),
-            "actions_window" => heal.actions_window = string(value, &full, problems),
-            "stable_after" => heal.stable_after = string(value, &full, problems),
-            "storm_slice" => heal.storm_slice = string(value, &full, problems),
-            "storm_kills" => heal.storm_kills = integer(value, &full, problems),
-            "storm_window" => heal.storm_window = string(value, &full, problems),
-            "notify" => heal.notify = strings(value, &full, problems),
-            "notify_timeout" => heal.notify_timeout = string(value, &full, problems),
-            "pressure_slice" => heal.pressure_slice = string(value, &full, problems),
-            "pressure_trigger" => heal.pressure_trigger = string(value, &full, problems),
-            "service" => {
-                let DeValue::Array(items) = value.get_ref() else {
-                    problems.push(wrong_type(
-                        value,
-                        &full,
-                        "a list of tables, written [[heal.service]]",
-                    ));
-                    continue;
-                };
-                for item in items.iter() {
-                    if let Some(service) = read_service(item, problems) {
-                        heal.services.push(service);
-                    }
-                }
-            }
-            _ => problems.push(unknown_key(key, &full, &HEAL_KEYS)),
-        }
-    }
-    raw.heal = Some(heal);
-}
-
-fn read_service(value: &Spanned<DeValue<'_>>, problems: &mut Vec<Problem>) -> Option<RawService> {
-    let body = table(value, "heal.service", problems)?;
-    let mut service = RawService {
-        span: value.span(),
-        ..RawService::default()
-    };
-    for (key, value) in body {
-        let field = key.get_ref().as_ref();
-        let full = format!("heal.service.{field}");
-        match field {
-            "name" => service.name = string(value, &full, problems),
-            "http" => service.http = string(value, &full, problems),
-            "expect_status" => service.expect_status = integer(value, &full, problems),
-            "tcp" => service.tcp = string(value, &full, problems),
-            "command" => service.command = strings(value, &full, problems),
-            "unit" => service.unit = string(value, &full, problems),
-            "timeout" => service.timeout = string(value, &full, problems),
-            "restart_unit" => service.restart_unit = string(value, &full, problems),
-            "restart_command" => service.restart_command = strings(value, &full, problems),
-            _ => problems.push(unknown_key(key, &full, &SERVICE_KEYS)),
-        }
-    }
-    Some(service)
 }
 
 fn table<'a, 'i>(
@@ -399,25 +641,29 @@ fn table<'a, 'i>(
     }
 }
 
-fn size(value: &Spanned<DeValue<'_>>, key: &str, problems: &mut Vec<Problem>) -> Option<At<Size>> {
-    let parsed = match value.get_ref() {
-        DeValue::String(text) => Size::parse(text).map_err(|err| err.to_string()),
-        DeValue::Integer(number) => number
-            .as_str()
-            .parse::<u64>()
-            .map(Size::Bytes)
-            .map_err(|_| {
-                format!(
-                    "{} is not a byte count; expected {}",
-                    number.as_str(),
-                    super::size::SIZE_FORMS
-                )
-            }),
-        _ => Err(format!("expected {}", super::size::SIZE_FORMS)),
+/// A string checked by `parse`; its message becomes the problem's.
+fn parsed<T>(
+    value: &Spanned<DeValue<'_>>,
+    key: &str,
+    problems: &mut Vec<Problem>,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<At<T>> {
+    let Some(text) = value.get_ref().as_str() else {
+        problems.push(wrong_type(value, key, "a string"));
+        return None;
     };
-    match parsed {
-        Ok(size) => Some(At {
-            value: size,
+    checked(value, key, problems, parse(text))
+}
+
+fn checked<T>(
+    value: &Spanned<DeValue<'_>>,
+    key: &str,
+    problems: &mut Vec<Problem>,
+    outcome: Result<T, String>,
+) -> Option<At<T>> {
+    match outcome {
+        Ok(parsed) => Some(At {
+            value: parsed,
             span: value.span(),
         }),
         Err(message) => {
@@ -436,13 +682,103 @@ fn string(
     key: &str,
     problems: &mut Vec<Problem>,
 ) -> Option<At<String>> {
-    match value.get_ref().as_str() {
-        Some(text) => Some(At {
-            value: text.to_string(),
-            span: value.span(),
-        }),
-        None => {
-            problems.push(wrong_type(value, key, "a string"));
+    parsed(value, key, problems, any_text)
+}
+
+fn any_text(text: &str) -> Result<String, String> {
+    Ok(text.to_string())
+}
+
+/// Descriptions and names end up in unit files, logs and metrics labels,
+/// where a line break would start a new line of its own.
+fn one_line(text: &str) -> Result<String, String> {
+    if text.chars().any(char::is_control) {
+        return Err(format!(
+            "{text:?} contains a control character (a line break or NUL); keep it on one line"
+        ));
+    }
+    Ok(text.to_string())
+}
+
+fn name(text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err("is empty; give a name".into());
+    }
+    one_line(text)
+}
+
+fn account_name(name: &str) -> Result<String, String> {
+    if name.trim().is_empty() {
+        Err("an empty name matches nobody; remove it".into())
+    } else {
+        Ok(name.to_string())
+    }
+}
+
+fn service_unit(unit: &str) -> Result<String, String> {
+    let valid = unit.len() > ".service".len()
+        && unit.ends_with(".service")
+        && !unit.contains('/')
+        && !unit.chars().any(|c| c.is_control() || c.is_whitespace());
+    if valid {
+        Ok(unit.to_string())
+    } else {
+        Err(format!(
+            "{unit:?} is not a service unit name like \"nginx.service\""
+        ))
+    }
+}
+
+fn duration(
+    value: &Spanned<DeValue<'_>>,
+    key: &str,
+    bounds: Bounds,
+    problems: &mut Vec<Problem>,
+) -> Option<At<Duration>> {
+    parsed(value, key, problems, |text| {
+        duration::parse_duration(text, bounds)
+    })
+}
+
+fn size(value: &Spanned<DeValue<'_>>, key: &str, problems: &mut Vec<Problem>) -> Option<At<Size>> {
+    let outcome = match value.get_ref() {
+        DeValue::String(text) => Size::parse(text).map_err(|err| err.to_string()),
+        DeValue::Integer(number) => u64::from_str_radix(number.as_str(), number.radix())
+            .map(Size::Bytes)
+            .map_err(|_| format!("{number} is not a byte count; expected {SIZE_FORMS}")),
+        _ => Err(format!("expected {SIZE_FORMS}")),
+    };
+    checked(value, key, problems, outcome)
+}
+
+/// `"auto"`, or an absolute size of at least 64M.
+fn node_memory(
+    value: &Spanned<DeValue<'_>>,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<At<u64>> {
+    if value.get_ref().as_str() == Some("auto") {
+        return None;
+    }
+    let At { value: size, span } = size(value, key, problems)?;
+    let outcome = match size {
+        Size::Bytes(bytes) if bytes >= NODE_MEMORY_MIN => Ok(bytes),
+        Size::Bytes(_) => Err(format!(
+            "must be at least {}: no slice tree fits in less; use \"auto\" to read MemTotal",
+            super::size::human_bytes(NODE_MEMORY_MIN)
+        )),
+        Size::Percent(_) | Size::Max => {
+            Err("must be \"auto\" (read MemTotal) or an absolute size like \"16G\"".into())
+        }
+    };
+    match outcome {
+        Ok(bytes) => Some(At { value: bytes, span }),
+        Err(message) => {
+            problems.push(Problem {
+                span,
+                key: key.to_string(),
+                message,
+            });
             None
         }
     }
@@ -456,43 +792,120 @@ fn boolean(value: &Spanned<DeValue<'_>>, key: &str, problems: &mut Vec<Problem>)
     found
 }
 
-fn integer(
+/// A whole number checked by `check`.
+fn number<T>(
     value: &Spanned<DeValue<'_>>,
     key: &str,
     problems: &mut Vec<Problem>,
-) -> Option<At<i64>> {
-    let parsed = value
-        .get_ref()
-        .as_integer()
-        .and_then(|number| number.as_str().replace('_', "").parse::<i64>().ok());
-    match parsed {
-        Some(number) => Some(At {
-            value: number,
-            span: value.span(),
-        }),
-        None => {
-            problems.push(wrong_type(value, key, "a whole number"));
-            None
-        }
-    }
+    check: impl FnOnce(i64) -> Result<T, String>,
+) -> Option<At<T>> {
+    let Some(integer) = value.get_ref().as_integer() else {
+        problems.push(wrong_type(value, key, "a whole number"));
+        return None;
+    };
+    let outcome = match i64::from_str_radix(integer.as_str(), integer.radix()) {
+        Ok(number) => check(number),
+        Err(_) => Err(format!("{integer} is far too large")),
+    };
+    checked(value, key, problems, outcome)
 }
 
-fn strings(
+fn count(value: &Spanned<DeValue<'_>>, key: &str, problems: &mut Vec<Problem>) -> Option<At<u32>> {
+    number(value, key, problems, |count| {
+        u32::try_from(count)
+            .ok()
+            .filter(|count| *count >= 1)
+            .ok_or_else(|| format!("{count} is not allowed; use a whole number from 1 up"))
+    })
+}
+
+fn oom_score_adj(adj: i64) -> Result<i32, String> {
+    i32::try_from(adj)
+        .ok()
+        .filter(|adj| (-1000..=1000).contains(adj))
+        .ok_or_else(|| format!("{adj} is outside the kernel's range -1000 to 1000"))
+}
+
+/// A list of strings, each checked by `parse`; `None` if any item fails.
+fn list<T>(
     value: &Spanned<DeValue<'_>>,
     key: &str,
     problems: &mut Vec<Problem>,
-) -> Option<At<Vec<At<String>>>> {
+    parse: fn(&str) -> Result<T, String>,
+) -> Option<At<Vec<At<T>>>> {
     let DeValue::Array(items) = value.get_ref() else {
         problems.push(wrong_type(value, key, "a list of strings"));
         return None;
     };
-    let mut found = Vec::with_capacity(items.len());
-    for item in items.iter() {
-        found.push(string(item, key, problems)?);
-    }
-    Some(At {
+    let before = problems.len();
+    let found: Vec<At<T>> = items
+        .iter()
+        .filter_map(|item| parsed(item, key, problems, parse))
+        .collect();
+    (problems.len() == before).then(|| At {
         value: found,
         span: value.span(),
+    })
+}
+
+fn unwrap_list<T>(list: At<Vec<At<T>>>) -> Vec<T> {
+    list.value.into_iter().map(|at| at.value).collect()
+}
+
+/// A program and its arguments, run without a shell.
+fn command(
+    value: &Spanned<DeValue<'_>>,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<At<Vec<String>>> {
+    let argv = list(value, key, problems, |arg| {
+        if arg.contains('\0') {
+            Err(format!(
+                "{arg:?} contains a NUL byte, which no program argument can hold"
+            ))
+        } else {
+            Ok(arg.to_string())
+        }
+    })?;
+    let outcome = match argv.value.first() {
+        None => Err("an empty command runs nothing; give the program and its arguments, like [\"systemctl\", \"restart\", \"nginx\"]".to_string()),
+        Some(program) if program.value.trim().is_empty() => {
+            Err("no program: the first item, the program to run, is empty".to_string())
+        }
+        Some(_) => Ok(unwrap_list(argv)),
+    };
+    checked(value, key, problems, outcome)
+}
+
+fn controllers(
+    value: &Spanned<DeValue<'_>>,
+    key: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<At<Vec<Controller>>> {
+    let listed = list(value, key, problems, |name| {
+        Controller::from_name(name).ok_or_else(|| {
+            format!(
+                "unknown controller {name:?}; known: {}",
+                Controller::ALL.map(Controller::name).join(", ")
+            )
+        })
+    })?;
+    let mut found: Vec<Controller> = Vec::with_capacity(listed.value.len());
+    for item in &listed.value {
+        if found.contains(&item.value) {
+            problems.push(Problem {
+                span: item.span.clone(),
+                key: key.to_string(),
+                message: format!("{:?} is listed twice", item.value.name()),
+            });
+        } else {
+            found.push(item.value);
+        }
+    }
+    found.sort();
+    Some(At {
+        value: found,
+        span: listed.span,
     })
 }
 
@@ -504,10 +917,11 @@ fn wrong_type(value: &Spanned<DeValue<'_>>, key: &str, expected: &str) -> Proble
     }
 }
 
-fn unknown_key(key: &Spanned<toml::de::DeString<'_>>, full: &str, allowed: &[&str]) -> Problem {
+fn unknown_key<S>(key: &Spanned<DeString<'_>>, full: &str, allowed: &[Key<S>]) -> Problem {
+    let names: Vec<&str> = allowed.iter().map(|known| known.name).collect();
     Problem {
         span: key.span(),
         key: full.to_string(),
-        message: format!("unknown key; allowed here: {}", allowed.join(", ")),
+        message: format!("unknown key; allowed here: {}", names.join(", ")),
     }
 }

@@ -405,7 +405,7 @@ fn a_heal_section_is_read_with_its_defaults() {
         ),
         (180, 900, 2)
     );
-    assert_eq!(heal.timezone.as_deref(), Some("Europe/Amsterdam"));
+    assert_eq!(heal.timezone.iana_name(), Some("Europe/Amsterdam"));
     assert_eq!(
         heal.state_file,
         std::path::PathBuf::from("/var/lib/memslice/heal.state")
@@ -565,9 +565,355 @@ fn systemd_placement_is_checked() {
     );
     let placed = valid("[slice.web]\nservices = [\"nginx.service\"]\noom_score_adj = 300\n");
     assert_eq!(
-        placed.slices[0].services.oom_policy, "continue",
+        placed.slices[0].services.oom_policy,
+        OomPolicy::Continue,
         "one OOM-killed worker must not stop the service"
     );
     assert_eq!(placed.slices[0].services.oom_score_adj, Some(300));
     assert_eq!(placed.driver, Driver::Cgroupfs);
+}
+
+// Load is the only gate: what plan and apply used to accept and the healer
+// or the kernel refused later.
+
+#[test]
+fn the_default_heal_target_follows_the_explicit_rule() {
+    let heal = "[heal]\n[[heal.service]]\nname = \"web\"\ncommand = [\"true\"]\n";
+    let policy = "memory_max = \"1G\"\nmax_tasks = 1\n";
+    for side in ["app", "ops"] {
+        let text = format!(
+            "[slice.ops]\n[slice.app]\n[slice.app.web]\n[protect]\nslice = \"{side}\"\n{policy}{heal}"
+        );
+        only_problem(&text, 5, "protect.slice", "is a top-level slice");
+        let found = problems(&text);
+        assert!(
+            found[0].message.contains("heal.protected is not set"),
+            "{:?} does not say where the value came from",
+            found[0].message
+        );
+    }
+    only_problem(
+        &format!(
+            "[slice.app]\n[slice.app.jobs]\n[slice.app.jobs.nightly]\n[protect]\nslice = \"app/jobs\"\n{policy}{heal}"
+        ),
+        5,
+        "protect.slice",
+        "app/jobs holds the slices app/jobs/nightly",
+    );
+}
+
+#[test]
+fn an_unknown_time_zone_is_refused_at_load() {
+    let service = "[[heal.service]]\nname = \"web\"\ncommand = [\"true\"]\n";
+    only_problem(
+        &format!("{HEAL_BASE}[heal]\ntimezone = \"Mars/Olympus\"\n{service}"),
+        9,
+        "heal.timezone",
+        "\"Mars/Olympus\" is not a time zone",
+    );
+}
+
+/// One `[[heal.service]]` with `probe` (line 11) after `[heal]`.
+fn service_problem(probe: &str, line: usize, key: &str, fragment: &str) {
+    only_problem(
+        &format!("{HEAL_BASE}[heal]\n[[heal.service]]\nname = \"web\"\n{probe}\n"),
+        line,
+        key,
+        fragment,
+    );
+}
+
+#[test]
+fn probes_that_cannot_work_are_refused_at_load() {
+    let cases = [
+        ("http = \"http://\"", "heal.service.http", "has no host"),
+        (
+            "http = \"http://exa mple/\"",
+            "heal.service.http",
+            "not a URL",
+        ),
+        (
+            "http = \"http://shop.example:99999/\"",
+            "heal.service.http",
+            "port must be a number from 1 to 65535",
+        ),
+        (
+            "http = \"http://shop.example:0/\"",
+            "heal.service.http",
+            "port must be a number from 1 to 65535",
+        ),
+        (
+            "http = \"https://shop.example/\"",
+            "heal.service.http",
+            "built without TLS; probe https with a command such as [\"curl\"",
+        ),
+        (
+            "tcp = \"localhost:http-ish\"",
+            "heal.service.tcp",
+            "port must be a number from 1 to 65535",
+        ),
+        (
+            "tcp = \"localhost:70000\"",
+            "heal.service.tcp",
+            "port must be a number from 1 to 65535",
+        ),
+        ("tcp = \":3306\"", "heal.service.tcp", "no host"),
+        ("tcp = \"::1:3306\"", "heal.service.tcp", "[::1]:3306"),
+        (
+            "tcp = \"[nonsense]:3306\"",
+            "heal.service.tcp",
+            "not an IPv6 address",
+        ),
+        (
+            "command = [\"true\"]\ntimeout = \"0s\"",
+            "heal.service.timeout",
+            "from 1ms to 10m",
+        ),
+        ("command = [\"\"]", "heal.service.command", "no program"),
+        ("command = [\"true\\u0000\"]", "heal.service.command", "NUL"),
+    ];
+    for (probe, key, fragment) in cases {
+        let line = 11 + probe.matches('\n').count();
+        service_problem(probe, line, key, fragment);
+    }
+    only_problem(
+        &format!("{HEAL_BASE}[heal]\n[[heal.service]]\nname = \"\"\ncommand = [\"true\"]\n"),
+        10,
+        "heal.service.name",
+        "empty",
+    );
+    only_problem(
+        "[slice.web]\ndescription = \"web\\n[Service]\\nExecStartPre=/bin/sh\"\n",
+        2,
+        "slice.web.description",
+        "keep it on one line",
+    );
+    valid("[slice.web]\ndescription = \"\"\n");
+    for good in [
+        "http = \"http://[::1]:8080/health\"",
+        "tcp = \"[::1]:3306\"",
+        "tcp = \"db.internal:3306\"",
+    ] {
+        valid(&format!(
+            "{HEAL_BASE}[heal]\n[[heal.service]]\nname = \"web\"\n{good}\n"
+        ));
+    }
+}
+
+#[test]
+fn state_and_lock_paths_must_name_files() {
+    let service = "[[heal.service]]\nname = \"web\"\ncommand = [\"true\"]\n";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let existing = dir.path().display().to_string();
+    let cases = [
+        (
+            "state_file = \"\"".to_string(),
+            "heal.state_file",
+            "an absolute path",
+        ),
+        (
+            "state_file = \"heal.state\"".to_string(),
+            "heal.state_file",
+            "an absolute path",
+        ),
+        (
+            "state_file = \"/var/lib/memslice/\"".to_string(),
+            "heal.state_file",
+            "ends in '/'",
+        ),
+        (
+            format!("state_file = \"{existing}\""),
+            "heal.state_file",
+            "is a directory",
+        ),
+        (
+            "lock_file = \"/tmp\"".to_string(),
+            "heal.lock_file",
+            "is a directory",
+        ),
+        (
+            "lock_file = \"/run/memslice/..\"".to_string(),
+            "heal.lock_file",
+            "file name",
+        ),
+    ];
+    for (setting, key, fragment) in cases {
+        only_problem(
+            &format!("{HEAL_BASE}[heal]\n{setting}\n{service}"),
+            9,
+            key,
+            fragment,
+        );
+    }
+}
+
+#[test]
+fn limits_that_kill_everything_are_refused() {
+    only_problem(
+        "[slice.app]\nmemory_max = \"0\"\n",
+        2,
+        "slice.app.memory_max",
+        "0 bytes",
+    );
+    only_problem(
+        "[slice.app]\nmemory_high = 0\n",
+        2,
+        "slice.app.memory_high",
+        "0 bytes",
+    );
+    only_problem(
+        "[slice.app]\nmemory_max = \"1000\"\n",
+        2,
+        "slice.app.memory_max",
+        "rounds down to 0 bytes",
+    );
+    let zero_ok =
+        valid("[slice.app]\nmemory_min = \"0\"\nmemory_low = \"0\"\nmemory_swap_max = \"0\"\n");
+    assert_eq!(zero_ok.slices[0].memory.min, Some(Limit::Bytes(0)));
+    only_problem(
+        "[slice.app]\n[slice.app.tasks]\n[protect]\nslice = \"app/tasks\"\nmemory_max = \"0%\"\nmax_tasks = 1\n",
+        5,
+        "protect.memory_max",
+        "0 bytes",
+    );
+}
+
+#[test]
+fn a_node_is_at_least_64m() {
+    only_problem(
+        "[node]\nmemory = 1\n[slice.a]\n",
+        2,
+        "node.memory",
+        "at least 64M",
+    );
+}
+
+#[test]
+fn reservations_of_max_count_as_the_whole_parent() {
+    only_problem(
+        "[slice.ops]\nmemory_min = \"max\"\n[slice.app]\nmemory_min = \"max\"\n",
+        3,
+        "slice.app.memory_min",
+        "more than the node's RAM (16G)",
+    );
+    only_problem(
+        "[slice.app]\nmemory_low = \"2G\"\n[slice.app.web]\nmemory_low = \"max\"\n[slice.app.db]\nmemory_low = \"1G\"\n",
+        5,
+        "slice.app.db.memory_low",
+        "more than app's memory_low (2G)",
+    );
+}
+
+#[test]
+fn huge_sizes_are_refused_not_wrapped() {
+    only_problem(
+        "[slice.ops]\nmemory_min = 18446744073709551615\n[slice.app]\nmemory_min = 18446744073709551615\n",
+        3,
+        "slice.app.memory_min",
+        "more than the node's RAM",
+    );
+    only_problem(
+        "[slice.ops]\nmemory_low = \"16000000T\"\n[slice.app]\nmemory_low = \"16000000T\"\n",
+        3,
+        "slice.app.memory_low",
+        "more than the node's RAM",
+    );
+}
+
+#[test]
+fn durations_stay_within_their_documented_bounds() {
+    let service = "[[heal.service]]\nname = \"web\"\ncommand = [\"true\"]\n";
+    let cases = [
+        (
+            "grace_day = \"18446744073709551615h\"",
+            "heal.grace_day",
+            "too large",
+        ),
+        (
+            "grace_night = \"25h\"",
+            "heal.grace_night",
+            "from 0s to 24h",
+        ),
+        (
+            "interval = \"18446744073709551615h\"",
+            "heal.interval",
+            "too large",
+        ),
+        ("interval = \"2h\"", "heal.interval", "from 100ms to 1h"),
+        ("interval = \"10ms\"", "heal.interval", "from 100ms to 1h"),
+        (
+            "actions_window = \"8d\"",
+            "heal.actions_window",
+            "from 1s to 7d",
+        ),
+        (
+            "stable_after = \"0s\"",
+            "heal.stable_after",
+            "from 1s to 7d",
+        ),
+        (
+            "notify_timeout = \"0s\"",
+            "heal.notify_timeout",
+            "from 1ms to 10m",
+        ),
+        (
+            "notify_timeout = \"18446744073709551615ms\"",
+            "heal.notify_timeout",
+            "from 1ms to 10m",
+        ),
+    ];
+    for (setting, key, fragment) in cases {
+        only_problem(
+            &format!("{HEAL_BASE}[heal]\n{setting}\n{service}"),
+            9,
+            key,
+            fragment,
+        );
+    }
+    only_problem(
+        &format!(
+            "{HEAL_BASE}[heal]\nstorm_slice = \"app\"\nstorm_window = \"18446744073709551615s\"\n{service}"
+        ),
+        10,
+        "heal.storm_window",
+        "from 1s to 7d",
+    );
+}
+
+#[test]
+fn deep_dotted_keys_get_a_position() {
+    let key = vec!["a"; 100].join(".");
+    let found = problems(&format!("[slice.ops]\n\n{key} = 1\n"));
+    assert_eq!((found[0].line, found[0].column), (3, 1), "{found:#?}");
+    let found = problems(&format!("[slice.ops]\n[slice.{key}]\n"));
+    assert_eq!((found[0].line, found[0].column), (2, 2), "{found:#?}");
+}
+
+#[test]
+fn cgroup_paths_must_fit_the_kernel_limits() {
+    // 70 levels of 60-character names: 4,270 bytes, over PATH_MAX.
+    let mut text = String::new();
+    let mut path = Vec::new();
+    for level in 0..70 {
+        path.push(format!("{level:0>60}"));
+        text.push_str(&format!("[slice.{}]\n", path.join(".")));
+    }
+    let found = problems(&text);
+    assert!(
+        found.iter().any(|p| p.message.contains("PATH_MAX")),
+        "{found:#?}"
+    );
+    // Under the systemd driver the unit name repeats the whole path.
+    let long = "w".repeat(60);
+    let systemd = "[node]\ndriver = \"systemd\"\n";
+    let found = problems(&format!(
+        "{systemd}[slice.{long}.{long}.{long}.{long}.{long}]\n"
+    ));
+    assert!(
+        found
+            .iter()
+            .any(|p| p.line == 3 && p.message.contains("systemd allows 255")),
+        "{found:#?}"
+    );
+    valid(&format!("[slice.{long}.{long}.{long}.{long}.{long}]\n"));
 }

@@ -1,6 +1,7 @@
-//! Checks a read config as a whole: names the kernel accepts, limits that
-//! agree with each other and with the parent slice, a protect policy with
-//! bounds. Pure: the node's RAM and page size come in as values.
+//! Checks a read config as a whole: names the kernel accepts, paths that
+//! fit its limits, limits that agree with each other and with the parent
+//! slice, a protect policy with bounds. Pure: the node's RAM and page size
+//! come in as values.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -11,11 +12,33 @@ use super::{
     ServicePlacement, Slice, parent_of,
 };
 
-const NAME_MAX: usize = 64;
+const SLICE_NAME_MAX: usize = 64;
 const NAME_RULE: &str = "1 to 64 characters from a-z, A-Z, 0-9, '_' and '-', not starting with '-'";
 
+/// Linux refuses a path of PATH_MAX bytes or more (the limit counts the
+/// NUL; include/uapi/linux/limits.h).
+const PATH_MAX: usize = 4096;
+/// systemd refuses a unit name longer than this (UNIT_NAME_MAX, 256 with
+/// its NUL). It also keeps every cgroup directory below the kernel's
+/// NAME_MAX of 255, as slice names themselves are at most 64.
+const UNIT_NAME_MAX: usize = 255;
+/// Paths are checked for a cgroup root up to this long: the default
+/// /sys/fs/cgroup and any delegated --cgroup-root of up to 256 bytes pass
+/// the same check at load, with no need to know the root there.
+pub const CGROUP_ROOT_MAX: usize = 256;
+/// `--name` of a task (spawn::group_name): at most this many bytes.
+pub const TASK_NAME_MAX: usize = 40;
+/// A task's group is NAME-PID; a pid has at most 7 digits (the kernel's
+/// PID_MAX_LIMIT is 4194304).
+const TASK_GROUP_MAX: usize = TASK_NAME_MAX + 1 + 7;
+/// Under the systemd driver a task runs in the scope memslice-GROUP.scope
+/// (spawn::scope).
+const TASK_SCOPE_MAX: usize = "memslice-".len() + TASK_GROUP_MAX + ".scope".len();
+/// The longest file name memslice writes in a group.
+const LONGEST_FILE: usize = "cgroup.subtree_control".len();
+
 pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -> Config {
-    let node_memory = node_memory(raw, host, problems);
+    let node_memory = raw.node_memory.as_ref().map_or(host.memory, |at| at.value);
     let resolve = |size: &Option<At<Size>>| {
         size.as_ref()
             .map(|at| at.value.resolve(node_memory, host.page_size))
@@ -37,7 +60,7 @@ pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -
             swap_max: resolve(&raw_slice.memory_swap_max),
             oom_group: raw_slice.oom_group,
         };
-        check_own_limits(raw_slice, &memory, problems);
+        check_own_limits(raw_slice, &memory, host.page_size, problems);
         let path = raw_slice.path.join("/");
         // The protect slice holds one transient group per task, so it is
         // a parent like any slice with children.
@@ -48,15 +71,16 @@ pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -
             .is_some_and(|at| at.value.trim_matches('/') == path);
         let has_children = holds_tasks || parents.contains(raw_slice.path.as_slice());
         let controllers = controllers(raw_slice, has_children, problems);
-        let services = services(raw_slice, problems);
         slices.push(Slice {
             path,
             description: raw_slice.description.clone(),
             memory,
             controllers,
-            services,
+            services: services(raw_slice),
         });
     }
+    let driver = raw.driver.as_ref().map_or(Driver::Cgroupfs, |at| at.value);
+    check_path_lengths(&raw.slices, &slices, driver, problems);
     let root_controllers = root_controllers(&slices);
     let mut children: HashMap<Option<&str>, Vec<usize>> = HashMap::new();
     for (index, slice) in slices.iter().enumerate() {
@@ -76,29 +100,28 @@ pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -
             .map(|i| &slices[*i]);
         check_against_parent(raw_slice, slice, parent, problems);
     }
-    check_reservations(&raw.slices, &slices, &children, node_memory, problems);
+    check_reservations(
+        &raw.slices,
+        &slices,
+        &children,
+        &index_of,
+        node_memory,
+        problems,
+    );
     let protect = raw
         .protect
         .as_ref()
         .and_then(|protect| protect_policy(protect, &slices, node_memory, host, problems));
-    let driver = match &raw.driver {
-        None => Driver::Cgroupfs,
-        Some(at) => Driver::parse(&at.value).unwrap_or_else(|| {
-            problems.push(Problem {
-                span: at.span.clone(),
-                key: "node.driver".into(),
-                message: format!(
-                    "{:?} is not a driver; use \"cgroupfs\" or \"systemd\"",
-                    at.value
-                ),
-            });
-            Driver::Cgroupfs
-        }),
-    };
+    // The healer's default target is the protect slice of a valid policy.
+    let default_target = raw
+        .protect
+        .as_ref()
+        .and_then(|p| p.slice.as_ref())
+        .filter(|_| protect.is_some());
     let heal = raw
         .heal
         .as_ref()
-        .map(|heal| super::heal::validate(heal, &slices, protect.as_ref(), driver, problems));
+        .map(|heal| super::heal::validate(heal, &slices, default_target, driver, problems));
     check_services_once(&raw.slices, &slices, problems);
     Config {
         slices,
@@ -110,73 +133,20 @@ pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -
     }
 }
 
-fn node_memory(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -> u64 {
-    match &raw.node_memory {
-        None => host.memory,
-        Some(At {
-            value: Size::Bytes(bytes),
-            ..
-        }) if *bytes > 0 => *bytes,
-        Some(at) => {
-            problems.push(Problem {
-                span: at.span.clone(),
-                key: "node.memory".into(),
-                message: "must be \"auto\" (read MemTotal) or an absolute size like \"16G\"".into(),
-            });
-            host.memory
-        }
+fn services(raw: &RawSlice) -> ServicePlacement {
+    ServicePlacement {
+        units: raw
+            .services
+            .iter()
+            .flat_map(|at| &at.value)
+            .map(|unit| unit.value.clone())
+            .collect(),
+        oom_policy: raw
+            .oom_policy
+            .as_ref()
+            .map_or_else(Default::default, |at| at.value),
+        oom_score_adj: raw.oom_score_adj.as_ref().map(|at| at.value),
     }
-}
-
-fn services(raw: &RawSlice, problems: &mut Vec<Problem>) -> ServicePlacement {
-    let dotted = raw.path.join(".");
-    let mut placement = ServicePlacement {
-        units: Vec::new(),
-        oom_policy: "continue".into(),
-        oom_score_adj: None,
-    };
-    for unit in raw.services.iter().flat_map(|at| &at.value) {
-        let valid = unit.value.ends_with(".service")
-            && unit.value.len() > ".service".len()
-            && !unit.value.contains('/');
-        if valid {
-            placement.units.push(unit.value.clone());
-        } else {
-            problems.push(Problem {
-                span: unit.span.clone(),
-                key: format!("slice.{dotted}.services"),
-                message: format!(
-                    "{:?} is not a service unit name like \"nginx.service\"",
-                    unit.value
-                ),
-            });
-        }
-    }
-    if let Some(at) = &raw.oom_policy {
-        if ["continue", "stop", "kill"].contains(&at.value.as_str()) {
-            placement.oom_policy = at.value.clone();
-        } else {
-            problems.push(Problem {
-                span: at.span.clone(),
-                key: format!("slice.{dotted}.oom_policy"),
-                message: format!(
-                    "{:?} is not an OOMPolicy=; use continue, stop or kill (systemd.service(5))",
-                    at.value
-                ),
-            });
-        }
-    }
-    if let Some(at) = &raw.oom_score_adj {
-        match i32::try_from(at.value) {
-            Ok(adj) if (-1000..=1000).contains(&adj) => placement.oom_score_adj = Some(adj),
-            _ => problems.push(Problem {
-                span: at.span.clone(),
-                key: format!("slice.{dotted}.oom_score_adj"),
-                message: format!("{} is outside the kernel's range -1000 to 1000", at.value),
-            }),
-        }
-    }
-    placement
 }
 
 /// A service in two slices would get two drop-ins fighting over Slice=.
@@ -203,7 +173,7 @@ fn check_names(slice: &RawSlice, problems: &mut Vec<Problem>) {
         return;
     };
     let valid = !name.is_empty()
-        && name.len() <= NAME_MAX
+        && name.len() <= SLICE_NAME_MAX
         && !name.starts_with('-')
         && name
             .bytes()
@@ -219,7 +189,27 @@ fn check_names(slice: &RawSlice, problems: &mut Vec<Problem>) {
     }
 }
 
-fn check_own_limits(raw: &RawSlice, memory: &MemorySettings, problems: &mut Vec<Problem>) {
+fn check_own_limits(
+    raw: &RawSlice,
+    memory: &MemorySettings,
+    page_size: u64,
+    problems: &mut Vec<Problem>,
+) {
+    let dotted = raw.path.join(".");
+    for (name, value, at) in [
+        ("memory_high", memory.high, &raw.memory_high),
+        ("memory_max", memory.max, &raw.memory_max),
+    ] {
+        if let (Some(value), Some(at)) = (value, at)
+            && let Some(zero) = zero_limit(name, at.value, value, page_size)
+        {
+            problems.push(Problem {
+                span: at.span.clone(),
+                key: format!("slice.{dotted}.{name}"),
+                message: zero,
+            });
+        }
+    }
     let Some(max) = memory.max else { return };
     let below_max = [
         ("memory_min", memory.min, &raw.memory_min),
@@ -232,15 +222,32 @@ fn check_own_limits(raw: &RawSlice, memory: &MemorySettings, problems: &mut Vec<
         {
             problems.push(Problem {
                 span: at.span.clone(),
-                key: format!("slice.{}.{name}", raw.path.join(".")),
+                key: format!("slice.{dotted}.{name}"),
                 message: format!("{value} is above this slice's memory_max ({max}); it must be at most memory_max"),
             });
         }
     }
 }
 
+/// A ceiling of zero bytes stops every process at once: refused, saying
+/// whether the value was zero or rounded down to it. (A floor of zero,
+/// memory_min or memory_low, just means no protection.)
+fn zero_limit(name: &str, written: Size, resolved: Limit, page_size: u64) -> Option<String> {
+    if resolved != Limit::Bytes(0) {
+        return None;
+    }
+    let what = match written {
+        Size::Bytes(0) | Size::Percent(0) => "this is 0 bytes".to_string(),
+        _ => {
+            format!("this rounds down to 0 bytes (the kernel stores whole {page_size}-byte pages)")
+        }
+    };
+    Some(format!(
+        "{what}: a {name} of 0 kills or stalls every process at once; leave the key out for no limit, or give a size"
+    ))
+}
+
 fn controllers(raw: &RawSlice, has_children: bool, problems: &mut Vec<Problem>) -> Vec<Controller> {
-    let key = format!("slice.{}.controllers", raw.path.join("."));
     let Some(listed) = &raw.controllers else {
         return if has_children {
             vec![Controller::Memory]
@@ -248,34 +255,67 @@ fn controllers(raw: &RawSlice, has_children: bool, problems: &mut Vec<Problem>) 
             Vec::new()
         };
     };
-    let mut found = BTreeSet::new();
-    for name in &listed.value {
-        match Controller::from_name(&name.value) {
-            Some(controller) if !found.insert(controller) => problems.push(Problem {
-                span: name.span.clone(),
-                key: key.clone(),
-                message: format!("{:?} is listed twice", name.value),
-            }),
-            Some(_) => {}
-            None => problems.push(Problem {
-                span: name.span.clone(),
-                key: key.clone(),
-                message: format!(
-                    "unknown controller {:?}; known: {}",
-                    name.value,
-                    Controller::ALL.map(Controller::name).join(", ")
-                ),
-            }),
-        }
-    }
-    if has_children && !found.contains(&Controller::Memory) {
+    if has_children && !listed.value.contains(&Controller::Memory) {
         problems.push(Problem {
             span: listed.span.clone(),
-            key,
+            key: format!("slice.{}.controllers", raw.path.join(".")),
             message: "this slice has child slices or holds protected tasks, so it must enable \"memory\" for their memory settings".into(),
         });
     }
-    found.into_iter().collect()
+    listed.value.clone()
+}
+
+/// Every path memslice or systemd builds for a slice must stay within the
+/// kernel's and systemd's limits, or apply would stop half-way with "File
+/// name too long". systemd's own limits apply under its driver only: its
+/// unit names repeat the whole path, which would cap a cgroupfs tree far
+/// below the kernel's limits. Below a slice that is too long, its children
+/// are not reported again.
+fn check_path_lengths(
+    raw: &[RawSlice],
+    slices: &[Slice],
+    driver: Driver,
+    problems: &mut Vec<Problem>,
+) {
+    let mut too_long: HashSet<&str> = HashSet::new();
+    // ROOT/SLICE/TASK/FILE: three slashes besides the parts.
+    let fixed = CGROUP_ROOT_MAX + 3 + LONGEST_FILE;
+    for (raw_slice, slice) in raw.iter().zip(slices) {
+        if parent_of(&slice.path).is_some_and(|parent| too_long.contains(parent)) {
+            too_long.insert(&slice.path);
+            continue;
+        }
+        let cgroupfs = fixed + slice.path.len() + TASK_GROUP_MAX;
+        let unit_length = || crate::systemd::slice_unit(&slice.path).len();
+        let message = if cgroupfs >= PATH_MAX {
+            format!(
+                "the cgroup path is too long for the kernel: a task's group below this slice makes paths of up to {cgroupfs} bytes (with a cgroup root of up to {CGROUP_ROOT_MAX} bytes and the file cgroup.subtree_control), and PATH_MAX allows {}; shorten the slice names or nest fewer levels",
+                PATH_MAX - 1
+            )
+        } else if driver == Driver::Cgroupfs {
+            continue;
+        } else if unit_length() > UNIT_NAME_MAX {
+            format!(
+                "under the systemd driver this slice is a unit named after its whole path, here {} characters, and systemd allows {UNIT_NAME_MAX} (a '-' in a name counts 4, escaped as \\x2d); shorten the slice names or nest fewer levels",
+                unit_length()
+            )
+        } else {
+            let systemd = fixed + crate::systemd::cgroup_path(&slice.path).len() + TASK_SCOPE_MAX;
+            if systemd < PATH_MAX {
+                continue;
+            }
+            format!(
+                "the cgroup path is too long for the kernel under the systemd driver, which repeats every parent's name (app.slice/app-web.slice/...): a task's scope below this slice makes paths of up to {systemd} bytes, and PATH_MAX allows {}; shorten the slice names or nest fewer levels",
+                PATH_MAX - 1
+            )
+        };
+        problems.push(Problem {
+            span: raw_slice.span.clone(),
+            key: format!("slice.{}", raw_slice.path.join(".")),
+            message,
+        });
+        too_long.insert(&slice.path);
+    }
 }
 
 fn root_controllers(slices: &[Slice]) -> Vec<Controller> {
@@ -328,17 +368,23 @@ fn check_against_parent(
         ),
     ];
     for (name, child, parent_value, at) in protections {
-        let (Some(Limit::Bytes(child)), Some(at)) = (child, at) else {
+        let (Some(child), Some(at)) = (child, at) else {
             continue;
         };
-        let parent_bytes = parent_value.map_or(0, |limit| limit.bytes().unwrap_or(u64::MAX));
-        if child > parent_bytes {
+        // "max" under a parent that protects something counts as the
+        // whole parent's; the kernel caps it there.
+        let exceeds = match (child, parent_value) {
+            (Limit::Bytes(0), _) => false,
+            (_, None) => true,
+            (Limit::Bytes(child), Some(Limit::Bytes(parent))) => child > parent,
+            (Limit::Max, Some(_)) | (Limit::Bytes(_), Some(Limit::Max)) => false,
+        };
+        if exceeds {
             problems.push(Problem {
                 span: at.span.clone(),
                 key: format!("slice.{dotted}.{name}"),
                 message: format!(
-                    "{} exceeds the parent slice {parent_path}'s {name} ({}); the kernel caps a child's protection at its parent's, so raise the parent's first",
-                    human_bytes(child),
+                    "{child} exceeds the parent slice {parent_path}'s {name} ({}); the kernel caps a child's protection at its parent's, so raise the parent's first",
                     parent_value.map_or_else(|| "unset, so 0".to_string(), |limit| limit.to_string()),
                 ),
             });
@@ -347,42 +393,54 @@ fn check_against_parent(
 }
 
 /// Children that together reserve more than their parent guarantees get a
-/// silently scaled-down share from the kernel; say so instead.
+/// silently scaled-down share from the kernel; say so instead. A
+/// reservation of "max" counts as all its parent has (the node's RAM for a
+/// top-level slice), and sums cannot overflow.
 fn check_reservations(
     raw: &[RawSlice],
     slices: &[Slice],
     children_of: &HashMap<Option<&str>, Vec<usize>>,
+    index_of: &HashMap<&str, usize>,
     node_memory: u64,
     problems: &mut Vec<Problem>,
 ) {
     type Pick = fn(&MemorySettings) -> Option<Limit>;
     let knobs: [(&str, Pick); 2] = [("memory_min", |m| m.min), ("memory_low", |m| m.low)];
-    let parents = std::iter::once(None).chain(slices.iter().map(Some));
-    for parent in parents {
-        let children: Vec<(usize, &Slice)> = children_of
-            .get(&parent.map(|p| p.path.as_str()))
-            .map(|indexes| indexes.iter().map(|i| (*i, &slices[*i])).collect())
-            .unwrap_or_default();
-        for (name, pick) in knobs {
+    for (name, pick) in knobs {
+        // What each slice really holds, top-down (slices come in preorder).
+        let mut held: Vec<u64> = Vec::with_capacity(slices.len());
+        for slice in slices {
+            let parent_holds = parent_of(&slice.path)
+                .and_then(|parent| index_of.get(parent))
+                .map_or(node_memory, |index| held[*index]);
+            held.push(match pick(&slice.memory) {
+                None => 0,
+                Some(Limit::Bytes(bytes)) => bytes,
+                Some(Limit::Max) => parent_holds,
+            });
+        }
+        let parents = std::iter::once(None).chain(slices.iter().map(Some));
+        for parent in parents {
             let budget = match parent {
                 None => node_memory,
-                Some(parent) => match pick(&parent.memory) {
-                    Some(Limit::Bytes(bytes)) => bytes,
-                    _ => continue,
-                },
+                Some(parent) if pick(&parent.memory).is_none() => continue,
+                Some(parent) => held[index_of[parent.path.as_str()]],
             };
-            let reserved: Vec<u64> = children
-                .iter()
-                .filter_map(|(_, child)| pick(&child.memory).and_then(Limit::bytes))
+            let reserving: Vec<usize> = children_of
+                .get(&parent.map(|p| p.path.as_str()))
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|index| pick(&slices[*index].memory).is_some())
                 .collect();
-            let total: u64 = reserved.iter().sum();
+            let total: u128 = reserving.iter().map(|index| u128::from(held[*index])).sum();
+            let counts_max = reserving
+                .iter()
+                .any(|index| pick(&slices[*index].memory) == Some(Limit::Max));
             // A lone child over its parent is already reported by check_against_parent.
-            if total > budget
-                && (reserved.len() > 1 || parent.is_none())
-                && let Some((index, _)) = children
-                    .iter()
-                    .rev()
-                    .find(|(_, child)| pick(&child.memory).is_some())
+            if total > u128::from(budget)
+                && (reserving.len() > 1 || parent.is_none())
+                && let Some(index) = reserving.last()
             {
                 let owner = parent.map_or_else(
                     || "the node's RAM".to_string(),
@@ -392,14 +450,24 @@ fn check_reservations(
                     span: raw[*index].span.clone(),
                     key: format!("slice.{}.{name}", raw[*index].path.join(".")),
                     message: format!(
-                        "the slices beside it reserve {} in {name} together, more than {owner} ({})",
-                        human_bytes(total),
-                        human_bytes(budget)
+                        "the slices beside it reserve {} in {name} together, more than {owner} ({}){}",
+                        human_total(total),
+                        human_bytes(budget),
+                        if counts_max {
+                            "; \"max\" reserves all the parent has"
+                        } else {
+                            ""
+                        }
                     ),
                 });
             }
         }
     }
+}
+
+/// A sum of reservations for a message; beyond u64 it is only "too much".
+fn human_total(total: u128) -> String {
+    u64::try_from(total).map_or_else(|_| "more than 16 EiB".to_string(), human_bytes)
 }
 
 fn protect_policy(
@@ -409,17 +477,20 @@ fn protect_policy(
     host: NodeFacts,
     problems: &mut Vec<Problem>,
 ) -> Option<ProtectPolicy> {
-    let missing = |key: &str, what: &str| Problem {
-        span: raw.span.clone(),
-        key: format!("protect.{key}"),
-        message: format!(
-            "required: a protected task is exempt from the OOM killer, so the policy must bound {what}"
-        ),
+    // A key written with a refused value is reported already, not missing.
+    let missing = |key: &'static str, what: &str| {
+        (!raw.present.contains(&key)).then(|| Problem {
+            span: raw.span.clone(),
+            key: format!("protect.{key}"),
+            message: format!(
+                "required: a protected task is exempt from the OOM killer, so the policy must bound {what}"
+            ),
+        })
     };
     let mut complete = true;
     let slice = match &raw.slice {
         None => {
-            problems.push(missing(
+            problems.extend(missing(
                 "slice",
                 "where it runs (the slice that holds protected tasks)",
             ));
@@ -449,26 +520,26 @@ fn protect_policy(
     };
     let memory_max = match &raw.memory_max {
         None => {
-            problems.push(missing("memory_max", "how much memory each task may take"));
+            problems.extend(missing("memory_max", "how much memory each task may take"));
             complete = false;
             Limit::Max
         }
         Some(at) => {
             let limit = at.value.resolve(node_memory, host.page_size);
-            if limit == Limit::Max {
+            let refusal = if limit == Limit::Max {
+                Some("must be a size, not \"max\": an unbounded task the OOM killer skips can take the whole node".to_string())
+            } else if let Some(zero) = zero_limit("memory_max", at.value, limit, host.page_size) {
+                Some(zero)
+            } else {
+                effective_max(slices, &slice)
+                    .filter(|ceiling| limit > *ceiling)
+                    .map(|ceiling| format!("{limit} is above the memory_max of slice {slice} and its parents ({ceiling})"))
+            };
+            if let Some(message) = refusal {
                 problems.push(Problem {
                     span: at.span.clone(),
                     key: "protect.memory_max".into(),
-                    message: "must be a size, not \"max\": an unbounded task the OOM killer skips can take the whole node".into(),
-                });
-                complete = false;
-            } else if let Some(ceiling) = effective_max(slices, &slice)
-                && limit > ceiling
-            {
-                problems.push(Problem {
-                    span: at.span.clone(),
-                    key: "protect.memory_max".into(),
-                    message: format!("{limit} is above the memory_max of slice {slice} and its parents ({ceiling})"),
+                    message,
                 });
                 complete = false;
             }
@@ -477,61 +548,33 @@ fn protect_policy(
     };
     let max_tasks = match &raw.max_tasks {
         None => {
-            problems.push(missing(
+            problems.extend(missing(
                 "max_tasks",
                 "how many protected tasks may run at once",
             ));
             complete = false;
             0
         }
-        Some(at) => match u32::try_from(at.value) {
-            Ok(count) if count >= 1 => count,
-            _ => {
-                problems.push(Problem {
-                    span: at.span.clone(),
-                    key: "protect.max_tasks".into(),
-                    message: format!("{} is not allowed; use a whole number from 1 up", at.value),
-                });
-                complete = false;
-                0
-            }
-        },
+        Some(at) => at.value,
     };
-    let oom_score_adj = match &raw.oom_score_adj {
-        None => -1000,
-        Some(at) => match i32::try_from(at.value) {
-            Ok(adj) if (-1000..=1000).contains(&adj) => adj,
-            _ => {
-                problems.push(Problem {
-                    span: at.span.clone(),
-                    key: "protect.oom_score_adj".into(),
-                    message: format!("{} is outside the kernel's range -1000 to 1000", at.value),
-                });
-                complete = false;
-                0
-            }
-        },
-    };
-    for (key, names) in [("users", &raw.users), ("groups", &raw.groups)] {
-        for name in names.iter().filter(|name| name.value.trim().is_empty()) {
-            problems.push(Problem {
-                span: name.span.clone(),
-                key: format!("protect.{key}"),
-                message: "an empty name matches nobody; remove it".into(),
-            });
-            complete = false;
-        }
-    }
     complete.then(|| ProtectPolicy {
         slice,
         memory_max,
         max_tasks,
-        oom_score_adj,
+        oom_score_adj: raw.oom_score_adj.as_ref().map_or(-1000, |at| at.value),
         oom_group: raw.oom_group.unwrap_or(true),
-        users: raw.users.iter().map(|at| at.value.clone()).collect(),
-        groups: raw.groups.iter().map(|at| at.value.clone()).collect(),
+        users: raw.users.clone().unwrap_or_default(),
+        groups: raw.groups.clone().unwrap_or_default(),
+        stall_timeout: raw
+            .stall_timeout
+            .as_ref()
+            .map_or(Some(DEFAULT_STALL_TIMEOUT), |at| at.value),
     })
 }
+
+/// How long a protected task may stall at its own cap before memslice
+/// ends it, unless `[protect] stall_timeout` says otherwise.
+pub const DEFAULT_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The tightest memory_max on the path from the root to `path`.
 pub fn effective_max(slices: &[Slice], path: &str) -> Option<Limit> {

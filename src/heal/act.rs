@@ -19,7 +19,9 @@ pub struct Actions {
     pub failures: Vec<String>,
 }
 
-pub fn heal(root: &Root, config: &HealConfig, down: &[String]) -> Actions {
+/// `reason`: the verdict, recorded on each killed task group so the
+/// memslice that started it can tell its caller why.
+pub fn heal(root: &Root, config: &HealConfig, down: &[String], reason: &str) -> Actions {
     let mut actions = Actions::default();
     for slice in &config.protected {
         let group = config.driver.cgroup_of(slice);
@@ -28,7 +30,14 @@ pub fn heal(root: &Root, config: &HealConfig, down: &[String]) -> Actions {
         }
         // Fails closed: a group memslice cannot look into is not killed.
         let outcome = match root.holds_pid(&group, std::process::id()) {
-            Ok(false) => kill_and_wait(root, &group).map_err(|err| format!("kill {slice}: {err}")),
+            Ok(false) => {
+                crate::spawn::task::record_kill_below(
+                    root,
+                    &group,
+                    &format!("memslice heal: {reason}"),
+                );
+                kill_and_wait(root, &group).map_err(|err| format!("kill {slice}: {err}"))
+            }
             Ok(true) => Err(format!(
                 "refused to kill {slice}: memslice itself runs in it"
             )),
@@ -144,7 +153,7 @@ mod tests {
             ],
             ..crate::config::heal::example()
         };
-        let actions = heal(&root, &config, &["web".to_string()]);
+        let actions = heal(&root, &config, &["web".to_string()], "web down");
         assert_eq!(
             actions,
             Actions {
@@ -162,7 +171,7 @@ mod tests {
         assert!(marker.exists(), "web's restart command did not run");
         root.write("app/tasks", "cgroup.procs", &std::process::id().to_string())
             .expect("memslice in the group");
-        let refused = heal(&root, &config, &[]);
+        let refused = heal(&root, &config, &[], "web down");
         assert!(refused.killed.is_empty(), "killed its own group");
         assert!(
             refused.failures[0].contains("memslice itself runs in it"),
@@ -171,7 +180,7 @@ mod tests {
         );
         root.write("app/tasks", "cgroup.procs", "not a pid list")
             .expect("unreadable membership");
-        let unsure = heal(&root, &config, &[]);
+        let unsure = heal(&root, &config, &[], "web down");
         assert!(
             unsure.killed.is_empty(),
             "killed a group it could not look into"
@@ -182,7 +191,7 @@ mod tests {
             unsure.failures
         );
         root.write("app/tasks", "cgroup.procs", "").expect("empty");
-        let failed = heal(&root, &config, &["db".to_string()]);
+        let failed = heal(&root, &config, &["db".to_string()], "db down");
         assert_eq!(failed.restarted, Vec::<String>::new());
         assert!(
             failed.failures[0].starts_with("restart db: false: exit status: 1"),

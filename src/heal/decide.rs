@@ -11,7 +11,8 @@ use jiff::{Timestamp, Zoned};
 use serde::{Deserialize, Serialize};
 
 use super::limits::{self, OomSample, Storm};
-use crate::config::heal::HealConfig;
+use crate::config::duration::human;
+use crate::config::heal::{HealConfig, StormConfig};
 
 /// What survives between runs, in the state file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +35,10 @@ pub struct Record {
     /// Recent readings of the storm slice's oom_kill counter.
     #[serde(default)]
     pub oom_samples: Vec<OomSample>,
+    /// OOM kills per slice seen and told to the notify hook (boxed: the
+    /// record is passed around by value and most of it is small).
+    #[serde(default)]
+    pub oom_book: Box<super::alerts::OomBook>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,7 +104,9 @@ pub struct Verdict {
 }
 
 /// `oom_kills`: the storm slice's memory.events oom_kill now, when a storm
-/// rule is configured.
+/// rule is configured. The phases run in order: the stored record is
+/// checked, the probes tallied, the outage measured against the grace in
+/// force, the storm detected, and the flap limiter has the last word.
 pub fn decide(
     probes: &[ProbeResult],
     loaded: &Loaded,
@@ -108,7 +115,75 @@ pub fn decide(
     config: &HealConfig,
 ) -> (Verdict, Record) {
     let at = now.timestamp();
-    let (mut record, mut record_note) = match loaded {
+    let (record, record_note) = usable_record(loaded, at);
+    let tally = tally(probes, &record.failures, config.failures_before_down);
+    let outage = outage(record.down_since, !tally.down.is_empty(), at);
+    let shift = shift(now, config);
+    let past_grace = outage.past(shift.grace);
+    let (oom_samples, storm) = storm(&record.oom_samples, oom_kills, at, config.storm.as_ref());
+    let mut history = history(&record, tally.down.is_empty(), at, config);
+    let limiter = limiter(past_grace || storm.is_some(), &history, at, config);
+    if limiter.act {
+        history.actions.push(at);
+    }
+    let reason = reason(
+        &tally,
+        &outage,
+        &shift,
+        storm.as_ref().zip(config.storm.as_ref()),
+        limiter.flapping.then_some(history.actions.len()),
+        config,
+    );
+    let next = Record {
+        // After an action a new grace period starts, so the healer does
+        // not act again on every check while the services come back.
+        down_since: outage
+            .since
+            .map(|since| if limiter.act { at } else { since }),
+        failures: tally.failures,
+        last_action: record.last_action,
+        up_since: history.up_since,
+        // A new trip after the healer could act again is reported again.
+        flap_reported: !limiter.act && (history.flap_reported || limiter.flapping),
+        actions: history.actions,
+        oom_samples,
+        // Kept as it was: check() updates it when it tells the hook.
+        oom_book: record.oom_book,
+    };
+    let site = match (outage.since.is_some(), tally.failing.is_empty()) {
+        (true, _) => Site::Down,
+        (false, true) => Site::Up,
+        (false, false) => Site::Failing,
+    };
+    let verdict = Verdict {
+        at,
+        site,
+        failing: tally.failing,
+        restart: if past_grace && limiter.act {
+            tally.down.clone()
+        } else {
+            Vec::new()
+        },
+        down: tally.down,
+        down_since: outage.since,
+        down_for_seconds: outage.down_for.as_secs(),
+        grace_seconds: shift.grace.as_secs(),
+        night: shift.night,
+        act: limiter.act,
+        reason,
+        record_note,
+        storm,
+        recent_actions: next.actions.len(),
+        flapping: limiter.flapping,
+        flap_tripped_now: limiter.tripped_now,
+    };
+    (verdict, next)
+}
+
+/// The stored record as far as it can be trusted, and why it was not
+/// used as it was: unusable or from the future, downtime counts from now.
+fn usable_record(loaded: &Loaded, at: Timestamp) -> (Record, Option<String>) {
+    let (mut record, mut note) = match loaded {
         Loaded::Record(record) => (record.clone(), None),
         Loaded::Missing => (Record::default(), None),
         Loaded::Corrupt(why) => (
@@ -118,113 +193,218 @@ pub fn decide(
             )),
         ),
     };
-    if record.down_since.is_some_and(|since| since > at) {
-        record_note = Some(format!(
-            "state file says the outage began in the future ({}); downtime counts from now",
-            record
-                .down_since
-                .map_or_else(String::new, |t| t.to_string())
+    if let Some(since) = record.down_since.filter(|since| *since > at) {
+        note = Some(format!(
+            "state file says the outage began in the future ({since}); downtime counts from now"
         ));
         record.down_since = None;
     }
-    let mut failures = BTreeMap::new();
-    let mut failing = Vec::new();
-    let mut down = Vec::new();
+    (record, note)
+}
+
+/// What this check's probes say, counted against the failures before.
+#[derive(Debug, PartialEq, Eq)]
+struct Tally {
+    /// Consecutive failures per service, this check included.
+    failures: BTreeMap<String, u32>,
+    /// Services whose probe failed now.
+    failing: Vec<String>,
+    /// Services that failed `failures_before_down` checks in a row.
+    down: Vec<String>,
+}
+
+fn tally(
+    probes: &[ProbeResult],
+    before: &BTreeMap<String, u32>,
+    failures_before_down: u32,
+) -> Tally {
+    let mut tally = Tally {
+        failures: BTreeMap::new(),
+        failing: Vec::new(),
+        down: Vec::new(),
+    };
     for probe in probes {
         let count = if probe.ok {
             0
         } else {
-            record
-                .failures
+            tally.failing.push(probe.service.clone());
+            before
                 .get(&probe.service)
                 .copied()
                 .unwrap_or(0)
                 .saturating_add(1)
         };
-        if !probe.ok {
-            failing.push(probe.service.clone());
+        if count >= failures_before_down {
+            tally.down.push(probe.service.clone());
         }
-        if count >= config.failures_before_down {
-            down.push(probe.service.clone());
-        }
-        failures.insert(probe.service.clone(), count);
+        tally.failures.insert(probe.service.clone(), count);
     }
+    tally
+}
+
+/// The current outage: when it began (`None` while the site is not down)
+/// and how long it has lasted, measured between instants.
+#[derive(Debug, PartialEq, Eq)]
+struct Outage {
+    since: Option<Timestamp>,
+    down_for: Duration,
+}
+
+impl Outage {
+    fn past(&self, grace: Duration) -> bool {
+        self.since.is_some() && self.down_for >= grace
+    }
+}
+
+fn outage(recorded: Option<Timestamp>, down: bool, at: Timestamp) -> Outage {
+    let since = down.then(|| recorded.unwrap_or(at));
+    Outage {
+        since,
+        down_for: since.map_or(Duration::ZERO, |since| {
+            Duration::try_from(at.duration_since(since)).unwrap_or(Duration::ZERO)
+        }),
+    }
+}
+
+/// Which grace is in force, read off the local clock.
+#[derive(Debug, PartialEq, Eq)]
+struct Shift {
+    night: bool,
+    grace: Duration,
+}
+
+impl Shift {
+    fn name(&self) -> &'static str {
+        if self.night { "night" } else { "day" }
+    }
+}
+
+fn shift(now: &Zoned, config: &HealConfig) -> Shift {
     let night = config
         .night
         .is_some_and(|window| window.contains(now.time()));
-    let grace = if night {
-        config.grace_night
-    } else {
-        config.grace_day
-    };
-    let shift = if night { "night" } else { "day" };
+    Shift {
+        night,
+        grace: if night {
+            config.grace_night
+        } else {
+            config.grace_day
+        },
+    }
+}
 
-    let oom_samples = match (&config.storm, oom_kills) {
-        (Some(rule), Some(kills)) => {
-            limits::record_sample(&record.oom_samples, OomSample { at, kills }, rule.window)
-        }
-        _ => Vec::new(),
+/// Records this check's oom_kill reading and looks for a storm in the
+/// rule's window. Without a rule or a reading, nothing is kept.
+fn storm(
+    before: &[OomSample],
+    oom_kills: Option<u64>,
+    at: Timestamp,
+    rule: Option<&StormConfig>,
+) -> (Vec<OomSample>, Option<Storm>) {
+    let (Some(rule), Some(kills)) = (rule, oom_kills) else {
+        return (Vec::new(), None);
     };
-    let storm = config
-        .storm
-        .as_ref()
-        .and_then(|rule| limits::storm(&oom_samples, rule.kills, rule.window));
+    let samples = limits::record_sample(before, OomSample { at, kills }, rule.window);
+    let storm = limits::storm(&samples, rule.kills, rule.window);
+    (samples, storm)
+}
 
-    let mut actions: Vec<Timestamp> = record
-        .actions
-        .iter()
-        .copied()
-        .filter(|action| limits::recent_actions(&[*action], at, config.actions_window) == 1)
-        .collect();
-    let up_since = if down.is_empty() {
-        Some(record.up_since.unwrap_or(at))
-    } else {
-        None
-    };
+/// The flap limiter's memory after this check: actions still within the
+/// window, since when every service passes, whether the trip was told.
+#[derive(Debug, PartialEq, Eq)]
+struct History {
+    actions: Vec<Timestamp>,
+    up_since: Option<Timestamp>,
+    flap_reported: bool,
+}
+
+/// Forgets actions outside the window, and the whole history once every
+/// service has been up for `stable_after` (not on the first pass).
+fn history(record: &Record, all_up: bool, at: Timestamp, config: &HealConfig) -> History {
+    let up_since = all_up.then(|| record.up_since.unwrap_or(at));
     let stable = up_since.is_some_and(|since| {
         Duration::try_from(at.duration_since(since)).unwrap_or_default() >= config.stable_after
     });
-    let mut flap_reported = record.flap_reported;
     if stable {
-        actions.clear();
-        flap_reported = false;
+        return History {
+            actions: Vec::new(),
+            up_since,
+            flap_reported: false,
+        };
     }
+    History {
+        actions: record
+            .actions
+            .iter()
+            .copied()
+            .filter(|action| limits::recent_actions(&[*action], at, config.actions_window) == 1)
+            .collect(),
+        up_since,
+        flap_reported: record.flap_reported,
+    }
+}
 
-    let since = (!down.is_empty()).then(|| record.down_since.unwrap_or(at));
-    let down_for = since.map_or(Duration::ZERO, |since| {
-        Duration::try_from(at.duration_since(since)).unwrap_or(Duration::ZERO)
-    });
-    let past_grace = since.is_some() && down_for >= grace;
-    let wanted = past_grace || storm.is_some();
-    let allowed = limits::may_act(&actions, at, config.max_actions, config.actions_window);
-    let act = wanted && allowed;
+/// Whether the healer acts on what it wants, or the flap limiter holds it.
+#[derive(Debug, PartialEq, Eq)]
+struct Limiter {
+    act: bool,
+    flapping: bool,
+    /// First check since the limiter tripped: log and notify once.
+    tripped_now: bool,
+}
+
+fn limiter(wanted: bool, history: &History, at: Timestamp, config: &HealConfig) -> Limiter {
+    let allowed = limits::may_act(
+        &history.actions,
+        at,
+        config.max_actions,
+        config.actions_window,
+    );
     let flapping = wanted && !allowed;
-    let flap_tripped_now = flapping && !flap_reported;
-    if act {
-        actions.push(at);
+    Limiter {
+        act: wanted && allowed,
+        flapping,
+        tripped_now: flapping && !history.flap_reported,
     }
+}
 
-    let mut reason = match (since, past_grace) {
-        (None, _) if failing.is_empty() => format!("all {} service(s) pass", probes.len()),
-        (None, _) => format!(
+/// The one line that says why: the probes, the outage against the grace,
+/// a storm, and the limiter holding back (`held_back`: the actions within
+/// the window).
+fn reason(
+    tally: &Tally,
+    outage: &Outage,
+    shift: &Shift,
+    storm: Option<(&Storm, &StormConfig)>,
+    held_back: Option<usize>,
+    config: &HealConfig,
+) -> String {
+    let past_grace = outage.past(shift.grace);
+    let mut reason = match outage.since {
+        None if tally.failing.is_empty() => {
+            format!("all {} service(s) pass", tally.failures.len())
+        }
+        None => format!(
             "{} failing, not yet {} checks in a row",
-            failing.join(", "),
+            tally.failing.join(", "),
             config.failures_before_down
         ),
-        (Some(_), true) => format!(
-            "{} down for {}, past the {} {shift} grace: killing protected tasks and restarting",
-            down.join(", "),
-            human(down_for),
-            human(grace)
+        Some(_) if past_grace => format!(
+            "{} down for {}, past the {} {} grace: killing protected tasks and restarting",
+            tally.down.join(", "),
+            human(outage.down_for),
+            human(shift.grace),
+            shift.name()
         ),
-        (Some(_), false) => format!(
-            "{} down for {}; {shift} grace {} not over",
-            down.join(", "),
-            human(down_for),
-            human(grace)
+        Some(_) => format!(
+            "{} down for {}; {} grace {} not over",
+            tally.down.join(", "),
+            human(outage.down_for),
+            shift.name(),
+            human(shift.grace)
         ),
     };
-    if let (Some(found), Some(rule)) = (storm, &config.storm) {
+    if let Some((found, rule)) = storm {
         let storm_reason = format!(
             "OOM storm in {}: {} kills in {:.1}s ({:.1}/s, the limit is {} per {}): killing protected tasks now",
             rule.slice,
@@ -240,53 +420,13 @@ pub fn decide(
             storm_reason
         };
     }
-    if flapping {
+    if let Some(actions) = held_back {
         reason = format!(
-            "{reason}, but {} heal action(s) within {} already: holding back until `memslice heal reset` or the window passes",
-            actions.len(),
+            "{reason}, but {actions} heal action(s) within {} already: holding back until `memslice heal reset` or the window passes",
             human(config.actions_window)
         );
     }
-    let next = Record {
-        // After an action a new grace period starts, so the healer does
-        // not act again on every check while the services come back.
-        down_since: since.map(|since| if act { at } else { since }),
-        failures,
-        last_action: record.last_action.clone(),
-        actions,
-        up_since,
-        // A new trip after the healer could act again is reported again.
-        flap_reported: !act && (flap_reported || flapping),
-        oom_samples,
-    };
-    let site = match (since.is_some(), failing.is_empty()) {
-        (true, _) => Site::Down,
-        (false, true) => Site::Up,
-        (false, false) => Site::Failing,
-    };
-    let verdict = Verdict {
-        at,
-        site,
-        failing,
-        restart: if past_grace && act {
-            down.clone()
-        } else {
-            Vec::new()
-        },
-        down,
-        down_since: since,
-        down_for_seconds: down_for.as_secs(),
-        grace_seconds: grace.as_secs(),
-        night,
-        act,
-        reason,
-        record_note,
-        storm,
-        recent_actions: next.actions.len(),
-        flapping,
-        flap_tripped_now,
-    };
-    (verdict, next)
+    reason
 }
 
 /// What a check came to, in one word: the journal's `MEMSLICE_DECISION`
@@ -334,21 +474,10 @@ impl Verdict {
     }
 }
 
-pub fn human(duration: Duration) -> String {
-    let seconds = duration.as_secs();
-    match (seconds / 3600, seconds % 3600 / 60, seconds % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, 0) => format!("{m}m"),
-        (0, m, s) => format!("{m}m{s:02}s"),
-        (h, 0, _) => format!("{h}h"),
-        (h, m, _) => format!("{h}h{m:02}m"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::heal::{NightWindow, parse_window};
+    use crate::config::duration::{NightWindow, parse_window};
     use jiff::tz::TimeZone;
 
     fn config(night: Option<NightWindow>) -> HealConfig {
@@ -546,15 +675,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn human_durations() {
-        assert_eq!(human(Duration::from_secs(45)), "45s");
-        assert_eq!(human(Duration::from_secs(180)), "3m");
-        assert_eq!(human(Duration::from_secs(185)), "3m05s");
-        assert_eq!(human(Duration::from_secs(3720)), "1h02m");
-        assert_eq!(human(Duration::from_secs(3600)), "1h");
-    }
-
     fn past_grace_at(now: &Zoned, actions: &[i64]) -> Loaded {
         outage(10, actions, now)
     }
@@ -730,5 +850,168 @@ mod tests {
             &config,
         );
         assert!(!verdict.act, "2 kills in a minute is no storm");
+    }
+
+    // The phases one by one.
+
+    fn instant(minute: i64) -> Timestamp {
+        Timestamp::from_second(1_780_000_000 + minute * 60).expect("timestamp")
+    }
+
+    #[test]
+    fn tally_counts_failures_in_a_row_and_forgets_them_on_a_pass() {
+        let before = BTreeMap::from([("web".to_string(), 1), ("db".to_string(), u32::MAX)]);
+        let probes = [probe("web", false), probe("db", false), probe("php", true)];
+        let tally = tally(&probes, &before, 2);
+        assert_eq!(
+            tally.failures,
+            BTreeMap::from([
+                ("web".to_string(), 2),
+                ("db".to_string(), u32::MAX),
+                ("php".to_string(), 0)
+            ]),
+            "a count saturates, never wraps to zero"
+        );
+        assert_eq!(tally.failing, ["web", "db"]);
+        assert_eq!(tally.down, ["web", "db"]);
+    }
+
+    #[test]
+    fn an_outage_starts_at_its_first_down_check() {
+        let now = instant(10);
+        assert_eq!(super::outage(Some(instant(4)), false, now).since, None);
+        assert_eq!(
+            super::outage(None, true, now),
+            Outage {
+                since: Some(now),
+                down_for: Duration::ZERO
+            }
+        );
+        let going = super::outage(Some(instant(4)), true, now);
+        assert_eq!(going.down_for, Duration::from_secs(360));
+        assert!(going.past(Duration::from_secs(360)) && !going.past(Duration::from_secs(361)));
+    }
+
+    #[test]
+    fn the_shift_picks_the_grace() {
+        let config = config(parse_window("22:00-07:00").ok());
+        let day = shift(&at("2026-06-01T12:00", "UTC"), &config);
+        let night = shift(&at("2026-06-01T23:00", "UTC"), &config);
+        assert_eq!((day.name(), day.grace.as_secs()), ("day", 180));
+        assert_eq!((night.name(), night.grace.as_secs()), ("night", 900));
+    }
+
+    #[test]
+    fn a_future_or_corrupt_record_counts_from_now() {
+        let now = instant(0);
+        let future = Loaded::Record(Record {
+            down_since: Some(instant(5)),
+            ..Record::default()
+        });
+        let (record, note) = usable_record(&future, now);
+        assert_eq!(record.down_since, None);
+        assert!(note.is_some_and(|n| n.contains("in the future")));
+        let (record, note) = usable_record(&Loaded::Corrupt("eof".into()), now);
+        assert_eq!(record, Record::default());
+        assert!(note.is_some_and(|n| n.contains("unusable (eof)")));
+        assert_eq!(
+            usable_record(&Loaded::Missing, now),
+            (Record::default(), None)
+        );
+    }
+
+    #[test]
+    fn storm_samples_are_kept_only_with_a_rule_and_a_reading() {
+        let rule = crate::config::heal::StormConfig {
+            slice: "app".into(),
+            kills: 5,
+            window: Duration::from_secs(60),
+        };
+        assert_eq!(storm(&[], Some(3), instant(0), None), (Vec::new(), None));
+        assert_eq!(
+            storm(&[], None, instant(0), Some(&rule)),
+            (Vec::new(), None)
+        );
+        let (samples, found) = storm(&[], Some(3), instant(0), Some(&rule));
+        assert_eq!((samples.len(), found), (1, None));
+        let (_, found) = storm(&samples, Some(9), instant(1), Some(&rule));
+        assert_eq!(found.map(|s| s.kills), Some(6));
+    }
+
+    #[test]
+    fn history_forgets_old_actions_and_resets_when_stable() {
+        let config = config(None);
+        let record = Record {
+            actions: vec![instant(-40), instant(-10)],
+            up_since: Some(instant(-5)),
+            flap_reported: true,
+            ..Record::default()
+        };
+        let failing = history(&record, false, instant(0), &config);
+        assert_eq!(failing.actions, [instant(-10)], "30m window");
+        assert_eq!((failing.up_since, failing.flap_reported), (None, true));
+        let up = history(&record, true, instant(0), &config);
+        assert_eq!(up.up_since, Some(instant(-5)), "5 of the 10 stable minutes");
+        assert_eq!(up.actions.len(), 1);
+        let stable = history(&record, true, instant(5), &config);
+        assert!(stable.actions.is_empty() && !stable.flap_reported);
+    }
+
+    #[test]
+    fn the_limiter_trips_once() {
+        let config = config(None);
+        let full = History {
+            actions: vec![instant(-3), instant(-2), instant(-1)],
+            up_since: None,
+            flap_reported: false,
+        };
+        let held = limiter(true, &full, instant(0), &config);
+        assert_eq!(
+            held,
+            Limiter {
+                act: false,
+                flapping: true,
+                tripped_now: true
+            }
+        );
+        let told = History {
+            flap_reported: true,
+            ..full
+        };
+        assert!(!limiter(true, &told, instant(0), &config).tripped_now);
+        let quiet = limiter(false, &told, instant(0), &config);
+        assert!(!quiet.act && !quiet.flapping);
+        let room = History {
+            actions: Vec::new(),
+            up_since: None,
+            flap_reported: false,
+        };
+        assert!(limiter(true, &room, instant(0), &config).act);
+    }
+
+    #[test]
+    fn the_reason_names_the_outage_and_the_brakes() {
+        let config = config(None);
+        let tally = tally(
+            &[probe("web", false)],
+            &BTreeMap::from([("web".into(), 1)]),
+            2,
+        );
+        let outage = super::outage(Some(instant(0)), true, instant(4));
+        let day = Shift {
+            night: false,
+            grace: Duration::from_secs(180),
+        };
+        assert_eq!(
+            reason(&tally, &outage, &day, None, Some(3), &config),
+            "web down for 4m, past the 3m day grace: killing protected tasks and restarting, \
+             but 3 heal action(s) within 30m already: holding back until `memslice heal reset` or the window passes"
+        );
+        let up = super::tally(&[probe("web", true)], &BTreeMap::new(), 2);
+        let none = super::outage(None, false, instant(4));
+        assert_eq!(
+            reason(&up, &none, &day, None, None, &config),
+            "all 1 service(s) pass"
+        );
     }
 }

@@ -80,17 +80,23 @@ pub fn storm(samples: &[OomSample], kills: u32, window: Duration) -> Option<Stor
 /// missed since `planned` (a suspend or a stall): those are not run one
 /// after another, the check after a jump is one check.
 pub fn next_tick(planned: Timestamp, now: Timestamp, interval: Duration) -> (Timestamp, u64) {
-    let step = SignedDuration::try_from(interval)
-        .unwrap_or(SignedDuration::from_secs(1))
-        .max(SignedDuration::from_millis(1));
     if now < planned {
         // The clock went back, or we are early: keep the plan.
         return (planned, 0);
     }
-    let behind = now.duration_since(planned);
-    let missed = (behind.as_nanos() / step.as_nanos()).max(0) as u64;
-    let next = planned + step * i32::try_from(missed + 1).unwrap_or(i32::MAX);
-    (next, missed)
+    // In nanoseconds as i128, checked: no interval or gap can wrap, and a
+    // grid beyond the last representable instant ends there.
+    let step = i128::try_from(interval.as_nanos())
+        .unwrap_or(i128::MAX)
+        .max(1_000_000);
+    let missed = now.duration_since(planned).as_nanos() / step;
+    let next = missed
+        .checked_add(1)
+        .and_then(|ticks| ticks.checked_mul(step))
+        .and_then(|ahead| planned.as_nanosecond().checked_add(ahead))
+        .and_then(|nanos| Timestamp::from_nanosecond(nanos).ok())
+        .unwrap_or(Timestamp::MAX);
+    (next, u64::try_from(missed).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -198,5 +204,50 @@ mod tests {
             (t(3660), 120),
             "an hour of suspend: one check now, the next on the grid"
         );
+    }
+
+    #[test]
+    fn a_huge_interval_waits_long_not_one_second() {
+        let huge = Duration::from_secs(u64::MAX);
+        let (next, missed) = next_tick(t(0), t(5), huge);
+        assert_eq!(missed, 0);
+        assert!(next > t(86_400 * 365), "{next}");
+    }
+
+    fn any_instant(seconds: i64) -> Timestamp {
+        let seconds = seconds.clamp(Timestamp::MIN.as_second(), Timestamp::MAX.as_second());
+        Timestamp::from_second(seconds).expect("in range")
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_brakes_never_overflow(
+            instants in proptest::collection::vec(proptest::num::i64::ANY, 1..6),
+            kills in proptest::collection::vec(proptest::num::u64::ANY, 1..6),
+            window_ms in proptest::num::u64::ANY,
+            max in proptest::num::u32::ANY,
+        ) {
+            let window = Duration::from_millis(window_ms);
+            let history: Vec<Timestamp> = instants.iter().copied().map(any_instant).collect();
+            let now = history[0];
+            let _ = may_act(&history, now, max, window);
+            let mut samples = Vec::new();
+            for (at, kills) in history.iter().zip(&kills) {
+                samples = record_sample(&samples, OomSample { at: *at, kills: *kills }, window);
+            }
+            let _ = storm(&samples, max, window);
+        }
+
+        #[test]
+        fn the_schedule_never_overflows(
+            planned in proptest::num::i64::ANY,
+            now in proptest::num::i64::ANY,
+            interval_ms in proptest::num::u64::ANY,
+        ) {
+            let (planned, now) = (any_instant(planned), any_instant(now));
+            let (next, _) = next_tick(planned, now, Duration::from_millis(interval_ms));
+            proptest::prop_assert!(next >= planned.min(now));
+            proptest::prop_assert!(next > now || now == Timestamp::MAX || next == planned);
+        }
     }
 }

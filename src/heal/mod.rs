@@ -6,9 +6,10 @@
 //! take the lock first, so two runs never act at once.
 
 mod act;
+pub mod alerts;
 pub mod decide;
 pub mod limits;
-mod notify;
+pub mod notify;
 mod probe;
 pub mod state;
 mod watchdog;
@@ -25,7 +26,7 @@ pub use act::Actions;
 use decide::{ActionRecord, Decision, ProbeResult, Site, Verdict};
 
 use crate::cgroupfs::Root;
-use crate::config::heal::HealConfig;
+use crate::config::heal::{HealConfig, NotifyEvent};
 use crate::observe::events::Watcher;
 use crate::observe::metrics::{DecisionCounts, HealMetrics};
 use crate::signals::Signals;
@@ -36,10 +37,6 @@ use std::sync::Mutex;
 pub enum HealError {
     #[error("the config has no [heal] section")]
     NotConfigured,
-    #[error("heal.timezone {name:?} is not in the system tz database (/usr/share/zoneinfo): {err}")]
-    TimeZone { name: String, err: jiff::Error },
-    #[error("cannot tell the system time zone (/etc/localtime): {0}")]
-    SystemTimeZone(jiff::Error),
     #[error(transparent)]
     State(#[from] state::StateError),
     #[error("cannot watch for signals: {0}")]
@@ -69,23 +66,22 @@ pub enum CheckOutcome {
     Busy,
 }
 
-pub fn timezone(config: &HealConfig) -> Result<TimeZone, HealError> {
-    match &config.timezone {
-        // UTC needs no tz database (minimal nodes and containers have none).
-        Some(name) if name == "UTC" => Ok(TimeZone::UTC),
-        Some(name) => TimeZone::get(name).map_err(|err| HealError::TimeZone {
-            name: name.clone(),
-            err,
-        }),
-        None => TimeZone::try_system().map_err(HealError::SystemTimeZone),
-    }
-}
+/// The record a watcher keeps in memory while the state file cannot take
+/// it (a full disk): the flap limiter keeps counting its actions.
+#[derive(Debug, Default)]
+pub struct Remembered(Option<decide::Record>);
 
+/// One check. The action is recorded before it is taken: a healer that
+/// cannot record it would not know, next time, that it acted, and the flap
+/// limiter could not hold back a loop of kills and restarts. `heal check`
+/// then does not act; a watcher acts on the record it keeps in memory
+/// (`remembered`).
 pub fn check(
     root: &Root,
     config: &HealConfig,
     tz: &TimeZone,
     options: CheckOptions,
+    mut remembered: Option<&mut Remembered>,
 ) -> Result<CheckOutcome, HealError> {
     let _lock = if options.dry_run {
         None
@@ -95,8 +91,14 @@ pub fn check(
             None => return Ok(CheckOutcome::Busy),
         }
     };
+    if !options.dry_run {
+        collect_leftover_groups(root, config);
+    }
     let probes: Vec<ProbeResult> = config.services.iter().map(probe::probe).collect();
-    let loaded = state::load(&config.state_file);
+    let loaded = match remembered.as_deref().and_then(|kept| kept.0.clone()) {
+        Some(record) => decide::Loaded::Record(record),
+        None => state::load(&config.state_file),
+    };
     let now = Zoned::now().with_time_zone(tz.clone());
     let oom_kills = match &config.storm {
         Some(rule) => match root.memory_events(&config.driver.cgroup_of(&rule.slice)) {
@@ -108,12 +110,45 @@ pub fn check(
         },
         None => None,
     };
-    let (verdict, mut next) = decide::decide(&probes, &loaded, &now, oom_kills, config);
+    let (mut verdict, mut next) = decide::decide(&probes, &loaded, &now, oom_kills, config);
     if let Some(note) = &verdict.record_note {
         tracing::error!("{note}");
     }
-    let actions =
-        (verdict.act && !options.dry_run).then(|| act::heal(root, config, &verdict.restart));
+    if options.dry_run {
+        log(&verdict, &probes, None, true);
+        return Ok(CheckOutcome::Done(Box::new(Report {
+            verdict,
+            probes,
+            actions: None,
+            dry_run: true,
+        })));
+    }
+    let mut unrecorded = None;
+    if verdict.act {
+        let previous = next.last_action.replace(ActionRecord {
+            at: verdict.at,
+            reason: verdict.reason.clone(),
+            killed: Vec::new(),
+            restarted: Vec::new(),
+        });
+        if let Err(err) = record(config, &next, remembered.as_deref_mut()) {
+            if remembered.is_none() {
+                // Held back: the record must not count an action that
+                // did not happen.
+                next.last_action = previous;
+                next.actions.retain(|at| *at != verdict.at);
+                verdict.act = false;
+                verdict.reason = format!(
+                    "{}; not acting: the action cannot be recorded ({err}), and unrecorded the flap limiter could not hold back a loop of actions",
+                    verdict.reason
+                );
+            }
+            unrecorded = Some(err);
+        }
+    }
+    let actions = verdict
+        .act
+        .then(|| act::heal(root, config, &verdict.restart, &verdict.reason));
     if let Some(actions) = &actions {
         next.last_action = Some(ActionRecord {
             at: verdict.at,
@@ -122,26 +157,92 @@ pub fn check(
             restarted: actions.restarted.clone(),
         });
     }
-    log(&verdict, &probes, actions.as_ref(), options.dry_run);
-    if !options.dry_run {
-        state::save(&config.state_file, &next)?;
-        let tell = actions.is_some() || verdict.flap_tripped_now;
-        if let (Some(hook), true) = (&config.notify, tell) {
-            if let Err(err) = notify::send(
-                hook,
-                &notify::notice(&verdict, actions.as_ref()),
-                config.notify_timeout,
-            ) {
-                tracing::warn!("notify hook failed (healing is not affected): {err}");
-            }
-        }
+    log(&verdict, &probes, actions.as_ref(), false);
+    *next.oom_book = tell_oom_kills(root, config, &next.oom_book, verdict.at);
+    let saved = record(config, &next, remembered.as_deref_mut());
+    let notice = notify::notice(&verdict, actions.as_ref(), unrecorded.as_ref());
+    let tell = actions.is_some() || verdict.flap_tripped_now || unrecorded.is_some();
+    if let (Some((hook, timeout)), true) = (config.hook_for(notice.event), tell)
+        && let Err(err) = notify::send(hook, &notice, timeout)
+    {
+        tracing::warn!("notify hook failed (healing is not affected): {err}");
+    }
+    match (saved, remembered.is_some()) {
+        (Err(err), false) if unrecorded.is_none() => return Err(err.into()),
+        _ => {}
     }
     Ok(CheckOutcome::Done(Box::new(Report {
         verdict,
         probes,
         actions,
-        dry_run: options.dry_run,
+        dry_run: false,
     })))
+}
+
+/// Reads every managed slice's OOM kills and tells the notify hook about
+/// new ones (per slice, once per notify_window). Returns the book to keep.
+fn tell_oom_kills(
+    root: &Root,
+    config: &HealConfig,
+    book: &alerts::OomBook,
+    now: jiff::Timestamp,
+) -> alerts::OomBook {
+    let counters = config
+        .slices
+        .iter()
+        .filter_map(|slice| {
+            let events = root
+                .memory_events_if_enabled(&config.driver.cgroup_of(slice))
+                .ok()??;
+            Some((slice.clone(), events.oom_kill))
+        })
+        .collect();
+    let (notices, next) = alerts::oom_notices(book, &counters, now, config.notify_window);
+    for notice in &notices {
+        tracing::warn!(
+            slice = %notice.slice,
+            kills = notice.kills,
+            "the kernel OOM-killed {} process(es) in {}",
+            notice.kills,
+            notice.slice
+        );
+        if let Some((hook, timeout)) = config.hook_for(NotifyEvent::OomKill)
+            && let Err(err) = notify::send(hook, notice, timeout)
+        {
+            tracing::warn!("notify hook failed: {err}");
+        }
+    }
+    next
+}
+
+/// Removes the empty task groups a killed memslice left behind in the
+/// protected slices, so no operator has to remember `memslice tasks gc`.
+fn collect_leftover_groups(root: &Root, config: &HealConfig) {
+    let slices: Vec<String> = config
+        .protected
+        .iter()
+        .map(|slice| config.driver.cgroup_of(slice))
+        .collect();
+    if let Err(err) = crate::spawn::task::gc(root, &slices) {
+        tracing::warn!("cannot look for task groups left behind: {err}");
+    }
+}
+
+/// Saves the record; when that fails, a watcher keeps it in memory (and
+/// forgets it once the file takes a record again).
+fn record(
+    config: &HealConfig,
+    next: &decide::Record,
+    remembered: Option<&mut Remembered>,
+) -> Result<(), state::StateError> {
+    let saved = state::save(&config.state_file, next);
+    if let Err(err) = &saved {
+        tracing::error!("cannot record the heal state: {err}");
+    }
+    if let Some(kept) = remembered {
+        kept.0 = saved.is_err().then(|| next.clone());
+    }
+    saved
 }
 
 /// One line per decision, with the downtime, the grace in force and why.
@@ -229,6 +330,7 @@ pub fn watch(
     let mut notifier = watchdog::Notifier::from_env();
     let budget = watchdog::check_budget(config, WATCH_LOCK_WAIT);
     let mut planned = jiff::Timestamp::now();
+    let mut remembered = Remembered::default();
     loop {
         notifier.check_starts(budget);
         let outcome = check(
@@ -239,17 +341,20 @@ pub fn watch(
                 dry_run: false,
                 lock_wait: WATCH_LOCK_WAIT,
             },
+            Some(&mut remembered),
         );
         let status = match outcome {
             Ok(CheckOutcome::Busy) => {
+                // Counted before it is logged: whoever reads the log line
+                // finds the count already there.
+                if let Some(mut counts) = counts.and_then(|c| c.lock().ok()) {
+                    counts.lock_busy += 1;
+                }
                 tracing::error!(
                     decision = Decision::LockBusy.as_str(),
                     "another process holds {} past the wait; this check was skipped",
                     config.lock_file.display()
                 );
-                if let Some(mut counts) = counts.and_then(|c| c.lock().ok()) {
-                    counts.lock_busy += 1;
-                }
                 format!(
                     "check skipped: another process holds {}",
                     config.lock_file.display()
@@ -393,14 +498,14 @@ fn log_memory_event(event: &crate::observe::events::Event, ops_group: &str) {
         tracing::error!(
             target: crate::journal::CRITICAL,
             group = %event.group,
-            event = event.kind,
+            event = event.kind.name(),
             "OOM kill in the operations slice: {}",
             event.line()
         );
     } else {
         tracing::warn!(
             group = %event.group,
-            event = event.kind,
+            event = event.kind.name(),
             "memory event: {}",
             event.line()
         );

@@ -13,12 +13,15 @@ use super::Actions;
 use super::decide::Verdict;
 use super::limits::Storm;
 use super::probe;
+use crate::config::heal::NotifyEvent;
 
 #[derive(Debug, Serialize)]
 pub struct Notice<'a> {
-    /// `heal` (past the grace), `storm` (OOM storm), or `flapping` (the
-    /// limiter held an action back).
-    pub event: &'static str,
+    /// `heal` (past the grace), `storm` (OOM storm), `flapping` (the
+    /// limiter held an action back), or `unrecorded` (the state file could
+    /// not take the action, so `heal check` held it back).
+    #[serde(serialize_with = "event_name")]
+    pub event: NotifyEvent,
     pub at: Timestamp,
     pub reason: &'a str,
     pub down: &'a [String],
@@ -29,16 +32,23 @@ pub struct Notice<'a> {
     pub restarted: &'a [String],
     pub failures: &'a [String],
     pub storm: Option<Storm>,
+    /// Why the state file could not take the record, when it could not.
+    pub unrecorded: Option<String>,
 }
 
-pub fn notice<'a>(verdict: &'a Verdict, actions: Option<&'a Actions>) -> Notice<'a> {
+pub fn notice<'a>(
+    verdict: &'a Verdict,
+    actions: Option<&'a Actions>,
+    unrecorded: Option<&super::state::StateError>,
+) -> Notice<'a> {
     let event = match (
         actions.is_some(),
         verdict.storm.is_some() && verdict.restart.is_empty(),
     ) {
-        (false, _) => "flapping",
-        (true, true) => "storm",
-        (true, false) => "heal",
+        (false, _) if unrecorded.is_some() => NotifyEvent::Unrecorded,
+        (false, _) => NotifyEvent::Flapping,
+        (true, true) => NotifyEvent::Storm,
+        (true, false) => NotifyEvent::Heal,
     };
     let none: &[String] = &[];
     Notice {
@@ -53,10 +63,26 @@ pub fn notice<'a>(verdict: &'a Verdict, actions: Option<&'a Actions>) -> Notice<
         restarted: actions.map_or(none, |a| &a.restarted),
         failures: actions.map_or(none, |a| &a.failures),
         storm: verdict.storm,
+        unrecorded: unrecorded.map(ToString::to_string),
     }
 }
 
-pub fn send(hook: &[String], notice: &Notice<'_>, timeout: Duration) -> Result<(), String> {
+fn event_name<S: serde::Serializer>(event: &NotifyEvent, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(event.name())
+}
+
+/// A protected task ended by the stall bound (event `stall`).
+#[derive(Debug, Serialize)]
+pub struct StallNotice<'a> {
+    pub event: &'static str,
+    pub at: Timestamp,
+    pub group: &'a str,
+    pub reason: &'a str,
+    pub stalled_seconds: u64,
+}
+
+/// Runs the hook with `notice` as one line of JSON on its standard input.
+pub fn send(hook: &[String], notice: &impl Serialize, timeout: Duration) -> Result<(), String> {
     let mut json = serde_json::to_vec(notice).map_err(|err| err.to_string())?;
     json.push(b'\n');
     probe::run(hook, Some(&json), timeout).map(drop)
@@ -105,7 +131,7 @@ mod tests {
         let verdict = verdict();
         send(
             &hook,
-            &notice(&verdict, Some(&actions)),
+            &notice(&verdict, Some(&actions), None),
             Duration::from_secs(5),
         )
         .expect("hook ran");
@@ -124,18 +150,18 @@ mod tests {
         let started = Instant::now();
         let hung = send(
             &["sleep".into(), "30".into()],
-            &notice(&verdict, None),
+            &notice(&verdict, None, None),
             Duration::from_millis(300),
         );
         assert!(hung.is_err_and(|e| e.contains("killed")));
         assert!(started.elapsed() < Duration::from_secs(3));
         let failed = send(
             &["false".into()],
-            &notice(&verdict, None),
+            &notice(&verdict, None, None),
             Duration::from_secs(5),
         );
         assert!(failed.is_err());
-        assert_eq!(notice(&verdict, None).event, "flapping");
+        assert_eq!(notice(&verdict, None, None).event, NotifyEvent::Flapping);
     }
 
     #[test]
@@ -151,11 +177,15 @@ mod tests {
         let sent = super::super::probe::tests::within(Duration::from_secs(15), move || {
             let mut verdict = verdict();
             verdict.reason = reason;
-            let reached = send(&reading, &notice(&verdict, None), Duration::from_secs(10));
+            let reached = send(
+                &reading,
+                &notice(&verdict, None, None),
+                Duration::from_secs(10),
+            );
             let started = Instant::now();
             let ignored = send(
                 &["sleep".into(), "30".into()],
-                &notice(&verdict, None),
+                &notice(&verdict, None, None),
                 Duration::from_millis(300),
             );
             (reached, ignored, started.elapsed())

@@ -9,9 +9,9 @@
 use std::fs::File;
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 
 use super::decide::{Loaded, Record};
 use crate::files::{self, FileError};
@@ -87,32 +87,20 @@ pub fn lock(path: &Path, wait: Duration) -> Result<Option<HealLock>, StateError>
         err,
     };
     files::private_dir(files::parent_dir(path), LOCK_DIR_MODE).map_err(fail)?;
-    let started = Instant::now();
-    let mut file = files::open_private(path, LOCK_MODE).map_err(fail)?;
-    loop {
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(mut lock) => {
-                // Who holds it, for the operator who finds a stuck lock.
-                let _ = lock.set_len(0);
-                let _ = lock.rewind();
-                let _ = writeln!(&mut *lock, "{}", std::process::id());
-                return Ok(Some(HealLock { _lock: lock }));
-            }
-            Err((returned, nix::errno::Errno::EWOULDBLOCK)) => {
-                if started.elapsed() >= wait {
-                    return Ok(None);
-                }
-                file = returned;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err((_, errno)) => {
-                return Err(fail(FileError::Write {
-                    path: path.to_path_buf(),
-                    source: errno.into(),
-                }));
-            }
-        }
-    }
+    let file = files::open_private(path, LOCK_MODE).map_err(fail)?;
+    let lock = files::lock(file, wait).map_err(|errno| {
+        fail(FileError::Write {
+            path: path.to_path_buf(),
+            source: errno.into(),
+        })
+    })?;
+    Ok(lock.map(|mut lock| {
+        // Who holds it, for the operator who finds a stuck lock.
+        let _ = lock.set_len(0);
+        let _ = lock.rewind();
+        let _ = writeln!(&mut *lock, "{}", std::process::id());
+        HealLock { _lock: lock }
+    }))
 }
 
 #[cfg(test)]
@@ -120,6 +108,7 @@ mod tests {
     use super::*;
     use std::fs;
     use std::os::unix::fs::{MetadataExt, symlink};
+    use std::time::Instant;
 
     fn record(minutes: i64) -> Record {
         Record {

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use sd_notify::NotifyState;
 
 use super::act;
-use super::decide::{Decision, Verdict, human};
+use super::decide::{Decision, Verdict};
+use crate::config::duration::human;
 use crate::config::heal::HealConfig;
 
 /// Slack on top of the sum of a check's timeouts, for the work between them.
@@ -110,10 +111,12 @@ impl Notifier {
 
 /// The longest one check may take: each probe at its timeout (twice: a TCP
 /// probe tries each address of a name), the lock wait, an action (kills
-/// and restarts at their timeouts), the notify hook.
+/// and restarts at their timeouts), the notify hook for the action and for
+/// each slice's OOM kills.
 pub fn check_budget(config: &HealConfig, lock_wait: Duration) -> Duration {
     let probes: Duration = config.services.iter().map(|s| s.timeout * 2).sum();
-    probes + lock_wait + act::longest(config) + config.notify_timeout + SLACK
+    let hooks = u32::try_from(config.slices.len() + 1).unwrap_or(u32::MAX);
+    probes + lock_wait + act::longest(config) + config.notify_timeout.saturating_mul(hooks) + SLACK
 }
 
 /// The watcher's STATUS=: the site's state and the grace in force, like

@@ -23,8 +23,53 @@ use crate::cgroupfs::{self, MemoryEvents, Root};
 use crate::config::Limit;
 use crate::config::size::human_bytes;
 
-/// The counters reported, in the order they are reported.
-const KINDS: [&str; 5] = ["max", "high", "oom", "oom_kill", "oom_group_kill"];
+/// The memory.events counters reported, in the order they are reported;
+/// serialized as the kernel names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Max,
+    High,
+    Oom,
+    OomKill,
+    OomGroupKill,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 5] = [
+        EventKind::Max,
+        EventKind::High,
+        EventKind::Oom,
+        EventKind::OomKill,
+        EventKind::OomGroupKill,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Max => "max",
+            EventKind::High => "high",
+            EventKind::Oom => "oom",
+            EventKind::OomKill => "oom_kill",
+            EventKind::OomGroupKill => "oom_group_kill",
+        }
+    }
+
+    fn counter(self, events: &MemoryEvents) -> u64 {
+        match self {
+            EventKind::Max => events.max,
+            EventKind::High => events.high,
+            EventKind::Oom => events.oom,
+            EventKind::OomKill => events.oom_kill,
+            EventKind::OomGroupKill => events.oom_group_kill,
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Settling time after the first notification, so the parent's and the
 /// child's counters are read after the same kernel event.
@@ -42,7 +87,7 @@ pub struct Victim {
 pub struct Event {
     pub at: Timestamp,
     pub group: String,
-    pub kind: &'static str,
+    pub kind: EventKind,
     pub delta: u64,
     pub total: u64,
     pub current_bytes: Option<u64>,
@@ -51,40 +96,31 @@ pub struct Event {
     pub victim: Option<Victim>,
 }
 
-fn counter(events: &MemoryEvents, kind: &str) -> u64 {
-    match kind {
-        "max" => events.max,
-        "high" => events.high,
-        "oom" => events.oom,
-        "oom_kill" => events.oom_kill,
-        "oom_group_kill" => events.oom_group_kill,
-        _ => 0,
-    }
-}
-
 /// Per group and kind, the increase that happened in the group itself or
 /// in descendants nobody watches. Pure. A counter that went down (the group
 /// was recreated) counts from zero.
 pub fn own_deltas(
     before: &BTreeMap<String, MemoryEvents>,
     after: &BTreeMap<String, MemoryEvents>,
-) -> Vec<(String, &'static str, u64, u64)> {
-    let delta = |group: &str, kind: &str| {
-        let now = after.get(group).map_or(0, |e| counter(e, kind));
-        let was = before.get(group).map_or(0, |e| counter(e, kind));
+) -> Vec<(String, EventKind, u64, u64)> {
+    let delta = |group: &str, kind: EventKind| {
+        let now = after.get(group).map_or(0, |e| kind.counter(e));
+        let was = before.get(group).map_or(0, |e| kind.counter(e));
         if now >= was { now - was } else { now }
     };
     let mut found = Vec::new();
     for group in after.keys() {
-        for kind in KINDS {
-            let children: u64 = after
+        for kind in EventKind::ALL {
+            // Saturating: a recreated group's counter counts from zero, so
+            // deltas are not bounded by one counter's range.
+            let children = after
                 .keys()
                 .filter(|other| crate::config::parent_of(other) == Some(group.as_str()))
                 .map(|child| delta(child, kind))
-                .sum();
+                .fold(0u64, u64::saturating_add);
             let own = delta(group, kind).saturating_sub(children);
             if own > 0 {
-                let total = after.get(group).map_or(0, |e| counter(e, kind));
+                let total = after.get(group).map_or(0, |e| kind.counter(e));
                 found.push((group.clone(), kind, own, total));
             }
         }
@@ -210,13 +246,16 @@ impl<'a> Watcher<'a> {
         }
         let changes = own_deltas(&self.last, &now);
         self.last = now;
-        if changes.iter().any(|(_, kind, _, _)| *kind == "oom_kill") {
+        if changes
+            .iter()
+            .any(|(_, kind, _, _)| *kind == EventKind::OomKill)
+        {
             self.read_kernel_log();
         }
         let at = Timestamp::now();
         let mut events = Vec::with_capacity(changes.len());
         for (group, kind, delta, total) in changes {
-            let victim = (kind == "oom_kill")
+            let victim = (kind == EventKind::OomKill)
                 .then(|| self.victim_in(&group))
                 .flatten();
             events.push(Event {
@@ -319,9 +358,9 @@ mod tests {
         assert_eq!(
             own_deltas(&before, &after),
             vec![
-                ("app".to_string(), "max", 3, 3),
-                ("app".to_string(), "oom", 1, 1),
-                ("app/web".to_string(), "oom_kill", 1, 1)
+                ("app".to_string(), EventKind::Max, 3, 3),
+                ("app".to_string(), EventKind::Oom, 1, 1),
+                ("app/web".to_string(), EventKind::OomKill, 1, 1)
             ]
         );
     }
@@ -332,7 +371,43 @@ mod tests {
         let after = BTreeMap::from([("app/tasks".to_string(), events(0, 1, 0))]);
         assert_eq!(
             own_deltas(&before, &after),
-            vec![("app/tasks".to_string(), "oom_kill", 1, 1)]
+            vec![("app/tasks".to_string(), EventKind::OomKill, 1, 1)]
+        );
+    }
+
+    #[test]
+    fn children_near_the_counter_limit_do_not_overflow() {
+        let before = BTreeMap::from([
+            ("app/a".to_string(), events(0, u64::MAX, 0)),
+            ("app/b".to_string(), events(0, u64::MAX, 0)),
+        ]);
+        let after = BTreeMap::from([
+            ("app".to_string(), events(0, 5, 0)),
+            ("app/a".to_string(), events(0, u64::MAX - 1, 0)),
+            ("app/b".to_string(), events(0, u64::MAX - 1, 0)),
+        ]);
+        let deltas = own_deltas(&before, &after);
+        assert!(
+            deltas.iter().all(|(group, ..)| group != "app"),
+            "{deltas:?}"
+        );
+    }
+
+    #[test]
+    fn kinds_serialize_as_the_kernel_names_them() {
+        let names: Vec<String> = EventKind::ALL
+            .iter()
+            .map(|kind| serde_json::to_string(kind).expect("json"))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "\"max\"",
+                "\"high\"",
+                "\"oom\"",
+                "\"oom_kill\"",
+                "\"oom_group_kill\""
+            ]
         );
     }
 

@@ -45,10 +45,7 @@ pub struct GroupStatus {
 }
 
 /// A limit in JSON: bytes, `"max"` for none, null when the file is absent.
-pub(super) fn limit_json<S: Serializer>(
-    limit: &Option<Limit>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
+pub fn limit_json<S: Serializer>(limit: &Option<Limit>, serializer: S) -> Result<S::Ok, S::Error> {
     match limit {
         None => serializer.serialize_none(),
         Some(Limit::Max) => serializer.serialize_str("max"),

@@ -23,8 +23,8 @@ use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 use nix::unistd::{Gid, Uid, execvpe, setgid, setgroups, setuid};
 
 use super::SpawnError;
-use super::clone3::{exit_child, reset_signal_dispositions};
 use crate::caller::{Credentials, Person};
+use crate::sys::{exit_child, reset_signal_dispositions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -117,6 +117,13 @@ pub fn environment_for(
         .collect()
 }
 
+/// Every signal at its default action and none blocked, as a shell starts
+/// a command: what a task gets, whoever ran before it.
+pub fn clean_signal_state() -> Result<(), Errno> {
+    reset_signal_dispositions()?;
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+}
+
 /// Becomes `who`: supplementary groups, then the group, then the user. The
 /// one place memslice drops privileges.
 pub fn drop_privileges(who: &Credentials) -> Result<(), Errno> {
@@ -138,9 +145,7 @@ pub fn exec(prepared: &Prepared, report: BorrowedFd<'_>) -> ! {
             fail(Step::MoveIntoGroup, errno_of(&err), 126);
         }
     }
-    if let Err(errno) = reset_signal_dispositions()
-        .and_then(|()| sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None))
-    {
+    if let Err(errno) = clean_signal_state() {
         fail(Step::Exec, errno, 126);
     }
     if let Some(adj) = prepared.oom_score_adj

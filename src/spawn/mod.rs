@@ -1,60 +1,93 @@
 //! `run` and `protect`: a command in its own transient group under a slice,
 //! supervised until it ends.
 //!
-//! memslice stays the parent: it is the child subreaper, so every orphaned
-//! descendant is reparented to it and reaped (no zombie is left counted as
-//! working), it forwards the usual signals to the command, and when the
-//! command ends it kills what is left in the group and removes the group.
+//! memslice stays the parent while the command runs: it is the child
+//! subreaper, so every orphaned descendant is reparented to it and reaped
+//! (no zombie is left counted as working), it forwards the usual signals,
+//! bounds a protected task's stall at its own cap, and returns the
+//! command's status. What the command leaves running when it ends
+//! (`screen -d -m`, `nohup … &`) stays in the group, protected and capped,
+//! under a keeper that removes the group once it is empty ([`Leftovers`]).
+//!
+//! - `group`: the cgroupfs launcher (a group memslice makes);
+//! - `scope`: the systemd launcher (a transient scope);
+//! - `supervise`: what both do once the command runs; `keeper`: what stays
+//!   behind for detached work; `stall`: the stall bound;
+//! - `task`: what memslice records on a task group, `memslice tasks`;
+//! - `child`: the task's process between clone and exec; `policy`: who may
+//!   start what (pure).
 
 pub mod child;
-mod clone3;
+mod group;
+mod keeper;
 pub mod policy;
 pub mod scope;
 mod stall;
+mod supervise;
+pub mod task;
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{Pid, pipe2};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
-use crate::cgroupfs::{self, Root};
+use crate::cgroupfs::{self, GroupHandle, Root};
 use crate::config::{Driver, Limit};
 use crate::signals::Signals;
-use child::{Prepared, Step};
+use child::Step;
 use policy::{Launch, Refusal};
 use stall::StallWatch;
+pub use supervise::Notify;
+use task::KILL_TIMEOUT;
 
-/// si_code of a signal the kernel raised itself, such as the terminal's
-/// SIGINT on Ctrl-C, which the command's process group already received.
-const SI_KERNEL: i32 = 0x80;
+const NAME_MAX: usize = crate::config::TASK_NAME_MAX;
 
-/// How long the group may take to empty after cgroup.kill.
-const KILL_TIMEOUT: Duration = Duration::from_secs(10);
-
-const NAME_MAX: usize = 40;
+/// What becomes of the processes the command leaves running when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Leftovers {
+    /// They stay in the group, protected and capped; memslice returns the
+    /// command's status at once, and a keeper removes the group once it is
+    /// empty (the seed's `protect -- screen -d -m …`).
+    #[default]
+    Keep,
+    /// memslice waits until the whole group is empty.
+    Wait,
+    /// memslice kills them (cgroup.kill) and removes the group.
+    Kill,
+}
 
 pub struct TaskSpec<'a> {
     pub launch: &'a Launch,
     pub command: &'a [OsString],
     pub name: Option<&'a str>,
     pub allow_unprotected: bool,
+    pub leftovers: Leftovers,
     /// The supervisor's signals, blocked by `main` before anything started.
     pub signals: &'a Signals,
+    /// Told when the stall bound ends the task.
+    pub notify: Option<Notify<'a>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
     Exited(i32),
     Signaled(Signal),
+}
+
+impl Ended {
+    /// As a shell reports it: the exit code, or 128+N for signal N.
+    pub fn exit_code(self) -> u8 {
+        let code = match self {
+            Ended::Exited(code) => code,
+            Ended::Signaled(signal) => 128 + signal as i32,
+        };
+        u8::try_from(code & 0xff).unwrap_or(1)
+    }
 }
 
 #[derive(Debug)]
@@ -67,20 +100,23 @@ pub struct Outcome {
     pub peak: Option<u64>,
     pub memory_max: Option<Limit>,
     pub warnings: Vec<String>,
+    /// Who killed the task and why, as the killer recorded it.
+    pub killed_by: Option<String>,
+    /// Processes of the group run on after the command ended, under a keeper.
+    pub detached: bool,
 }
 
 impl Outcome {
-    /// As a shell reports it: the exit code, or 128+N for signal N.
     pub fn exit_code(&self) -> u8 {
-        let code = match self.ended {
-            Ended::Exited(code) => code,
-            Ended::Signaled(signal) => 128 + signal as i32,
-        };
-        u8::try_from(code & 0xff).unwrap_or(1)
+        self.ended.exit_code()
     }
 
     pub fn oom_killed_command(&self) -> bool {
-        self.oom_kills > 0 && self.ended == Ended::Signaled(Signal::SIGKILL)
+        self.oom_kills > 0 && self.killed_by_sigkill()
+    }
+
+    pub fn killed_by_sigkill(&self) -> bool {
+        self.ended == Ended::Signaled(Signal::SIGKILL)
     }
 }
 
@@ -96,6 +132,8 @@ pub enum SpawnError {
     BadName(String),
     #[error("task group {0} already exists; pick another --name")]
     GroupExists(String),
+    #[error("another protect is starting a task in {0} and did not finish within 10s; try again")]
+    SliceBusy(String),
     #[error("{program}: cannot {}: {errno}{}", step.describe(), step_hint(*step))]
     Child {
         program: String,
@@ -180,7 +218,7 @@ pub fn group_name(name: Option<&str>, command: &[OsString]) -> Result<String, Sp
 /// or a systemd scope) and supervises it until it ends.
 pub fn run(root: &Root, driver: Driver, spec: &TaskSpec<'_>) -> Result<Outcome, SpawnError> {
     match driver {
-        Driver::Cgroupfs => run_task(root, spec),
+        Driver::Cgroupfs => group::run(root, spec),
         Driver::Systemd => {
             let memslice = std::env::current_exe().map_err(SpawnError::OwnBinary)?;
             let place = scope::ScopePlace {
@@ -188,86 +226,89 @@ pub fn run(root: &Root, driver: Driver, spec: &TaskSpec<'_>) -> Result<Outcome, 
                 slice_unit: &crate::layout::slice_unit(&spec.launch.slice),
                 memslice: &memslice,
             };
-            scope::run_in_scope(root, spec, &place)
+            scope::run(root, spec, &place)
         }
     }
 }
 
-fn run_task(root: &Root, spec: &TaskSpec<'_>) -> Result<Outcome, SpawnError> {
+/// A command that runs in its group.
+struct Started {
+    pid: Pid,
+    group: String,
+    /// Open on the group: what a killer recorded stays readable after the
+    /// group is gone. `None` for a scope gone before it was seen.
+    handle: Option<GroupHandle>,
+    /// memslice made the group and removes it; systemd removes a scope.
+    ours: bool,
+    warnings: Vec<String>,
+    /// For a scope: its slice and the slice's counters before the task, to
+    /// count OOM kills when systemd removed the scope before it was read
+    /// (other tasks' kills included).
+    gone_scope: Option<(String, cgroupfs::MemoryEvents)>,
+}
+
+/// What both launchers do once the command runs: supervise it, then deal
+/// with what it left running, and say how it ended.
+fn follow(root: &Root, spec: &TaskSpec<'_>, started: Started) -> Result<Outcome, SpawnError> {
     let launch = spec.launch;
-    let group = cgroupfs::join(&launch.slice, &group_name(spec.name, spec.command)?);
-    let prepared_command = command_cstrings(spec.command)?;
-    if !root.create(&group)? {
-        return Err(SpawnError::GroupExists(group));
-    }
-    let mut guard = GroupGuard {
-        root,
-        group: group.clone(),
-        armed: true,
+    let group = started.group.as_str();
+    supervise::protect_self();
+    let mut stall = protected(launch).then(|| StallWatch::new(root, group, launch.stall_timeout));
+    let ended = supervise::supervise(root, spec.signals, started.pid, stall.as_mut(), spec.notify)?;
+    drop(stall);
+    let oom_kills = match (root.memory_events_if_enabled(group), &started.gone_scope) {
+        (Ok(Some(events)), _) => events.oom_kill,
+        (_, Some((slice, before))) => root
+            .memory_events_if_enabled(slice)?
+            .unwrap_or_default()
+            .oom_kill
+            .saturating_sub(before.oom_kill),
+        _ => 0,
     };
-    if let Some(max) = launch.memory_max {
-        root.write(&group, "memory.max", &max.kernel_text())?;
-    }
-    root.write(
-        &group,
-        "memory.oom.group",
-        if launch.oom_group { "1" } else { "0" },
-    )?;
-    if launch.max_tasks.is_some() {
-        let running = running_tasks(root, &launch.slice, &group)?;
-        policy::check_task_count(launch, running + 1)?;
-    }
-
-    become_subreaper()?;
-
-    let (program, argv) = prepared_command;
-    let mut prepared = Prepared {
-        program,
-        argv,
-        env: child::task_environment(launch.run_as.as_ref())?,
-        move_into: None,
-        oom_score_adj: launch.oom_score_adj,
-        allow_unprotected: spec.allow_unprotected,
-        run_as: launch.run_as.as_ref().map(|person| person.credentials()),
-    };
-    let (report_read, report_write) =
-        pipe2(OFlag::O_CLOEXEC).map_err(|source| SpawnError::Setup {
-            what: "create a pipe",
-            source,
-        })?;
-    let pid = spawn(root, &group, &mut prepared, &report_write)?;
-    drop(report_write);
-    let mut warnings = Vec::new();
-    if let Some((step, errno)) = read_reports(report_read, &mut warnings) {
-        let _ = waitpid(pid, None);
-        return Err(SpawnError::Child {
-            program: spec
-                .command
-                .first()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            step,
-            errno,
-        });
-    }
-
-    let mut stall = protected(launch).then(|| StallWatch::new(root, &group));
-    let ended = supervise(spec.signals, pid, stall.as_mut())?;
-    let events = root.memory_events(&group).unwrap_or_default();
     let peak = root
-        .limit(&group, "memory.peak")
+        .limit(group, "memory.peak")
         .ok()
         .flatten()
         .and_then(Limit::bytes);
-    guard.armed = false;
-    empty_and_remove(root, &group)?;
+    let killed_by = started
+        .handle
+        .as_ref()
+        .filter(|_| ended == Ended::Signaled(Signal::SIGKILL))
+        .and_then(task::killed_by);
+    let detached = match spec.leftovers {
+        Leftovers::Kill => {
+            supervise::empty(root, group)?;
+            false
+        }
+        Leftovers::Wait => {
+            supervise::wait_empty(root, group)?;
+            false
+        }
+        Leftovers::Keep => root.populated(group)?,
+    };
+    if detached {
+        keeper::hand_over(
+            root,
+            &keeper::Charge {
+                group,
+                stall_timeout: launch.stall_timeout,
+                notify: spec.notify,
+                remove: started.ours,
+            },
+        )?;
+    } else if started.ours {
+        supervise::empty(root, group)?;
+        root.remove(group)?;
+    }
     Ok(Outcome {
-        group,
+        group: started.group,
         ended,
-        oom_kills: events.oom_kill,
+        oom_kills,
         peak,
         memory_max: launch.memory_max,
-        warnings,
+        warnings: started.warnings,
+        killed_by,
+        detached,
     })
 }
 
@@ -294,39 +335,6 @@ fn command_cstrings(command: &[OsString]) -> Result<(CString, Vec<CString>), Spa
     Ok((program, argv))
 }
 
-/// clone3 into the group where the kernel can; otherwise fork and let the
-/// child move itself before it does anything else.
-fn spawn(
-    root: &Root,
-    group: &str,
-    prepared: &mut Prepared,
-    report: &OwnedFd,
-) -> Result<Pid, SpawnError> {
-    if let Some(dir) = root.open_for_clone(group)? {
-        let spawned =
-            clone3::clone_into_cgroup(dir.as_fd(), || child::exec(prepared, report.as_fd()))
-                .map_err(|err| SpawnError::Setup {
-                    what: "clone3 into the task group",
-                    source: child::errno_of(&err),
-                })?;
-        if let clone3::Spawned::IntoCgroup(pid) = spawned {
-            tracing::debug!(%group, pid = pid.as_raw(), "spawned with clone3(CLONE_INTO_CGROUP)");
-            return Ok(pid);
-        }
-        tracing::debug!(%group, "kernel has no clone3 CLONE_INTO_CGROUP; falling back to fork and cgroup.procs");
-    }
-    prepared.move_into = Some(root.open_procs(group)?);
-    let pid = clone3::fork(|| child::exec(prepared, report.as_fd())).map_err(|err| {
-        SpawnError::Setup {
-            what: "fork",
-            source: child::errno_of(&err),
-        }
-    })?;
-    prepared.move_into = None;
-    tracing::debug!(%group, pid = pid.as_raw(), "spawned with fork, moved through cgroup.procs");
-    Ok(pid)
-}
-
 /// Reads the child's reports until exec closes the pipe. Returns the fatal
 /// step, if one failed; warnings are collected.
 fn read_reports(read_end: OwnedFd, warnings: &mut Vec<String>) -> Option<(Step, Errno)> {
@@ -343,113 +351,8 @@ fn read_reports(read_end: OwnedFd, warnings: &mut Vec<String>) -> Option<(Step, 
     fatal
 }
 
-/// Waits for the command, reaping every descendant reparented to memslice
-/// and forwarding signals, until the command itself has ended.
-fn supervise(
-    signals: &Signals,
-    command: Pid,
-    mut stall: Option<&mut StallWatch<'_>>,
-) -> Result<Ended, SpawnError> {
-    loop {
-        let (signalled, stall_woke) = {
-            let mut fds = vec![PollFd::new(signals.fd(), PollFlags::POLLIN)];
-            let stall_fd = stall.as_deref().and_then(StallWatch::fd);
-            if let Some(fd) = stall_fd {
-                fds.push(PollFd::new(fd, PollFlags::POLLIN));
-            }
-            let timeout = stall
-                .as_deref()
-                .and_then(StallWatch::timeout)
-                .and_then(|t| PollTimeout::try_from(t).ok())
-                .unwrap_or(PollTimeout::NONE);
-            match poll(&mut fds, timeout) {
-                Ok(0) => (false, true),
-                Ok(_) => (
-                    fds[0].any().unwrap_or(false),
-                    fds.get(1).is_some_and(|fd| fd.any().unwrap_or(false)),
-                ),
-                Err(Errno::EINTR) => continue,
-                Err(source) => {
-                    return Err(SpawnError::Setup {
-                        what: "wait for signals",
-                        source,
-                    });
-                }
-            }
-        };
-        if let (true, Some(watch)) = (stall_woke, stall.as_deref_mut())
-            && let Some(warning) = watch.wake()
-        {
-            // A closed stderr must not end the supervision.
-            let _ = writeln!(std::io::stderr(), "memslice: warning: {warning}");
-        }
-        if !signalled {
-            continue;
-        }
-        let info = match signals.read() {
-            Ok(Some(info)) => info,
-            Ok(None) => continue,
-            Err(source) => {
-                return Err(SpawnError::Setup {
-                    what: "read the signalfd",
-                    source,
-                });
-            }
-        };
-        let Ok(signal) = Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0)) else {
-            continue;
-        };
-        if signal == Signal::SIGCHLD {
-            if let Some(ended) = reap(command) {
-                return Ok(ended);
-            }
-        } else if info.ssi_code != SI_KERNEL {
-            tracing::debug!(%signal, pid = command.as_raw(), "forwarding signal");
-            let _ = kill(command, signal);
-        }
-    }
-}
-
-/// Reaps every child that has ended; returns how `command` ended if it did.
-fn reap(command: Pid) -> Option<Ended> {
-    let mut ended = None;
-    loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) if pid == command => {
-                ended = Some(Ended::Exited(code))
-            }
-            Ok(WaitStatus::Signaled(pid, signal, _)) if pid == command => {
-                ended = Some(Ended::Signaled(signal))
-            }
-            Ok(WaitStatus::StillAlive) | Err(_) => return ended,
-            Ok(other) => tracing::debug!(?other, "reaped a descendant"),
-        }
-    }
-}
-
-/// Kills what is left in the group, waits (reaping) until it is empty,
-/// and removes it.
-fn empty_and_remove(root: &Root, group: &str) -> Result<(), SpawnError> {
-    empty(root, group)?;
-    root.remove(group)?;
-    Ok(())
-}
-
-/// Kills what is left in the group, reaping while it empties (a systemd
-/// scope is removed by systemd once empty).
-fn empty(root: &Root, group: &str) -> Result<(), SpawnError> {
-    if root.kill_and_wait(group, KILL_TIMEOUT, || {
-        reap(Pid::from_raw(0));
-    })? {
-        Ok(())
-    } else {
-        Err(SpawnError::NotEmptied {
-            group: group.to_string(),
-        })
-    }
-}
-
-/// Other task groups of the slice that still have processes.
+/// Other task groups of the slice that still have processes (running or
+/// detached): what `max_tasks` counts.
 fn running_tasks(root: &Root, slice: &str, own: &str) -> Result<usize, cgroupfs::Error> {
     let mut running = 0;
     for child in root.children(slice)? {
@@ -461,21 +364,34 @@ fn running_tasks(root: &Root, slice: &str, own: &str) -> Result<usize, cgroupfs:
     Ok(running)
 }
 
-/// Removes the task group on the error paths between its creation and the
-/// command's start.
-struct GroupGuard<'a> {
-    root: &'a Root,
-    group: String,
-    armed: bool,
-}
-
-impl Drop for GroupGuard<'_> {
-    fn drop(&mut self) {
-        if self.armed
-            && let Err(err) = empty_and_remove(self.root, &self.group)
-        {
-            tracing::warn!(group = %self.group, "could not remove the task group: {err}");
+/// The task's record, for `memslice tasks`; `group_name` is the group's
+/// own name, NAME-PID.
+fn record(spec: &TaskSpec<'_>, group_name: &str) -> task::TaskRecord {
+    let suffix = format!("-{}", std::process::id());
+    let name = group_name.strip_suffix(&suffix).unwrap_or(group_name);
+    let (user, uid) = match &spec.launch.run_as {
+        Some(person) => (person.name.clone(), person.uid),
+        None => {
+            let uid = nix::unistd::Uid::current();
+            let name = nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map_or_else(|| uid.to_string(), |user| user.name);
+            (name, uid.as_raw())
         }
+    };
+    task::TaskRecord {
+        name: name.to_string(),
+        mode: spec.launch.mode,
+        user,
+        uid,
+        command: spec
+            .command
+            .iter()
+            .map(|arg| arg.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" "),
+        started: jiff::Timestamp::now(),
     }
 }
 
@@ -517,6 +433,8 @@ mod tests {
             peak: None,
             memory_max: None,
             warnings: Vec::new(),
+            killed_by: None,
+            detached: false,
         };
         assert_eq!(outcome(Ended::Exited(3)).exit_code(), 3);
         assert_eq!(outcome(Ended::Signaled(Signal::SIGTERM)).exit_code(), 143);

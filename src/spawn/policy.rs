@@ -9,7 +9,8 @@
 pub use crate::caller::{Caller, Person};
 use crate::config::{Config, Controller, Driver, Limit, ProtectPolicy, effective_max};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Mode {
     Run,
     Protect,
@@ -39,6 +40,9 @@ pub struct Launch {
     pub run_as: Option<Person>,
     /// For `protect`: how many tasks may run in the slice at once.
     pub max_tasks: Option<u32>,
+    pub mode: Mode,
+    /// For a protected task: how long it may stall at its own cap.
+    pub stall_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -151,6 +155,11 @@ pub fn decide(request: &Request, config: &Config, caller: &Caller) -> Result<Lau
             Mode::Protect => policy.map(|p| p.max_tasks),
             Mode::Run => None,
         },
+        mode: request.mode,
+        // A run lowered below 0 by root can stall as a protect does.
+        stall_timeout: policy.map_or(Some(crate::config::DEFAULT_STALL_TIMEOUT), |p| {
+            p.stall_timeout
+        }),
     })
 }
 
@@ -325,6 +334,8 @@ mod tests {
                 oom_score_adj: Some(-1000),
                 run_as: Some(alice),
                 max_tasks: Some(2),
+                mode: Mode::Protect,
+                stall_timeout: Some(crate::config::DEFAULT_STALL_TIMEOUT),
             }
         );
     }

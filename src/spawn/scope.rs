@@ -10,21 +10,20 @@ use std::ffi::{CString, OsString};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::unistd::{execvp, pipe2};
+use nix::unistd::{Pid, execvp, pipe2};
 
 use super::child::{self, Prepared, drop_privileges};
 use super::policy::Launch;
-use super::stall::StallWatch;
 use super::{
-    Outcome, SpawnError, TaskSpec, become_subreaper, empty, group_name, policy, protected,
-    read_reports, running_tasks, supervise,
+    Outcome, SpawnError, Started, TaskSpec, become_subreaper, follow, group_name, policy,
+    protected, read_reports, record, running_tasks, task,
 };
 use crate::caller::Credentials;
-use crate::cgroupfs::{self, Root};
-use crate::config::Limit;
+use crate::cgroupfs::{self, GroupHandle, Root};
 
 /// Where the task's scope lives and what to call it.
 pub struct ScopePlace<'a> {
@@ -54,6 +53,10 @@ pub fn command_line(
     if let Some(max) = launch.memory_max {
         argv.push(format!("--property=MemoryMax={}", crate::systemd::limit(max)).into());
     }
+    if protected(launch) {
+        // systemd-oomd ignores oom_score_adj; this it honours (systemd 248+).
+        argv.push("--property=ManagedOOMPreference=omit".into());
+    }
     argv.extend([
         "--".into(),
         place.memslice.as_os_str().to_owned(),
@@ -73,14 +76,25 @@ pub fn command_line(
     argv
 }
 
-pub fn run_in_scope(
+/// How long systemd may take to make the scope.
+const SCOPE_APPEARS: Duration = Duration::from_secs(10);
+
+pub fn run(
     root: &Root,
     spec: &TaskSpec<'_>,
     place: &ScopePlace<'_>,
 ) -> Result<Outcome, SpawnError> {
     let launch = spec.launch;
-    let unit = format!("memslice-{}.scope", group_name(spec.name, spec.command)?);
+    let name = group_name(spec.name, spec.command)?;
+    let unit = format!("memslice-{name}.scope");
     let scope = cgroupfs::join(place.slice_cgroup, &unit);
+    let slice_lock = match launch.max_tasks {
+        Some(_) => Some(
+            root.lock_group(place.slice_cgroup, SCOPE_APPEARS)?
+                .ok_or_else(|| SpawnError::SliceBusy(launch.slice.clone()))?,
+        ),
+        None => None,
+    };
     if launch.max_tasks.is_some() {
         let running = running_tasks(root, place.slice_cgroup, &scope)?;
         policy::check_task_count(launch, running + 1)?;
@@ -107,13 +121,12 @@ pub fn run_in_scope(
             what: "create a pipe",
             source,
         })?;
-    let pid =
-        super::clone3::fork(|| child::exec(&prepared, report_write.as_fd())).map_err(|err| {
-            SpawnError::Setup {
-                what: "fork",
-                source: child::errno_of(&err),
-            }
-        })?;
+    let pid = crate::sys::fork(|| child::exec(&prepared, report_write.as_fd())).map_err(|err| {
+        SpawnError::Setup {
+            what: "fork",
+            source: child::errno_of(&err),
+        }
+    })?;
     drop(report_write);
     tracing::debug!(%unit, pid = pid.as_raw(), "spawned through systemd-run --scope");
     let mut warnings = Vec::new();
@@ -125,34 +138,44 @@ pub fn run_in_scope(
             errno,
         });
     }
-    let mut stall = protected(launch).then(|| StallWatch::new(root, &scope));
-    let ended = supervise(spec.signals, pid, stall.as_mut())?;
-    // systemd removes an empty scope at once: where it is gone, the
-    // slice's counters tell what happened (other tasks' kills included).
-    let (oom_kills, peak) = match root.memory_events_if_enabled(&scope).ok().flatten() {
-        Some(events) => (
-            events.oom_kill,
-            root.limit(&scope, "memory.peak")
-                .ok()
-                .flatten()
-                .and_then(Limit::bytes),
-        ),
-        None => {
-            let after = root
-                .memory_events_if_enabled(place.slice_cgroup)?
-                .unwrap_or_default();
-            (after.oom_kill.saturating_sub(slice_before.oom_kill), None)
+    let handle = wait_for_scope(root, &scope, pid);
+    if handle.is_some()
+        && let Err(err) = task::mark(root, &scope, &record(spec, &name), protected(launch))
+        && !err.group_vanished()
+    {
+        return Err(err.into());
+    }
+    // The scope holds the command: the next protect counts it.
+    drop(slice_lock);
+    follow(
+        root,
+        spec,
+        Started {
+            pid,
+            group: scope,
+            handle,
+            ours: false,
+            warnings,
+            gone_scope: Some((place.slice_cgroup.to_string(), slice_before)),
+        },
+    )
+}
+
+/// The scope once systemd made it and the command is in it; `None` when
+/// the command ended (and systemd removed the scope) before it was seen.
+fn wait_for_scope(root: &Root, scope: &str, command: Pid) -> Option<GroupHandle> {
+    let started = Instant::now();
+    loop {
+        if let Ok(handle) = root.open_group(scope) {
+            return Some(handle);
         }
-    };
-    empty(root, &scope)?;
-    Ok(Outcome {
-        group: scope,
-        ended,
-        oom_kills,
-        peak,
-        memory_max: launch.memory_max,
-        warnings,
-    })
+        if !crate::host::process_runs(command.as_raw().unsigned_abs())
+            || started.elapsed() > SCOPE_APPEARS
+        {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +186,8 @@ pub enum TaskExecError {
     Identity { uid: u32, errno: Errno },
     #[error("{program}: cannot execute the command: {errno}")]
     Exec { program: String, errno: Errno },
+    #[error("cannot reset the signal state for the command: {0}")]
+    Signals(Errno),
     #[error("the command contains a NUL byte")]
     Nul,
 }
@@ -218,6 +243,11 @@ pub fn task_exec(
             errno,
         };
     }
+    // systemd-run and this very process (Rust ignores SIGPIPE) ran before
+    // the command: it must not inherit their signal state.
+    if let Err(errno) = child::clean_signal_state() {
+        return TaskExecError::Signals(errno);
+    }
     let Ok(argv) = command
         .iter()
         .map(|arg| CString::new(arg.as_bytes()))
@@ -239,6 +269,8 @@ pub fn task_exec(
 mod tests {
     use super::*;
     use crate::caller::Person;
+    use crate::config::Limit;
+    use crate::spawn::policy::Mode;
 
     #[test]
     fn the_systemd_run_line_carries_the_limits_and_the_identity() {
@@ -257,6 +289,8 @@ mod tests {
                 shell: "/bin/sh".into(),
             }),
             max_tasks: Some(2),
+            mode: Mode::Protect,
+            stall_timeout: None,
         };
         let command = vec![OsString::from("php"), OsString::from("import.php")];
 
@@ -278,6 +312,7 @@ mod tests {
                 "--unit=memslice-php-1.scope",
                 "--slice=app-tasks.slice",
                 "--property=MemoryMax=67108864",
+                "--property=ManagedOOMPreference=omit",
                 "--",
                 "/usr/local/bin/memslice",
                 "task-exec",

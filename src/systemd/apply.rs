@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::{DROP_IN, MARKER, UnitChange};
+use crate::files::{self, FileError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SystemdError {
@@ -17,7 +18,7 @@ pub enum SystemdError {
     #[error("cannot write {}: {err}", path.display())]
     Write { path: PathBuf, err: std::io::Error },
     #[error(transparent)]
-    Unit(#[from] crate::files::FileError),
+    Unit(#[from] FileError),
     #[error("`{command}` failed: {detail}")]
     Systemctl { command: String, detail: String },
 }
@@ -76,37 +77,40 @@ pub fn observe(
     Ok(found)
 }
 
-/// Writes the changes (each file replaced atomically), reloads systemd if
-/// anything changed, and starts the slices so their settings are in force.
-/// Returns the number of files written or removed.
+/// Writes the changes all or nothing, reloads systemd if anything changed,
+/// and starts the slices so their settings are in force. Every new file is
+/// staged first (a full disk or a bad directory fails there, before any
+/// unit changes); then each is put in place, and a failure there puts back
+/// what was replaced. Returns the number of files written or removed.
 pub fn apply(
     unit_dir: &Path,
     changes: &[UnitChange],
     slices: &[String],
 ) -> Result<usize, SystemdError> {
+    let mut staged = Vec::with_capacity(changes.len());
     for change in changes {
         let path = unit_dir.join(change.path());
-        let fail = |err| SystemdError::Write {
-            path: path.clone(),
-            err,
-        };
-        match change {
+        let stage = match change {
             UnitChange::Create { content, .. } | UnitChange::Update { new: content, .. } => {
-                crate::files::private_dir(crate::files::parent_dir(&path), 0o755)?;
-                crate::files::replace(&path, content.as_bytes(), 0o644)?;
+                files::private_dir(files::parent_dir(&path), 0o755)?;
+                Some(files::stage(&path, content.as_bytes(), 0o644)?)
             }
-            UnitChange::Remove { .. } => {
-                fs::remove_file(&path).map_err(fail)?;
-                if let Some(dir) = path
-                    .parent()
-                    .filter(|d| d.extension().is_some_and(|e| e == "d"))
-                {
-                    // Only if empty: other drop-ins are not ours.
-                    let _ = fs::remove_dir(dir);
-                }
-            }
+            UnitChange::Remove { .. } => None,
+        };
+        staged.push((change, path, stage));
+    }
+    let mut done: Vec<(&UnitChange, PathBuf)> = Vec::with_capacity(staged.len());
+    for (change, path, stage) in staged {
+        let result = match stage {
+            Some(stage) => stage.commit(),
+            None => remove_unit_file(&path),
+        };
+        if let Err(err) = result {
+            put_back(&done);
+            return Err(err.into());
         }
         tracing::info!(file = %path.display(), "unit file changed");
+        done.push((change, path));
     }
     if !changes.is_empty() {
         systemctl(&["daemon-reload"])?;
@@ -122,6 +126,37 @@ pub fn apply(
         systemctl(&args)?;
     }
     Ok(changes.len())
+}
+
+fn remove_unit_file(path: &Path) -> Result<(), FileError> {
+    fs::remove_file(path).map_err(|source| FileError::Write {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| d.extension().is_some_and(|e| e == "d"))
+    {
+        // Only if empty: other drop-ins are not ours.
+        let _ = fs::remove_dir(dir);
+    }
+    Ok(())
+}
+
+/// Undoes the changes already in place, newest first, after a failure.
+fn put_back(done: &[(&UnitChange, PathBuf)]) {
+    for (change, path) in done.iter().rev() {
+        let result = match change {
+            UnitChange::Create { .. } => remove_unit_file(path),
+            UnitChange::Update { old, .. } | UnitChange::Remove { old, .. } => {
+                files::private_dir(files::parent_dir(path), 0o755)
+                    .and_then(|()| files::replace(path, old.as_bytes(), 0o644))
+            }
+        };
+        if let Err(err) = result {
+            tracing::error!("could not put back {}: {err}", path.display());
+        }
+    }
 }
 
 fn systemctl(args: &[&str]) -> Result<(), SystemdError> {

@@ -92,6 +92,7 @@ pub enum UnitChange {
     /// A file memslice generated that the config no longer names.
     Remove {
         path: PathBuf,
+        old: String,
     },
 }
 
@@ -125,7 +126,10 @@ pub fn diff_units(
     }
     for (path, old) in existing {
         if !desired.contains_key(path) && old.starts_with(MARKER) {
-            changes.push(UnitChange::Remove { path: path.clone() });
+            changes.push(UnitChange::Remove {
+                path: path.clone(),
+                old: old.clone(),
+            });
         }
     }
     Ok(changes)
@@ -136,7 +140,7 @@ impl UnitChange {
         match self {
             UnitChange::Create { path, .. }
             | UnitChange::Update { path, .. }
-            | UnitChange::Remove { path } => path,
+            | UnitChange::Remove { path, .. } => path,
         }
     }
 
@@ -170,7 +174,7 @@ impl UnitChange {
                         let _ = writeln!(out, "          + {l}");
                     });
             }
-            UnitChange::Remove { path } => {
+            UnitChange::Remove { path, .. } => {
                 let _ = writeln!(
                     out,
                     "  remove  {} (no longer in the config)",

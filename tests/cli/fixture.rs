@@ -91,6 +91,30 @@ impl Fixture {
         std::fs::write(self.root().join(group).join(file), value).expect("write");
     }
 
+    /// Every file and group under the root with its value: equal listings
+    /// mean the tree is as it was (values written back count as unchanged;
+    /// the kernel reads a value back with a newline however it was
+    /// written), the injected-faults file aside.
+    pub fn listing(&self) -> BTreeMap<PathBuf, String> {
+        self.snapshot()
+            .into_iter()
+            .filter(|(path, _)| !path.ends_with(memslice::cgroupfs::emulated::FAULTS))
+            .map(|(path, (content, _))| (path, content.trim().to_string()))
+            .collect()
+    }
+
+    /// Makes the emulated kernel refuse `operation` (write, mkdir, rmdir)
+    /// on `path` with `errno`.
+    pub fn inject_fault(&self, operation: &str, path: &str, errno: &str) {
+        use std::io::Write;
+        let mut faults = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root().join(memslice::cgroupfs::emulated::FAULTS))
+            .expect("faults file");
+        writeln!(faults, "{operation} {path} {errno}").expect("write fault");
+    }
+
     /// Every file under the root with its content and mtime: equal
     /// snapshots mean nothing was written.
     pub fn snapshot(&self) -> BTreeMap<PathBuf, (String, SystemTime)> {

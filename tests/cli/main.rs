@@ -1,7 +1,9 @@
 //! The memslice binary end to end on emulated cgroup roots (temp dirs laid
 //! out like cgroupfs). What only the kernel decides is in vagrant/scenarios.
 
+mod config;
 mod dist;
+mod dropins;
 mod events;
 mod fixture;
 mod heal;
@@ -12,6 +14,7 @@ mod refusals;
 mod run;
 mod status;
 mod systemd;
+mod tasks;
 mod trust;
 mod units;
 mod watchdog;

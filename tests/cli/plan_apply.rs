@@ -122,3 +122,107 @@ fn lowering_a_parent_limit_goes_after_its_children() {
         "  set     app/web  memory.max: 6G -> 2G\n  set     app  memory.max: 8G -> 4G\n2 change(s)\n"
     );
 }
+
+/// A tree one apply builds, then a config that changes values and adds
+/// groups, so a failure part-way has made all three kinds of change.
+fn half_built() -> Fixture {
+    let fx = Fixture::new(
+        "[node]\nmemory = \"16G\"\n[slice.ops]\nmemory_min = \"256M\"\n[slice.app]\nmemory_max = \"8G\"\n[slice.app.web]\n",
+    );
+    fx.memslice(&["apply"]).success();
+    std::fs::write(
+        fx.config(),
+        "[node]\nmemory = \"16G\"\n[slice.ops]\nmemory_min = \"512M\"\n[slice.app]\nmemory_max = \"4G\"\nmemory_high = \"3G\"\n[slice.app.web]\nmemory_max = \"2G\"\n[slice.app.db]\nmemory_max = \"1G\"\n[slice.app.db.replica]\n",
+    )
+    .expect("config");
+    fx
+}
+
+#[test]
+fn a_write_refused_part_way_leaves_the_tree_as_it_was() {
+    let fx = half_built();
+    let before = fx.listing();
+    fx.inject_fault("write", "app/memory.max", "EBUSY");
+    let message = crate::fixture::stderr(&fx.memslice(&["apply"]).code(1));
+    assert!(
+        message.contains("apply failed at change")
+            && message.contains("`set     app  memory.max: 8G -> 4G`")
+            && message.contains("change(s) made before it were undone: the tree is as it was"),
+        "{message}"
+    );
+    assert_eq!(before, fx.listing(), "the failed apply left changes behind");
+    std::fs::remove_file(fx.root().join(memslice::cgroupfs::emulated::FAULTS)).expect("rm");
+    fx.memslice(&["apply"]).success();
+    assert_eq!(fx.read("app/db", "memory.max"), "1073741824");
+}
+
+#[test]
+fn a_group_the_kernel_will_not_create_leaves_the_tree_as_it_was() {
+    let fx = half_built();
+    let before = fx.listing();
+    fx.inject_fault("mkdir", "app/db/replica", "ENOSPC");
+    let message = crate::fixture::stderr(&fx.memslice(&["apply"]).code(1));
+    assert!(
+        message.contains("`create  app/db/replica`") && message.contains("the tree is as it was"),
+        "{message}"
+    );
+    assert_eq!(before, fx.listing());
+    assert!(
+        !fx.root().join("app/db").exists(),
+        "a group made by the failed run stayed"
+    );
+}
+
+#[test]
+fn an_undo_that_fails_is_named() {
+    let fx = half_built();
+    fx.inject_fault("write", "app/memory.max", "EBUSY");
+    fx.inject_fault("rmdir", "app/db", "EBUSY");
+    let message = crate::fixture::stderr(&fx.memslice(&["apply"]).code(1));
+    assert!(
+        message.contains(
+            "undoing the changes made before it failed too, the tree is left half-changed"
+        ) && message.contains("failed to remove cgroup")
+            && message.contains("app/db"),
+        "{message}"
+    );
+}
+
+#[test]
+fn concurrent_applies_take_turns() {
+    let fx = Fixture::new(&shipped_on_16g());
+    let runs: Vec<std::process::Child> = (0..10)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_memslice"))
+                .arg("--config")
+                .arg(fx.config())
+                .arg("--cgroup-root")
+                .arg(fx.root())
+                .arg("apply")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("apply")
+        })
+        .collect();
+    let mut built = 0;
+    for run in runs {
+        let out = run.wait_with_output().expect("wait");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if text.contains("applied 21 change(s)") {
+            built += 1;
+        } else {
+            assert!(text.contains("(0 writes)"), "{text}");
+        }
+    }
+    assert_eq!(
+        built, 1,
+        "exactly one apply builds the tree, the others find it built"
+    );
+    fx.memslice(&["plan", "--detailed-exitcode"]).code(0);
+}

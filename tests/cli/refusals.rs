@@ -91,8 +91,56 @@ fn internal_processes_block_the_whole_apply() {
 fn a_kernel_refusal_names_the_file_and_the_value() {
     let fx = Fixture::new("[slice.app]\nmemory_max = \"1G\"\n");
     fx.memslice(&["apply"]).success();
-    std::fs::remove_file(fx.root().join("app/memory.max")).expect("rm");
-    std::fs::create_dir(fx.root().join("app/memory.max")).expect("a dir where the file was");
+    std::fs::write(fx.config(), "[slice.app]\nmemory_max = \"2G\"\n").expect("config");
+    fx.inject_fault("write", "app/memory.max", "EINVAL");
     let message = stderr(&fx.memslice(&["apply"]).code(1));
-    assert!(message.contains("memory.max"), "{message}");
+    assert!(
+        message.contains(&format!(
+            "failed to write \"2147483648\" to {}: Invalid argument (os error 22) (the kernel refused the value)",
+            fx.root().join("app/memory.max").display()
+        )),
+        "{message}"
+    );
+    assert_eq!(fx.read("app", "memory.max"), "1073741824");
+}
+
+/// `memslice plan | head -1`: the reader is gone before memslice writes.
+/// Output to a closed pipe ends quietly, as ripgrep does: no panic, no
+/// error line, and the command's own exit status (apply has written).
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    let fx = Fixture::new(&shipped_on_16g());
+    for args in [
+        vec!["apply"],
+        vec!["plan"],
+        vec!["status"],
+        vec!["status", "--json"],
+        vec!["metrics"],
+        vec!["events"],
+    ] {
+        let (read_end, write_end) = nix::unistd::pipe().expect("pipe");
+        drop(read_end);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_memslice"))
+            .arg("--config")
+            .arg(fx.config())
+            .arg("--cgroup-root")
+            .arg(fx.root())
+            .args(&args)
+            .stdout(std::process::Stdio::from(write_end))
+            .output()
+            .expect("run");
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned()
+            ),
+            (Some(0), String::new()),
+            "{args:?}"
+        );
+    }
+    assert_eq!(
+        fx.read("ops", "memory.min"),
+        (256u64 << 20).to_string(),
+        "apply wrote"
+    );
 }

@@ -190,12 +190,21 @@ fn bad_requests_exit_125_before_anything_is_created() {
 }
 
 #[test]
-fn orphans_are_killed_and_reaped_when_the_command_ends() {
+fn with_kill_leftovers_orphans_are_killed_and_reaped_when_the_command_ends() {
     let fx = fixture();
     let pidfile = fx.dir.path().join("orphan.pid");
     let script = format!("sleep 30 & echo $! > {}; exit 0", pidfile.display());
-    fx.memslice(&["run", "--slice", "app/tasks", "--", "sh", "-c", &script])
-        .success();
+    fx.memslice(&[
+        "run",
+        "--slice",
+        "app/tasks",
+        "--kill-leftovers",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ])
+    .success();
     let pid = std::fs::read_to_string(&pidfile)
         .expect("pidfile")
         .trim()

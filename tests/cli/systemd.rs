@@ -246,3 +246,23 @@ fn task_exec_reports_a_missing_command_like_a_shell() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_unit_that_cannot_be_written_leaves_the_unit_directory_as_it_was() {
+    let units = Units::new(CONFIG);
+    std::fs::create_dir_all(units.dir()).expect("unit dir");
+    // A file where the drop-in's directory must go: staging it fails.
+    std::fs::write(units.dir().join("sshd.service.d"), "not a directory").expect("write");
+    let message = stderr(&units.memslice(&["apply"]).code(1));
+    assert!(message.contains("sshd.service.d"), "{message}");
+    let left: Vec<String> = std::fs::read_dir(units.dir())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        ["sshd.service.d"],
+        "files were written or left behind"
+    );
+    assert_eq!(units.calls(), "", "systemd was asked to reload");
+}

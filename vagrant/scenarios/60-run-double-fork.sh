@@ -1,10 +1,11 @@
-# A command that double-forks a daemon and exits: the daemon is killed with
-# the group, nothing is left as a zombie, and the group is removed.
+# With --kill-leftovers, a command that double-forks a daemon and exits:
+# the daemon is killed with the group, nothing is left as a zombie, and the
+# group is removed. (Without it the daemon stays: 62-protect-detached.)
 . /scenarios/lib.sh
 reset_tree
 ms --config /scenarios/tasks.toml apply > /dev/null 2>&1 || fail "apply tasks.toml"
 
-ms --config /scenarios/tasks.toml run --slice app/tasks --name daemonizer -- \
+ms --config /scenarios/tasks.toml run --slice app/tasks --name daemonizer --kill-leftovers -- \
     sh -c '(sleep 300 & echo $! > /tmp/daemon.pid); sleep 0.3; exit 5'
 expect_eq "$?" "5" "exit status"
 daemon=$(cat /tmp/daemon.pid)

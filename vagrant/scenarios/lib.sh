@@ -2,6 +2,10 @@
 # A scenario passes when it exits 0; `fail` says why it did not.
 CG=/sys/fs/cgroup
 SHIPPED=/etc/memslice/slices.toml
+# Configs a scenario writes: as root, memslice reads only files in
+# directories root alone can write (not /tmp).
+CONF=/etc/memslice/scenario
+mkdir -p "$CONF"
 
 ms() { memslice --cgroup-root "$CG" "$@"; }
 

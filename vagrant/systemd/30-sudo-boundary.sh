@@ -6,6 +6,7 @@
 CFG=/usr/local/lib/memslice-vm/scenarios/slices.toml
 fail() { echo "FAIL: $*"; exit 1; }
 
+grep -q " $(hostname)$" /etc/hosts || echo "127.0.1.1 $(hostname)" >> /etc/hosts
 id app > /dev/null 2>&1 || useradd --create-home --shell /bin/sh app || fail "useradd app"
 install -m 0440 /usr/local/lib/memslice-vm/sudoers-memslice /etc/sudoers.d/memslice
 visudo -c -q -f /etc/sudoers.d/memslice || fail "the shipped sudoers line does not parse"
@@ -27,11 +28,14 @@ refused() {
 # Her own policy, from her own directory: the config is root's.
 as_app sh -c 'cd && printf "[slice.app]\n[slice.app.tasks]\ncontrollers = [\"memory\"]\n[protect]\nslice = \"app\"\nmemory_max = \"1T\"\nusers = [\"app\"]\n" > evil.toml'
 refused "--config is refused" sh -c 'cd && sudo -n memslice protect --config evil.toml -- true'
-refused "--config is refused" sh -c 'cd && sudo -n memslice --config evil.toml protect -- true'
+# Before the subcommand, the sudoers pattern (`protect *`) does not match:
+# sudo refuses before memslice starts.
+refused "a password is required" sh -c 'cd && sudo -n memslice --config evil.toml protect -- true'
 # A cgroup root of her choosing, the emulated backend's marker in it.
 as_app sh -c 'mkdir -p ~/fake && touch ~/fake/memslice-emulated-root ~/fake/cgroup.procs'
-refused "--cgroup-root is refused" sh -c 'sudo -n memslice --cgroup-root ~/fake protect -- true'
-refused "--driver is refused" sudo -n memslice --driver cgroupfs protect -- true
+refused "--cgroup-root is refused" sh -c 'sudo -n memslice protect --cgroup-root ~/fake -- true'
+refused "--driver is refused" sudo -n memslice protect --driver cgroupfs -- true
+refused "--user is refused" sudo -n memslice protect --user root -- true
 # The shipped line grants protect only.
 refused "a password is required" sudo -n memslice status
 # sudo -E is not granted (no SETENV): sudo itself refuses.
@@ -43,7 +47,7 @@ refused "--config is refused" env MEMSLICE_CONFIG=/home/app/evil.toml sudo -n -E
 refused "MEMSLICE_LOG is refused" env MEMSLICE_LOG=debug sudo -n -E memslice protect -- true
 rm /etc/sudoers.d/memslice-setenv
 # As root, the release binary ignores the marker: a plain directory is no root.
-memslice --cgroup-root /home/app/fake apply > /tmp/marker.log 2>&1
+memslice --driver cgroupfs --cgroup-root /home/app/fake apply > /tmp/marker.log 2>&1
 [ $? = 3 ] || fail "the release binary used an emulated root: $(cat /tmp/marker.log)"
 grep -q "is not a cgroup v2 hierarchy" /tmp/marker.log || fail "$(cat /tmp/marker.log)"
 
@@ -67,4 +71,4 @@ grep -q "^CapEff:.0000000000000000$" /tmp/task.log || fail "capabilities"
 grep -qx "fds 0 1 2 3 " /tmp/task.log || fail "a descriptor beyond stdin, stdout, stderr (3 is ls's own)"
 grep -qx "adj -1000" /tmp/task.log || fail "the task is not protected"
 grep -q "^cgroup /app.slice/app-tasks.slice/memslice-probe-[0-9]*.scope$" /tmp/task.log || fail "not in a scope of the protect slice"
-echo "sudo (real package, shipped line): 8 ways past the policy refused; protect ran as app ($(id -u app)) with its HOME, SigIgn/SigBlk/CapEff 0, fds 0-2, oom_score_adj -1000" > "$NOTES"
+echo "sudo (real package, shipped line): 10 ways past the policy refused; protect ran as app ($(id -u app)) with its HOME, SigIgn/SigBlk/CapEff 0, fds 0-2, oom_score_adj -1000" > "$NOTES"

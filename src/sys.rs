@@ -1,17 +1,28 @@
-//! Creating the task's process: clone3(2) with CLONE_INTO_CGROUP, so the
-//! child is charged to its group from its first instruction, or fork(2) on
-//! kernels without it. The only `unsafe` in memslice lives here.
+//! The system calls nix and the standard library do not wrap, each a few
+//! lines with typed arguments. The only `unsafe` in memslice lives here.
 //!
-//! Both calls duplicate the process; the child runs `child`, which ends in exec
-//! or `_exit` (a return would `_exit(127)`). memslice is single-threaded when it spawns (nothing
-//! before this point starts a thread), so the child may allocate.
+//! - Creating a task's process: clone3(2) with CLONE_INTO_CGROUP, so the
+//!   child is charged to its group from its first instruction, or fork(2)
+//!   on kernels without it. Both duplicate the process; the child runs
+//!   `child`, which ends in exec or `_exit` (a return would `_exit(127)`).
+//!   memslice is single-threaded when it spawns (nothing before this point
+//!   starts a thread), so the child may allocate.
+//! - Default signal dispositions for a task (rt_sigaction(2)).
+//! - Extended attributes on cgroup directories (setxattr(2), getxattr(2)):
+//!   what memslice records about a task group, and the markers userspace
+//!   OOM killers honour. Reading through an open descriptor works after
+//!   the group is removed, as long as the descriptor is open.
 //!
 //! # References
 //! - clone3(2), CLONE_INTO_CGROUP (Linux 5.7)
-//! - fork(2)
+//! - fork(2), _exit(2), rt_sigaction(2)
+//! - xattr(7); cgroup v2 user.* xattrs (Linux 5.7)
 
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use nix::unistd::Pid;
 
@@ -135,4 +146,75 @@ pub fn reset_signal_dispositions() -> Result<(), nix::errno::Errno> {
 pub fn exit_child(code: i32) -> ! {
     // SAFETY: _exit only ends the calling process; it touches no memory.
     unsafe { libc::_exit(code) }
+}
+
+fn c_string(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// Sets the extended attribute `name` of `path` (not following a symlink).
+pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    let path = c_string(path.as_os_str().as_bytes())?;
+    let name = c_string(name.as_bytes())?;
+    // SAFETY: both strings are NUL-terminated and live for the call;
+    // `value` is valid for `value.len()` bytes.
+    let result = unsafe {
+        libc::lsetxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Removes the extended attribute `name` of `path`; absent is fine.
+pub fn remove_xattr(path: &Path, name: &str) -> io::Result<()> {
+    let path = c_string(path.as_os_str().as_bytes())?;
+    let name = c_string(name.as_bytes())?;
+    // SAFETY: both strings are NUL-terminated and live for the call.
+    let result = unsafe { libc::lremovexattr(path.as_ptr(), name.as_ptr()) };
+    match result {
+        0 => Ok(()),
+        _ => match io::Error::last_os_error() {
+            err if err.raw_os_error() == Some(libc::ENODATA) => Ok(()),
+            err => Err(err),
+        },
+    }
+}
+
+/// Largest attribute value memslice reads; its own are far smaller.
+const XATTR_READ_MAX: usize = 64 * 1024;
+
+/// The extended attribute `name` of the open file or directory `fd`;
+/// `None` when it is not set.
+pub fn get_xattr(fd: BorrowedFd<'_>, name: &str) -> io::Result<Option<Vec<u8>>> {
+    let name = c_string(name.as_bytes())?;
+    let mut buffer = vec![0u8; XATTR_READ_MAX];
+    // SAFETY: `name` is NUL-terminated; `buffer` is valid for its length,
+    // and the kernel writes at most that many bytes.
+    let length = unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            name.as_ptr(),
+            buffer.as_mut_ptr().cast(),
+            buffer.len(),
+        )
+    };
+    match usize::try_from(length) {
+        Ok(length) => {
+            buffer.truncate(length);
+            Ok(Some(buffer))
+        }
+        Err(_) => match io::Error::last_os_error() {
+            err if err.raw_os_error() == Some(libc::ENODATA) => Ok(None),
+            err => Err(err),
+        },
+    }
 }

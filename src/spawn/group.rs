@@ -1,0 +1,160 @@
+//! The cgroupfs launcher: memslice makes the task's group `SLICE/NAME-PID`
+//! with its memory.max and memory.oom.group, marks it as a task, and starts
+//! the command in it with clone3(CLONE_INTO_CGROUP) where the kernel can
+//! (fork and a move through cgroup.procs before 5.7), so the command is
+//! charged there from its first instruction.
+//!
+//! With `max_tasks`, counting the slice's running tasks and starting this
+//! one is one step under the slice's lock, so concurrent protects cannot
+//! all slip under the limit.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use nix::unistd::{Pid, pipe2};
+
+use super::child::{self, Prepared};
+use super::{
+    SpawnError, Started, TaskSpec, become_subreaper, command_cstrings, follow, group_name, policy,
+    protected, read_reports, record, running_tasks, supervise, task,
+};
+use crate::cgroupfs::{self, Root};
+
+/// How long a protect waits for another to finish starting in the slice.
+const SLICE_LOCK_WAIT: Duration = Duration::from_secs(10);
+
+pub fn run(root: &Root, spec: &TaskSpec<'_>) -> Result<super::Outcome, SpawnError> {
+    let launch = spec.launch;
+    let name = group_name(spec.name, spec.command)?;
+    let group = cgroupfs::join(&launch.slice, &name);
+    let (program, argv) = command_cstrings(spec.command)?;
+    let slice_lock = match launch.max_tasks {
+        Some(_) => Some(
+            root.lock_group(&launch.slice, SLICE_LOCK_WAIT)?
+                .ok_or_else(|| SpawnError::SliceBusy(launch.slice.clone()))?,
+        ),
+        None => None,
+    };
+    if !root.create(&group)? {
+        return Err(SpawnError::GroupExists(group));
+    }
+    let mut guard = GroupGuard {
+        root,
+        group: group.clone(),
+        armed: true,
+    };
+    if let Some(max) = launch.memory_max {
+        root.write(&group, "memory.max", &max.kernel_text())?;
+    }
+    root.write(
+        &group,
+        "memory.oom.group",
+        if launch.oom_group { "1" } else { "0" },
+    )?;
+    task::mark(root, &group, &record(spec, &name), protected(launch))?;
+    if launch.max_tasks.is_some() {
+        let running = running_tasks(root, &launch.slice, &group)?;
+        policy::check_task_count(launch, running + 1)?;
+    }
+    let handle = root.open_group(&group)?;
+    become_subreaper()?;
+    let mut prepared = Prepared {
+        program,
+        argv,
+        env: child::task_environment(launch.run_as.as_ref())?,
+        move_into: None,
+        oom_score_adj: launch.oom_score_adj,
+        allow_unprotected: spec.allow_unprotected,
+        run_as: launch.run_as.as_ref().map(|person| person.credentials()),
+    };
+    let (report_read, report_write) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|source| SpawnError::Setup {
+            what: "create a pipe",
+            source,
+        })?;
+    let pid = spawn(root, &group, &mut prepared, &report_write)?;
+    drop(report_write);
+    let mut warnings = Vec::new();
+    if let Some((step, errno)) = read_reports(report_read, &mut warnings) {
+        let _ = nix::sys::wait::waitpid(pid, None);
+        return Err(SpawnError::Child {
+            program: spec
+                .command
+                .first()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            step,
+            errno,
+        });
+    }
+    // The command runs in its group: the next protect counts it.
+    drop(slice_lock);
+    guard.armed = false;
+    follow(
+        root,
+        spec,
+        Started {
+            pid,
+            group,
+            handle: Some(handle),
+            ours: true,
+            warnings,
+            gone_scope: None,
+        },
+    )
+}
+
+/// clone3 into the group where the kernel can; otherwise fork and let the
+/// child move itself before it does anything else.
+fn spawn(
+    root: &Root,
+    group: &str,
+    prepared: &mut Prepared,
+    report: &OwnedFd,
+) -> Result<Pid, SpawnError> {
+    if let Some(dir) = root.open_for_clone(group)? {
+        let spawned =
+            crate::sys::clone_into_cgroup(dir.as_fd(), || child::exec(prepared, report.as_fd()))
+                .map_err(|err| SpawnError::Setup {
+                    what: "clone3 into the task group",
+                    source: child::errno_of(&err),
+                })?;
+        if let crate::sys::Spawned::IntoCgroup(pid) = spawned {
+            tracing::debug!(%group, pid = pid.as_raw(), "spawned with clone3(CLONE_INTO_CGROUP)");
+            return Ok(pid);
+        }
+        tracing::debug!(%group, "kernel has no clone3 CLONE_INTO_CGROUP; falling back to fork and cgroup.procs");
+    }
+    prepared.move_into = Some(root.open_procs(group)?);
+    let pid = crate::sys::fork(|| child::exec(prepared, report.as_fd())).map_err(|err| {
+        SpawnError::Setup {
+            what: "fork",
+            source: child::errno_of(&err),
+        }
+    })?;
+    prepared.move_into = None;
+    tracing::debug!(%group, pid = pid.as_raw(), "spawned with fork, moved through cgroup.procs");
+    Ok(pid)
+}
+
+/// Removes the task group on the error paths between its creation and the
+/// command's start.
+struct GroupGuard<'a> {
+    root: &'a Root,
+    group: String,
+    armed: bool,
+}
+
+impl Drop for GroupGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let removed = supervise::empty(self.root, &self.group)
+            .and_then(|()| self.root.remove(&self.group).map_err(SpawnError::from));
+        if let Err(err) = removed {
+            tracing::warn!(group = %self.group, "could not remove the task group: {err}");
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! `memslice tasks` and what a task's memslice says when its task is ended
+//! from outside, on an emulated root (a listed pid that runs makes a group
+//! populated there). Detached work, stalls and a killed supervisor on the
+//! real kernel are vagrant/scenarios/6x.
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use memslice::spawn::task::{self, Role, Supervisor, TaskRecord};
+
+use crate::fixture::{Fixture, stderr, stdout};
+
+const CONFIG: &str = "[node]\nmemory = \"16G\"\n[slice.app]\nmemory_max = \"8G\"\n[slice.app.tasks]\nmemory_max = \"4G\"\n[protect]\nslice = \"app/tasks\"\nmemory_max = \"2G\"\nmax_tasks = 2\nusers = [\"nobody\"]\n";
+
+fn fixture() -> Fixture {
+    let fx = Fixture::new(CONFIG);
+    fx.memslice(&["apply"]).success();
+    fx
+}
+
+/// memslice with `args`, in the background, its stderr kept.
+fn start(fx: &Fixture, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_memslice"))
+        .arg("--config")
+        .arg(fx.config())
+        .arg("--cgroup-root")
+        .arg(fx.root())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("memslice")
+}
+
+fn tasks_json(fx: &Fixture) -> serde_json::Value {
+    let out = fx.memslice(&["tasks", "--json"]).success();
+    serde_json::from_str(&stdout(&out)).expect("json")
+}
+
+/// Waits until `tasks --json` shows `count` tasks, each with its process
+/// in place (the group is made and marked before the command moves in).
+fn wait_for_tasks(fx: &Fixture, count: usize) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let json = tasks_json(fx);
+        let tasks = json["tasks"].as_array().cloned().unwrap_or_default();
+        if tasks.len() == count && tasks.iter().all(|t| t["state"] != "empty") {
+            return json;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "expected {count} task(s): {json}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn finish(mut child: Child) -> (Option<i32>, String) {
+    let status = child.wait().expect("wait");
+    let mut text = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut text)
+        .expect("read");
+    (status.code(), text)
+}
+
+#[test]
+fn tasks_lists_a_running_task_and_tasks_kill_ends_it_with_a_reason() {
+    let fx = fixture();
+    assert_eq!(stdout(&fx.memslice(&["tasks"]).success()), "no tasks\n");
+    let runner = start(
+        &fx,
+        &[
+            "run",
+            "--slice",
+            "app/tasks",
+            "--name",
+            "probe",
+            "--",
+            "sleep",
+            "30",
+        ],
+    );
+    let json = wait_for_tasks(&fx, 1);
+    let entry = &json["tasks"][0];
+    let group = format!("app/tasks/probe-{}", runner.id());
+    assert_eq!(entry["group"], group.as_str(), "{json}");
+    assert_eq!(entry["slice"], "app/tasks");
+    assert_eq!(entry["name"], "probe");
+    assert_eq!(entry["mode"], "run");
+    assert_eq!(entry["user"], "root");
+    assert_eq!(entry["uid"], 0);
+    assert_eq!(entry["command"], "sleep 30");
+    assert_eq!(entry["state"], "running");
+    assert_eq!(entry["supervisor_pid"], runner.id());
+    assert!(entry["started"].is_string(), "{json}");
+    assert_eq!(entry["memory_max"], "max");
+    let table = stdout(&fx.memslice(&["tasks"]).success());
+    assert!(
+        table.starts_with("GROUP")
+            && table.contains(&group)
+            && table.contains("running")
+            && table.contains("sleep 30"),
+        "{table}"
+    );
+    let killed = fx.memslice(&["tasks", "kill", "probe"]).success();
+    assert_eq!(stdout(&killed), format!("killed {group}\n"));
+    let (code, said) = finish(runner);
+    assert_eq!(code, Some(137), "{said}");
+    assert!(
+        said.contains(&format!(
+            "{group} was killed by memslice tasks kill, by root"
+        )),
+        "{said}"
+    );
+    assert_eq!(wait_for_tasks(&fx, 0)["tasks"], serde_json::json!([]));
+}
+
+#[test]
+fn tasks_kill_names_what_it_cannot_tell_apart() {
+    let fx = fixture();
+    let message = stderr(&fx.memslice(&["tasks", "kill", "nothing"]).code(1));
+    assert!(
+        message.contains("0 task group(s) match \"nothing\""),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_kill_from_outside_with_no_reason_is_said_plainly() {
+    let fx = fixture();
+    let runner = start(
+        &fx,
+        &[
+            "run",
+            "--slice",
+            "app/tasks",
+            "--name",
+            "quiet",
+            "--",
+            "sleep",
+            "30",
+        ],
+    );
+    wait_for_tasks(&fx, 1);
+    let group = format!("app/tasks/quiet-{}", runner.id());
+    memslice::cgroupfs::Root::emulated(fx.root())
+        .kill(&group)
+        .expect("cgroup.kill by hand");
+    let (code, said) = finish(runner);
+    assert_eq!(code, Some(137));
+    assert!(
+        said.contains(
+            "the command was killed with SIGKILL from outside memslice, and nobody recorded why"
+        ),
+        "{said}"
+    );
+}
+
+#[test]
+fn gc_removes_the_empty_groups_a_killed_memslice_left_behind() {
+    let fx = fixture();
+    let root = memslice::cgroupfs::Root::emulated(fx.root());
+    for (group, alive) in [("app/tasks/left-1", false), ("app/tasks/ending-2", true)] {
+        root.create(group).expect("create");
+        let record = TaskRecord {
+            name: "left".into(),
+            mode: memslice::spawn::policy::Mode::Protect,
+            user: "app".into(),
+            uid: 1000,
+            command: "php import.php".into(),
+            started: jiff::Timestamp::now(),
+        };
+        task::mark(&root, group, &record, true).expect("mark");
+        let mut supervisor = Supervisor::this(Role::Foreground);
+        if !alive {
+            supervisor.start_time += 1;
+        }
+        task::set_supervisor(&root, group, supervisor).expect("supervisor");
+    }
+    let json = tasks_json(&fx);
+    assert_eq!(json["tasks"].as_array().map(Vec::len), Some(2), "{json}");
+    assert!(
+        json["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|t| t["state"] == "empty"),
+        "{json}"
+    );
+    let out = fx.memslice(&["tasks", "gc"]).success();
+    assert_eq!(stdout(&out), "removed app/tasks/left-1\n");
+    assert!(root.exists("app/tasks/ending-2"), "its memslice is alive");
+    assert_eq!(
+        stdout(&fx.memslice(&["tasks", "gc"]).success()),
+        "no task group was left behind\n"
+    );
+}
+
+#[test]
+fn max_tasks_holds_when_protects_start_at_once() {
+    let fx = fixture();
+    let runs: Vec<Child> = (0..6)
+        .map(|_| start(&fx, &["protect", "--allow-unprotected", "--", "sleep", "2"]))
+        .collect();
+    let mut ran = 0;
+    let mut refused = 0;
+    for run in runs {
+        let (code, said) = finish(run);
+        match code {
+            Some(0) => ran += 1,
+            Some(125) if said.contains("the most [protect] max_tasks allows is 2") => refused += 1,
+            other => panic!("{other:?}: {said}"),
+        }
+    }
+    assert_eq!((ran, refused), (2, 4), "max_tasks = 2 let {ran} run");
+}
