@@ -19,7 +19,8 @@ fi
 
 docs=target/package-docs
 rm -rf "$docs"
-cargo run --quiet --example package-docs -- "$docs"
+# Release, like the package: it reuses the build cargo-deb is about to use.
+cargo run --quiet --release --example package-docs -- "$docs"
 cp dist/man/slices.toml.5 "$docs/man/"
 # Debian ships man pages compressed; -n keeps the archive reproducible.
 gzip -9n "$docs"/man/*
