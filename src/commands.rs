@@ -185,23 +185,6 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
         .transpose()
         .context("cannot block signals")?;
     let caller = caller::resolve(&Process::current(), asked, caller::person_by_uid)?;
-    if let Command::TaskExec {
-        oom_group,
-        uid,
-        gid,
-        groups,
-        command,
-    } = &cli.command
-    {
-        let identity = uid.map(|uid| caller::Credentials {
-            uid,
-            gid: gid.unwrap_or(uid),
-            gids: groups.clone(),
-        });
-        let err = spawn::scope::task_exec(*oom_group, identity.as_ref(), command);
-        say(&err.to_string());
-        return Ok(ExitCode::from(err.exit_code()));
-    }
     let global = &cli.global;
     let node = host::node_facts()?;
     let mut config = Config::load(&global.config, node)?;
@@ -303,7 +286,6 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
                 print(&out)?;
             }
         }
-        Command::TaskExec { .. } => unreachable!("task-exec is handled before the config is read"),
         Command::Metrics => {
             let root = open_root(cli)?;
             print(&render_metrics(&root, &config, None))?;

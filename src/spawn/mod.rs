@@ -144,8 +144,8 @@ pub enum SpawnError {
     Setup { what: &'static str, source: Errno },
     #[error("the command contains a NUL byte")]
     NulInCommand,
-    #[error("cannot find the memslice binary to run in the task's scope: {0}")]
-    OwnBinary(std::io::Error),
+    #[error("systemd did not make the task's scope: {0}")]
+    Scope(#[from] crate::systemd::bus::BusError),
     #[error("task group {group} still had processes {}s after cgroup.kill (stuck in the kernel?); it was left in place", KILL_TIMEOUT.as_secs())]
     NotEmptied { group: String },
 }
@@ -220,11 +220,9 @@ pub fn run(root: &Root, driver: Driver, spec: &TaskSpec<'_>) -> Result<Outcome, 
     match driver {
         Driver::Cgroupfs => group::run(root, spec),
         Driver::Systemd => {
-            let memslice = std::env::current_exe().map_err(SpawnError::OwnBinary)?;
             let place = scope::ScopePlace {
                 slice_cgroup: &crate::layout::cgroup_path(&spec.launch.slice),
                 slice_unit: &crate::layout::slice_unit(&spec.launch.slice),
-                memslice: &memslice,
             };
             scope::run(root, spec, &place)
         }

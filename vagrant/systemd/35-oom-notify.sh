@@ -22,7 +22,8 @@ watcher=$!
 sleep 3
 for i in 1 2 3 4 5 6; do
     memslice --config $CFG run --slice app/tasks --memory-max 32M --kill-leftovers --name storm$i -- hog 200M 0 > /tmp/storm.$i.log 2>&1
-    [ $? = 137 ] || fail "hog $i was not OOM-killed: $(cat /tmp/storm.$i.log)"
+    status=$?
+    [ $status = 137 ] || fail "hog $i was not OOM-killed (exit $status): $(cat /tmp/storm.$i.log)"
 done
 sleep 3
 kill $watcher

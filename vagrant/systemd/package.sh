@@ -1,4 +1,4 @@
-# Shared by the 40-package-* scenarios, which run in order: install, the
+# Shared by the 50-package-* scenarios, which run in order: install, the
 # watcher, purge (each with the runner's time limit of its own).
 VM=/usr/local/lib/memslice-vm
 fail() { echo "FAIL: $*"; exit 1; }

@@ -4,7 +4,7 @@
 . /usr/local/lib/memslice-vm/scenarios/package.sh
 
 # The overlay's binary and config stand where the package puts its own:
-# set aside here, back after the purge (40-package-3-purge).
+# set aside here, back after the purge (50-package-3-purge).
 mv /usr/bin/memslice $VM/memslice.overlay
 mv /etc/memslice $VM/etc-memslice.overlay
 
