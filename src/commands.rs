@@ -42,12 +42,56 @@ pub fn init_logging(cli: &Cli) {
         .ok()
         .and_then(|text| text.parse::<tracing::Level>().ok())
         .unwrap_or(chosen);
+    let journal_error = if memslice::journal::stderr_is_journal() {
+        match init_journal(level) {
+            Ok(()) => return,
+            Err(err) => Some(err),
+        }
+    } else {
+        None
+    };
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(io::stderr)
         .with_ansi(io::stderr().is_terminal())
         .with_target(false)
         .init();
+    if let Some(err) = journal_error {
+        tracing::warn!("cannot log to the journal, logging to stderr: {err}");
+    }
+}
+
+/// Logs through the journal's protocol: every field of a log call as a
+/// `MEMSLICE_*` field, levels as priorities (info is 6, not tracing-journald's
+/// 5: a passing check is routine), and errors logged to
+/// [`memslice::journal::CRITICAL`] at priority 2.
+fn init_journal(level: tracing::Level) -> io::Result<()> {
+    use memslice::journal::{CRITICAL, FIELD_PREFIX};
+    use tracing_journald::{Priority, PriorityMappings};
+    use tracing_subscriber::filter::{LevelFilter, filter_fn};
+    use tracing_subscriber::prelude::*;
+
+    let layer = |error| -> io::Result<tracing_journald::Layer> {
+        Ok(tracing_journald::layer()?
+            .with_field_prefix(Some(FIELD_PREFIX.to_string()))
+            .with_syslog_identifier("memslice".to_string())
+            .with_priority_mappings(PriorityMappings {
+                error,
+                warn: Priority::Warning,
+                info: Priority::Informational,
+                debug: Priority::Debug,
+                trace: Priority::Debug,
+            }))
+    };
+    let plain = layer(Priority::Error)?.with_filter(filter_fn(|meta| meta.target() != CRITICAL));
+    let critical =
+        layer(Priority::Critical)?.with_filter(filter_fn(|meta| meta.target() == CRITICAL));
+    tracing_subscriber::registry()
+        .with(LevelFilter::from_level(level))
+        .with(plain)
+        .with(critical)
+        .init();
+    Ok(())
 }
 
 /// Runs the command and turns its end into an exit code.
@@ -410,6 +454,7 @@ fn run_heal(
                 heal::CheckOutcome::Done(report) => report,
                 heal::CheckOutcome::Busy => {
                     tracing::error!(
+                        decision = heal::decide::Decision::LockBusy.as_str(),
                         "another process holds {} past the wait; this check did nothing",
                         heal_config.lock_file.display()
                     );

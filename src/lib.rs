@@ -11,6 +11,7 @@ pub mod config;
 pub mod files;
 pub mod heal;
 pub mod host;
+pub mod journal;
 pub mod layout;
 pub mod locations;
 pub mod observe;

@@ -16,6 +16,8 @@ step "unit and emulated-root tests"
 cargo test --quiet --all-targets --features emulated-root
 step "the release binary holds no test machinery"
 tests/release-has-no-test-hooks.sh
+step "the Debian package (cargo-deb) and what is in it; the Prometheus rules (promtool)"
+tests/package.sh
 step "real-kernel scenarios (qemu VM, busybox guest)"
 vagrant/vm-test
 step "real-systemd scenarios (qemu VM, Debian guest with systemd)"

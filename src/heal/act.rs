@@ -29,25 +29,32 @@ pub fn heal(root: &Root, config: &HealConfig, down: &[String], reason: &str) -> 
             continue;
         }
         // Fails closed: a group memslice cannot look into is not killed.
-        match root.holds_pid(&group, std::process::id()) {
-            Ok(false) => {}
-            Ok(true) => {
-                actions.failures.push(format!(
-                    "refused to kill {slice}: memslice itself runs in it"
-                ));
-                continue;
+        let outcome = match root.holds_pid(&group, std::process::id()) {
+            Ok(false) => {
+                crate::spawn::task::record_kill_below(
+                    root,
+                    &group,
+                    &format!("memslice heal: {reason}"),
+                );
+                kill_and_wait(root, &group).map_err(|err| format!("kill {slice}: {err}"))
             }
-            Err(err) => {
-                actions.failures.push(format!(
-                    "refused to kill {slice}: cannot tell whether memslice itself runs in it ({err})"
-                ));
-                continue;
+            Ok(true) => Err(format!(
+                "refused to kill {slice}: memslice itself runs in it"
+            )),
+            Err(err) => Err(format!(
+                "refused to kill {slice}: cannot tell whether memslice itself runs in it ({err})"
+            )),
+        };
+        // Logged where it happens, with the group for the journal.
+        match outcome {
+            Ok(()) => {
+                tracing::warn!(group = %group, event = "kill", "killed the protected tasks in {slice}");
+                actions.killed.push(slice.clone());
             }
-        }
-        crate::spawn::task::record_kill_below(root, &group, &format!("memslice heal: {reason}"));
-        match kill_and_wait(root, &group) {
-            Ok(()) => actions.killed.push(slice.clone()),
-            Err(err) => actions.failures.push(format!("kill {slice}: {err}")),
+            Err(failure) => {
+                tracing::error!(group = %group, event = "kill", "heal action failed: {failure}");
+                actions.failures.push(failure);
+            }
         }
     }
     for service in config.services.iter().filter(|s| down.contains(&s.name)) {
@@ -65,13 +72,31 @@ pub fn heal(root: &Root, config: &HealConfig, down: &[String], reason: &str) -> 
             Restart::Command(argv) => argv.clone(),
         };
         match probe::command(&argv, RESTART_TIMEOUT) {
-            Ok(_) => actions.restarted.push(service.name.clone()),
-            Err(err) => actions
-                .failures
-                .push(format!("restart {}: {err}", service.name)),
+            Ok(_) => {
+                tracing::warn!(service = %service.name, event = "restart", "restarted {}", service.name);
+                actions.restarted.push(service.name.clone());
+            }
+            Err(err) => {
+                let failure = format!("restart {}: {err}", service.name);
+                tracing::error!(service = %service.name, event = "restart", "heal action failed: {failure}");
+                actions.failures.push(failure);
+            }
         }
     }
     actions
+}
+
+/// The longest an action may take: every protected slice killed and waited
+/// for, every service restarted, each to its timeout.
+pub(super) fn longest(config: &HealConfig) -> Duration {
+    let times = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let restarts = config
+        .services
+        .iter()
+        .filter(|s| s.restart.is_some())
+        .count();
+    GONE_TIMEOUT.saturating_mul(times(config.protected.len()))
+        + RESTART_TIMEOUT.saturating_mul(times(restarts))
 }
 
 fn kill_and_wait(root: &Root, group: &str) -> Result<(), String> {

@@ -429,6 +429,51 @@ fn reason(
     reason
 }
 
+/// What a check came to, in one word: the journal's `MEMSLICE_DECISION`
+/// and the watcher's counts say it so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Up,
+    /// Some probe failed, not yet often enough to count as down.
+    Failing,
+    /// Down, within the grace.
+    Down,
+    /// Would have acted (`--dry-run`).
+    WouldAct,
+    Acted,
+    /// The flap limiter held the healer back.
+    HeldBack,
+    /// Another process held the heal lock: the check did nothing.
+    LockBusy,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Up => "up",
+            Decision::Failing => "failing",
+            Decision::Down => "down",
+            Decision::WouldAct => "would_act",
+            Decision::Acted => "acted",
+            Decision::HeldBack => "held_back",
+            Decision::LockBusy => "lock_busy",
+        }
+    }
+}
+
+impl Verdict {
+    pub fn decision(&self, dry_run: bool) -> Decision {
+        match (self.act, self.flapping, self.site) {
+            (true, _, _) if dry_run => Decision::WouldAct,
+            (true, _, _) => Decision::Acted,
+            (false, true, _) => Decision::HeldBack,
+            (false, false, Site::Up) => Decision::Up,
+            (false, false, Site::Failing) => Decision::Failing,
+            (false, false, Site::Down) => Decision::Down,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -632,6 +677,29 @@ mod tests {
 
     fn past_grace_at(now: &Zoned, actions: &[i64]) -> Loaded {
         outage(10, actions, now)
+    }
+
+    #[test]
+    fn each_check_comes_to_one_decision() {
+        let now = at("2026-06-01T12:00", "UTC");
+        let check = |loaded: &Loaded| web_down(loaded, &now, &config(None)).0;
+        assert_eq!(check(&Loaded::Missing).decision(false), Decision::Failing);
+        assert_eq!(check(&down_since(1, &now)).decision(false), Decision::Down);
+        let past = check(&past_grace_at(&now, &[]));
+        assert_eq!(
+            (past.decision(false), past.decision(true)),
+            (Decision::Acted, Decision::WouldAct)
+        );
+        let held = check(&past_grace_at(&now, &[25, 15, 5]));
+        assert_eq!(held.decision(false), Decision::HeldBack);
+        let (up, _) = decide(
+            &[probe("web", true)],
+            &Loaded::Missing,
+            &now,
+            None,
+            &config(None),
+        );
+        assert_eq!(up.decision(false), Decision::Up);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod notify;
 mod probe;
 pub mod state;
+mod watchdog;
 
 use std::os::fd::AsFd;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::Serialize;
 
 pub use act::Actions;
-use decide::{ActionRecord, ProbeResult, Site, Verdict};
+use decide::{ActionRecord, Decision, ProbeResult, Site, Verdict};
 
 use crate::cgroupfs::Root;
 use crate::config::heal::{HealConfig, NotifyEvent};
@@ -245,30 +246,29 @@ fn record(
 }
 
 /// One line per decision, with the downtime, the grace in force and why.
+/// The actions log their own lines, with their group or service.
 fn log(verdict: &Verdict, probes: &[ProbeResult], actions: Option<&Actions>, dry_run: bool) {
     let shift = if verdict.night { "night" } else { "day" };
+    let decision = verdict.decision(dry_run).as_str();
     let failing: Vec<&str> = probes
         .iter()
         .filter(|p| !p.ok)
         .map(|p| p.detail.as_str())
         .collect();
     match (verdict.site, actions) {
-        (_, Some(actions)) => {
-            tracing::warn!(
-                down_for_s = verdict.down_for_seconds,
-                grace_s = verdict.grace_seconds,
-                shift,
-                killed = ?actions.killed,
-                restarted = ?actions.restarted,
-                "acted: {} [{}]",
-                verdict.reason,
-                failing.join("; ")
-            );
-            for failure in &actions.failures {
-                tracing::error!("heal action failed: {failure}");
-            }
-        }
+        (_, Some(actions)) => tracing::warn!(
+            decision,
+            down_for_s = verdict.down_for_seconds,
+            grace_s = verdict.grace_seconds,
+            shift,
+            killed = ?actions.killed,
+            restarted = ?actions.restarted,
+            "acted: {} [{}]",
+            verdict.reason,
+            failing.join("; ")
+        ),
         (Site::Up, _) => tracing::info!(
+            decision,
             down_for_s = 0,
             grace_s = verdict.grace_seconds,
             shift,
@@ -276,6 +276,7 @@ fn log(verdict: &Verdict, probes: &[ProbeResult], actions: Option<&Actions>, dry
             verdict.reason
         ),
         (_, None) if verdict.flap_tripped_now => tracing::error!(
+            decision,
             down_for_s = verdict.down_for_seconds,
             grace_s = verdict.grace_seconds,
             shift,
@@ -284,6 +285,7 @@ fn log(verdict: &Verdict, probes: &[ProbeResult], actions: Option<&Actions>, dry
             verdict.reason
         ),
         (_, None) => tracing::warn!(
+            decision,
             down_for_s = verdict.down_for_seconds,
             grace_s = verdict.grace_seconds,
             shift,
@@ -324,19 +326,24 @@ pub fn watch(
         "heal watch started"
     );
     let pressure = arm_pressure(root, config);
+    let ops_group = config.driver.cgroup_of(crate::journal::OPS_SLICE);
+    let mut notifier = watchdog::Notifier::from_env();
+    let budget = watchdog::check_budget(config, WATCH_LOCK_WAIT);
     let mut planned = jiff::Timestamp::now();
     let mut remembered = Remembered::default();
     loop {
-        match check(
+        notifier.check_starts(budget);
+        let outcome = check(
             root,
             config,
             tz,
             CheckOptions {
                 dry_run: false,
-                lock_wait: Duration::from_secs(1),
+                lock_wait: WATCH_LOCK_WAIT,
             },
             Some(&mut remembered),
-        ) {
+        );
+        let status = match outcome {
             Ok(CheckOutcome::Busy) => {
                 // Counted before it is logged: whoever reads the log line
                 // finds the count already there.
@@ -344,23 +351,32 @@ pub fn watch(
                     counts.lock_busy += 1;
                 }
                 tracing::error!(
+                    decision = Decision::LockBusy.as_str(),
                     "another process holds {} past the wait; this check was skipped",
                     config.lock_file.display()
                 );
+                format!(
+                    "check skipped: another process holds {}",
+                    config.lock_file.display()
+                )
             }
             Ok(CheckOutcome::Done(report)) => {
                 if let Some(mut counts) = counts.and_then(|c| c.lock().ok()) {
-                    let verdict = &report.verdict;
-                    match (verdict.site, verdict.act, verdict.flapping) {
-                        (_, true, _) => counts.acted += 1,
-                        (_, _, true) => counts.held_back += 1,
-                        (Site::Up, _, _) => counts.up += 1,
+                    match report.verdict.decision(false) {
+                        Decision::Acted => counts.acted += 1,
+                        Decision::HeldBack => counts.held_back += 1,
+                        Decision::Up => counts.up += 1,
                         _ => counts.down += 1,
                     }
                 }
+                watchdog::status_line(&report.verdict)
             }
-            Err(err) => tracing::error!("heal check failed: {err}"),
-        }
+            Err(err) => {
+                tracing::error!("heal check failed: {err}");
+                format!("check failed: {err}")
+            }
+        };
+        notifier.check_done(&status);
         let (next, missed) = limits::next_tick(planned, jiff::Timestamp::now(), config.interval);
         if missed > 1 {
             tracing::warn!(
@@ -369,8 +385,18 @@ pub fn watch(
             );
         }
         planned = next;
-        match wait_until(next, signals, events.as_mut(), pressure.as_ref())? {
-            Wake::Stop => return Ok(()),
+        match wait_until(
+            next,
+            signals,
+            events.as_mut(),
+            pressure.as_ref(),
+            &ops_group,
+            &mut notifier,
+        )? {
+            Wake::Stop => {
+                notifier.stopping();
+                return Ok(());
+            }
             Wake::Tick => {}
             Wake::Pressure => {
                 if let Some(trigger) = &config.pressure {
@@ -388,6 +414,9 @@ pub fn watch(
     }
 }
 
+/// How long a watcher's check waits for another run's lock.
+const WATCH_LOCK_WAIT: Duration = Duration::from_secs(1);
+
 /// Why `heal watch` woke up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wake {
@@ -399,21 +428,29 @@ enum Wake {
     Stop,
 }
 
-/// Sleeps until `next`, logging memory events meanwhile; wakes early for a
-/// signal or the pressure trigger.
+/// Sleeps until `next`, logging memory events and pinging systemd's
+/// watchdog meanwhile; wakes early for a signal or the pressure trigger.
+/// `ops_group` is the operations slice's cgroup: an OOM kill in it is critical.
 fn wait_until(
     next: jiff::Timestamp,
     signals: &Signals,
     mut events: Option<&mut Watcher<'_>>,
     pressure: Option<&File>,
+    ops_group: &str,
+    notifier: &mut watchdog::Notifier,
 ) -> Result<Wake, HealError> {
     loop {
-        let wait =
+        notifier.ping_if_due();
+        let mut wait =
             Duration::try_from(next.duration_since(jiff::Timestamp::now())).unwrap_or_default();
         if wait.is_zero() {
             return Ok(Wake::Tick);
         }
-        let millis = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
+        if let Some(deadline) = notifier.ping_deadline() {
+            wait = wait.min(deadline.saturating_duration_since(std::time::Instant::now()));
+        }
+        // Rounded up, so the loop does not spin through the last millisecond.
+        let millis = i32::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
         let (signalled, event, pressed) = {
             let mut fds = vec![PollFd::new(signals.fd(), PollFlags::POLLIN)];
             let event_at = events.as_deref().map(|watcher| {
@@ -444,13 +481,34 @@ fn wait_until(
             match watcher.collect() {
                 Ok(found) => found
                     .iter()
-                    .for_each(|event| tracing::warn!("memory event: {}", event.line())),
+                    .for_each(|event| log_memory_event(event, ops_group)),
                 Err(err) => tracing::error!("cannot read memory events: {err}"),
             }
         }
         if pressed {
             return Ok(Wake::Pressure);
         }
+    }
+}
+
+/// One line per memory event, with its group and kind for the journal; an
+/// OOM kill on the operations side is critical.
+fn log_memory_event(event: &crate::observe::events::Event, ops_group: &str) {
+    if crate::journal::is_ops_kill(&event.group, event.kind, ops_group) {
+        tracing::error!(
+            target: crate::journal::CRITICAL,
+            group = %event.group,
+            event = event.kind.name(),
+            "OOM kill in the operations slice: {}",
+            event.line()
+        );
+    } else {
+        tracing::warn!(
+            group = %event.group,
+            event = event.kind.name(),
+            "memory event: {}",
+            event.line()
+        );
     }
 }
 

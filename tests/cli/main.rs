@@ -2,6 +2,7 @@
 //! out like cgroupfs). What only the kernel decides is in vagrant/scenarios.
 
 mod config;
+mod dist;
 mod dropins;
 mod events;
 mod fixture;
@@ -16,3 +17,4 @@ mod systemd;
 mod tasks;
 mod trust;
 mod units;
+mod watchdog;

@@ -147,6 +147,14 @@ fn heal_watch_serves_metrics_with_its_decisions() {
             .display()
     ));
     fx.memslice(&["apply"]).success();
+    // A recorded action, so that every family of the healer is written.
+    let state_dir = std::env::temp_dir().join(format!("memslice-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&state_dir).expect("state dir");
+    std::fs::write(
+        state_dir.join("heal.state"),
+        r#"{"down_since": null, "failures": {}, "last_action": {"at": "2026-01-01T00:00:00Z", "reason": "test", "killed": [], "restarted": []}}"#,
+    )
+    .expect("state file");
     let port = free_port();
     let mut watch = Command::new(env!("CARGO_BIN_EXE_memslice"))
         .arg("--config")
@@ -185,12 +193,11 @@ fn heal_watch_serves_metrics_with_its_decisions() {
     let _ = watch.wait();
     let metrics = body.split_once("\r\n\r\n").expect("body").1;
     check_exposition(metrics);
+    crate::dist::assert_queried_metrics_exist(metrics);
     assert!(metrics.contains("memslice_heal_down 0\n"), "{metrics}");
     assert!(
         metrics.contains("memslice_memory_current_bytes{group=\"app\"} 0\n"),
         "{metrics}"
     );
-    let _ = std::fs::remove_dir_all(
-        std::env::temp_dir().join(format!("memslice-metrics-{}", std::process::id())),
-    );
+    let _ = std::fs::remove_dir_all(state_dir);
 }

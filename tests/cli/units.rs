@@ -46,3 +46,42 @@ fn the_timer_fires_on_the_wall_clock_and_catches_up() {
     assert_eq!(setting(&text, "Persistent"), "true");
     assert_eq!(setting(&text, "Unit"), "memslice-heal.service");
 }
+
+#[test]
+fn services_run_the_packaged_binary_with_a_private_lock_directory() {
+    for name in ["memslice-heal.service", "memslice-heal-watch.service"] {
+        let text = unit(name);
+        assert!(
+            setting(&text, "ExecStart").starts_with("/usr/bin/memslice "),
+            "{name}: the package installs /usr/bin/memslice"
+        );
+        assert_eq!(setting(&text, "RuntimeDirectory"), "memslice", "{name}");
+        assert_eq!(setting(&text, "RuntimeDirectoryMode"), "0700", "{name}");
+        assert_eq!(setting(&text, "StateDirectoryMode"), "0755", "{name}");
+    }
+}
+
+#[test]
+fn the_watcher_is_a_notify_service_whose_watchdog_adds_no_wake_up() {
+    let text = unit("memslice-heal-watch.service");
+    assert_eq!(setting(&text, "Type"), "notify");
+    assert_eq!(setting(&text, "NotifyAccess"), "main");
+    let seconds = |value: &str| -> u64 {
+        value
+            .strip_suffix('s')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{value:?} is not a number of seconds"))
+    };
+    let watchdog = seconds(setting(&text, "WatchdogSec"));
+    let interval = crate::fixture::SHIPPED
+        .lines()
+        .find_map(|line| line.strip_prefix("interval = "))
+        .map(|value| seconds(value.trim_matches('"')))
+        .expect("heal.interval in the shipped slices.toml");
+    // Each check pings; the loop wakes for a ping only when no check came
+    // within WatchdogSec/2.
+    assert!(
+        interval <= watchdog / 2,
+        "WatchdogSec={watchdog}s wakes the watcher between checks every {interval}s"
+    );
+}
