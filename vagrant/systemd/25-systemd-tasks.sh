@@ -14,7 +14,7 @@ sed 's/^max_tasks = 2$/max_tasks = 2\nstall_timeout = "10s"/' $CFG > $STALL
 memslice --config $CFG apply > /tmp/apply.log 2>&1 || fail "apply: $(cat /tmp/apply.log)"
 
 started=$(now)
-memslice --config $CFG protect --name detached -- sh -c 'setsid hog 16M 3 < /dev/null > /dev/null 2>&1 &' > /tmp/detached.log 2>&1 \
+memslice --config $CFG protect --name detached -- sh -c 'setsid hog 16M 6 < /dev/null > /dev/null 2>&1 &' > /tmp/detached.log 2>&1 \
     || fail "protect: $(cat /tmp/detached.log)"
 prompt=$(since "$started")
 awk -v t="$prompt" 'BEGIN { exit !(t < 1) }' || fail "the prompt came back after ${prompt}s"
