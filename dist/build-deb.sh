@@ -6,15 +6,16 @@
 # completions generated here from the CLI definitions
 # (examples/package-docs.rs) plus slices.toml(5) (dist/man/).
 #
-# Needs cargo-deb; installs it with `cargo install --locked` when missing
-# (once: cargo keeps it in ~/.cargo/bin).
+# Needs cargo-deb; installs it with `cargo install --locked` when missing,
+# into target/tools, so a CI cache of target/ keeps it between runs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 cargo_deb_version=3.8.0
+export PATH="$PWD/target/tools/bin:$PATH"
 if ! cargo deb --version > /dev/null 2>&1; then
-    echo "build-deb: installing cargo-deb $cargo_deb_version (cargo install, once)" >&2
-    cargo install --quiet --locked --version "$cargo_deb_version" cargo-deb
+    echo "build-deb: installing cargo-deb $cargo_deb_version into target/tools (cargo install, once)" >&2
+    cargo install --quiet --locked --root target/tools --version "$cargo_deb_version" cargo-deb
 fi
 
 docs=target/package-docs
