@@ -46,9 +46,10 @@ pub struct Global {
         default_value_os_t = locations::cgroup_root()
     )]
     pub cgroup_root: PathBuf,
-    /// Who writes the tree: `cgroupfs` (memslice, under --cgroup-root) or
-    /// `systemd` (slice units and drop-ins). Default: [node] driver, else cgroupfs.
-    #[arg(long, global = true, env = "MEMSLICE_DRIVER", value_parser = ["cgroupfs", "systemd"])]
+    /// Who writes the tree: `auto` (systemd where systemd is PID 1 and owns
+    /// the cgroup root, cgroupfs elsewhere), `cgroupfs` (memslice, under
+    /// --cgroup-root) or `systemd` (slice units and drop-ins). Default: [node] driver, else auto.
+    #[arg(long, global = true, env = "MEMSLICE_DRIVER", value_parser = ["auto", "cgroupfs", "systemd"])]
     pub driver: Option<String>,
     /// Where the systemd driver writes its units.
     #[arg(long, global = true, default_value_os_t = locations::unit_dir())]

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use memslice::caller::{self, Asked, Caller, CallerError, Process};
 use memslice::cgroupfs::Root;
-use memslice::config::{Config, ConfigError, Driver, NodeFacts, Size, size::human_bytes};
+use memslice::config::{Config, ConfigError, DriverSetting, NodeFacts, Size, size::human_bytes};
+use memslice::driver::{self, DriverError};
 use memslice::heal::{self, HealError};
 use memslice::host;
 use memslice::observe;
@@ -109,6 +110,10 @@ fn exit_code_for(cli: &Cli, err: &anyhow::Error) -> ExitCode {
     for cause in err.chain() {
         if cause.downcast_ref::<ConfigError>().is_some()
             || cause.downcast_ref::<CallerError>().is_some()
+            || cause.downcast_ref::<DriverError>().is_some()
+            || cause
+                .downcast_ref::<ProvisionError>()
+                .is_some_and(ProvisionError::driver_refused)
         {
             return ExitCode::from(2);
         }
@@ -160,20 +165,25 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
     let global = &cli.global;
     let node = host::node_facts()?;
     let mut config = Config::load(&global.config, node)?;
-    if let Some(driver) = global.driver.as_deref().and_then(Driver::parse) {
-        config.driver = driver;
-        if let Some(heal) = &mut config.heal {
-            heal.driver = driver;
-        }
-    }
+    let setting = global
+        .driver
+        .as_deref()
+        .and_then(DriverSetting::parse)
+        .unwrap_or(config.setting);
+    let resolved = driver::resolve(setting, &driver::facts(&global.cgroup_root));
+    config.place(resolved.driver, &global.config, caller::uid_of)?;
     let target = Target {
         config: &config,
         config_path: &global.config,
         cgroup_root: &global.cgroup_root,
         unit_dir: &global.unit_dir,
+        driver: &resolved,
     };
     match &cli.command {
         Command::Plan { detailed_exitcode } => {
+            if let Err(misfit) = resolved.check_writes(&global.cgroup_root) {
+                say(&format!("warning: {misfit}; `apply` would refuse"));
+            }
             let planned = provision::plan(&target)?;
             print(&render_planned(&planned))?;
             Ok(if *detailed_exitcode && planned.pending() {
@@ -341,7 +351,7 @@ fn run_task(
             })
         }),
     };
-    let outcome = spawn::run(&root, config.driver, &spec)?;
+    let outcome = spawn::run(&root, &config.layout, &spec)?;
     for warning in &outcome.warnings {
         say(&format!("warning: {warning}"));
     }
@@ -639,7 +649,7 @@ fn cgroups(config: &Config) -> Vec<String> {
     config
         .slices
         .iter()
-        .map(|s| config.driver.cgroup_of(&s.path))
+        .map(|s| config.layout.cgroup_of(&s.path))
         .collect()
 }
 
@@ -724,6 +734,7 @@ fn render_applied(applied: &Applied, config_path: &str) -> String {
                 .iter()
                 .filter_map(|c| c.path().parent())
                 .filter_map(|dir| dir.to_str()?.strip_suffix(".d"))
+                .filter(|unit| unit.ends_with(".service"))
                 .collect();
             if !moved.is_empty() {
                 out.push_str(&format!(

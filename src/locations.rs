@@ -42,6 +42,11 @@ pub fn unit_dir() -> PathBuf {
     fixed_or_test_override!("MEMSLICE_TEST_UNIT_DIR", UNIT_DIR)
 }
 
+/// Exists where systemd is PID 1 (sd_booted(3)).
+pub fn systemd_booted() -> PathBuf {
+    fixed_or_test_override!("MEMSLICE_TEST_RUN_SYSTEMD", "/run/systemd/system")
+}
+
 /// systemctl: /usr/bin on merged-/usr systems, /bin before.
 pub fn systemctl() -> PathBuf {
     fixed_or_test_override!(

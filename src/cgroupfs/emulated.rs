@@ -18,6 +18,12 @@ use crate::config::Controller;
 
 pub const MARKER: &str = "memslice-emulated-root";
 
+/// A file in an emulated root that makes it stand for a tree systemd owns
+/// (tests of the driver choice): without it, an emulated root is
+/// memslice's own, like a delegated subtree. Delegation is then read from
+/// the root directory's attributes, as on the kernel.
+pub const SYSTEMD_TREE: &str = "memslice-emulated-systemd-tree";
+
 /// Faults to inject, one per line: `OPERATION PATH ERRNO`, with OPERATION
 /// `write`, `mkdir` or `rmdir`, PATH relative to the root (`app/web/memory.max`,
 /// `app/db`) and ERRNO one of EINVAL, EBUSY, ENOSPC, EIO, EAGAIN: the
@@ -96,6 +102,10 @@ pub fn create_root(dir: &Path, controllers: &[Controller]) -> io::Result<()> {
 
 pub fn is_emulated(dir: &Path) -> bool {
     dir.join(MARKER).is_file()
+}
+
+pub fn is_systemds(dir: &Path) -> bool {
+    dir.join(SYSTEMD_TREE).is_file()
 }
 
 /// Fills a freshly made group directory as the kernel's mkdir would.

@@ -549,6 +549,77 @@ impl Root {
         self.open_group(group)?.attribute(name)
     }
 
+    /// Whether the root lies in a subtree systemd delegated: the root, or
+    /// a cgroup above it up to the top of the hierarchy, carries one of
+    /// [`DELEGATION_MARKERS`]. A mark that cannot be read (no permission,
+    /// a kernel without user attributes on cgroupfs) counts as absent. An
+    /// emulated root is memslice's own unless it holds
+    /// `emulated::SYSTEMD_TREE`, which stands for systemd's tree.
+    pub fn delegation(&self) -> Result<Option<Delegation>, Error> {
+        #[cfg(any(test, feature = "emulated-root"))]
+        if self.backend == Backend::Emulated && !emulated::is_systemds(&self.path) {
+            return Ok(Some(Delegation {
+                at: self.path.clone(),
+                marker: emulated::MARKER,
+            }));
+        }
+        for dir in self.hierarchy()? {
+            let open = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY)
+                .open(&dir)
+                .map_err(|source| Error::Open {
+                    path: dir.clone(),
+                    source,
+                })?;
+            for marker in DELEGATION_MARKERS {
+                use std::os::fd::AsFd;
+                if let Ok(Some(value)) = crate::sys::get_xattr(open.as_fd(), marker)
+                    && value == b"1"
+                {
+                    return Ok(Some(Delegation { at: dir, marker }));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The root's path below the top of its cgroup2 hierarchy, as
+    /// /proc/PID/cgroup names cgroups (`/` for the mount itself); `/` for
+    /// an emulated root.
+    pub fn hierarchy_path(&self) -> Result<PathBuf, Error> {
+        let dirs = self.hierarchy()?;
+        let top = dirs.last().unwrap_or(&self.path);
+        let below = dirs
+            .first()
+            .and_then(|root| root.strip_prefix(top).ok())
+            .unwrap_or(Path::new(""));
+        Ok(Path::new("/").join(below))
+    }
+
+    /// The root's directory and those above it on the same cgroup2 file
+    /// system, the root first, the hierarchy's top last.
+    fn hierarchy(&self) -> Result<Vec<PathBuf>, Error> {
+        #[cfg(any(test, feature = "emulated-root"))]
+        if self.backend == Backend::Emulated {
+            return Ok(vec![self.path.clone()]);
+        }
+        let root = self.path.canonicalize().map_err(|source| Error::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for dir in root.ancestors() {
+            let on_cgroup2 = nix::sys::statfs::statfs(dir)
+                .is_ok_and(|stat| stat.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+            if !on_cgroup2 {
+                break;
+            }
+            dirs.push(dir.to_path_buf());
+        }
+        Ok(dirs)
+    }
+
     /// Names of the child groups, sorted.
     pub fn children(&self, group: &str) -> Result<Vec<String>, Error> {
         let path = self.dir(group);
@@ -588,6 +659,20 @@ impl GroupHandle {
             source,
         })
     }
+}
+
+/// systemd's marks on a cgroup it delegated (`Delegate=yes`), value `1`:
+/// `trusted.delegate` since systemd 244, and `user.delegate` as well since
+/// 251, which readers without CAP_SYS_ADMIN can see (user attributes on
+/// cgroupfs need Linux 5.7). systemd's cg_is_delegated() reads them in
+/// this order.
+pub const DELEGATION_MARKERS: [&str; 2] = ["trusted.delegate", "user.delegate"];
+
+/// Where a subtree was delegated, and the mark that says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delegation {
+    pub at: PathBuf,
+    pub marker: &'static str,
 }
 
 /// Held while one memslice run changes the tree; released on drop.

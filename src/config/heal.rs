@@ -12,7 +12,7 @@ use jiff::tz::TimeZone;
 
 use super::duration::{Bounds, NightWindow, parse_duration};
 use super::raw::{At, RawHeal, RawService};
-use super::{Driver, Problem, Slice};
+use super::{Layout, Problem, Slice};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealConfig {
@@ -42,8 +42,9 @@ pub struct HealConfig {
     /// PSI trigger on a slice: `heal watch` checks at once when memory
     /// pressure crosses it, instead of at the next tick.
     pub pressure: Option<PressureTrigger>,
-    /// How slice paths map to cgroups (the systemd driver nests `.slice`s).
-    pub driver: Driver,
+    /// How slice paths map to cgroups (the systemd driver nests `.slice`s);
+    /// set with the config's own by `Config::place`.
+    pub layout: Layout,
 }
 
 /// Which stall a PSI trigger counts (the kernel's psi.rst).
@@ -301,7 +302,7 @@ pub(super) fn validate(
     raw: &RawHeal,
     slices: &[Slice],
     default_target: Option<&At<String>>,
-    driver: Driver,
+    layout: &Layout,
     problems: &mut Vec<Problem>,
 ) -> HealConfig {
     let timezone = match &raw.timezone {
@@ -362,7 +363,7 @@ pub(super) fn validate(
         notify: raw.notify.as_ref().map(|at| at.value.clone()),
         notify_timeout: value_or(&raw.notify_timeout, Duration::from_secs(10)),
         pressure: pressure(raw, slices, problems),
-        driver,
+        layout: layout.clone(),
     }
 }
 
@@ -610,7 +611,7 @@ pub fn example() -> HealConfig {
         notify: None,
         notify_timeout: Duration::from_secs(10),
         pressure: None,
-        driver: Driver::Cgroupfs,
+        layout: Layout::cgroupfs(),
     }
 }
 

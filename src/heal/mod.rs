@@ -99,7 +99,7 @@ pub fn check(
     };
     let now = Zoned::now().with_time_zone(tz.clone());
     let oom_kills = match &config.storm {
-        Some(rule) => match root.memory_events(&config.driver.cgroup_of(&rule.slice)) {
+        Some(rule) => match root.memory_events(&config.layout.cgroup_of(&rule.slice)) {
             Ok(events) => Some(events.oom_kill),
             Err(err) => {
                 tracing::error!("cannot read the storm slice's OOM kills: {err}");
@@ -185,7 +185,7 @@ fn collect_leftover_groups(root: &Root, config: &HealConfig) {
     let slices: Vec<String> = config
         .protected
         .iter()
-        .map(|slice| config.driver.cgroup_of(slice))
+        .map(|slice| config.layout.cgroup_of(slice))
         .collect();
     if let Err(err) = crate::spawn::task::gc(root, &slices) {
         tracing::warn!("cannot look for task groups left behind: {err}");
@@ -423,7 +423,7 @@ fn wait_until(
 /// has none). The file must stay open: closing it removes the trigger.
 fn arm_pressure(root: &Root, config: &HealConfig) -> Option<File> {
     let trigger = config.pressure.as_ref()?;
-    let group = config.driver.cgroup_of(&trigger.slice);
+    let group = config.layout.cgroup_of(&trigger.slice);
     match root.arm_pressure_trigger(&group, &trigger.kernel_text()) {
         Ok(Some(file)) => {
             tracing::info!(slice = %trigger.slice, trigger = %trigger.kernel_text(), "memory pressure trigger armed");

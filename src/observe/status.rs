@@ -61,12 +61,12 @@ pub fn status(root: &Root, config: &Config) -> Result<Status, cgroupfs::Error> {
     let managed: HashSet<String> = config
         .slices
         .iter()
-        .map(|s| config.driver.cgroup_of(&s.path))
+        .map(|s| config.layout.cgroup_of(&s.path))
         .collect();
     let mut groups = Vec::new();
     for slice in &config.slices {
         let index = groups.len();
-        let cgroup = config.driver.cgroup_of(&slice.path);
+        let cgroup = config.layout.cgroup_of(&slice.path);
         let mut group = group_status(root, &cgroup, true)?;
         group.path.clone_from(&slice.path);
         let exists = group.exists;

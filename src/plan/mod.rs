@@ -9,6 +9,7 @@ mod observe;
 use std::fmt;
 
 use crate::config::{Config, Controller, Limit};
+use crate::layout::SESSIONS;
 
 pub use apply::{ApplyError, Report, apply};
 pub use diff::{Blocker, Change, Plan, diff};
@@ -88,14 +89,15 @@ pub struct DesiredGroup {
     pub subtree_control: Vec<Controller>,
 }
 
-/// The root, then every slice in preorder.
+/// The root, then every slice in preorder, each slice with users followed
+/// by the leaf that holds their sessions (`SLICE/sessions`).
 pub fn desired(config: &Config) -> Vec<DesiredGroup> {
     let root = DesiredGroup {
         path: String::new(),
         knobs: Vec::new(),
         subtree_control: config.root_controllers.clone(),
     };
-    let slices = config.slices.iter().map(|slice| {
+    let slices = config.slices.iter().flat_map(|slice| {
         let memory = &slice.memory;
         let limits = [
             (Knob::Min, memory.min),
@@ -111,11 +113,17 @@ pub fn desired(config: &Config) -> Vec<DesiredGroup> {
         if let Some(flag) = memory.oom_group {
             knobs.push((Knob::OomGroup, Value::Flag(flag)));
         }
-        DesiredGroup {
+        let group = DesiredGroup {
             path: slice.path.clone(),
             knobs,
             subtree_control: slice.controllers.clone(),
-        }
+        };
+        let sessions = (!slice.users.is_empty()).then(|| DesiredGroup {
+            path: crate::cgroupfs::join(&slice.path, SESSIONS),
+            knobs: Vec::new(),
+            subtree_control: Vec::new(),
+        });
+        std::iter::once(group).chain(sessions)
     });
     std::iter::once(root).chain(slices).collect()
 }

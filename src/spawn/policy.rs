@@ -119,7 +119,8 @@ pub fn decide(request: &Request, config: &Config, caller: &Caller) -> Result<Lau
         });
     };
     // systemd enables the controllers its units need itself.
-    if config.driver == Driver::Cgroupfs && !slice_config.controllers.contains(&Controller::Memory)
+    if config.layout.driver() == Driver::Cgroupfs
+        && !slice_config.controllers.contains(&Controller::Memory)
     {
         return Err(Refusal::NoMemoryForTasks {
             dotted: slice.replace('/', "."),
