@@ -11,8 +11,10 @@ use memslice::caller::{self, Asked, Caller, CallerError, Process};
 use memslice::cgroupfs::Root;
 use memslice::config::{Config, ConfigError, DriverSetting, NodeFacts, Size, size::human_bytes};
 use memslice::driver::{self, DriverError};
+use memslice::footprint::{self, FootprintError, Placing};
 use memslice::heal::{self, HealError};
 use memslice::host;
+use memslice::locations;
 use memslice::observe;
 use memslice::observe::metrics::DecisionCounts;
 use memslice::plan::Plan;
@@ -100,6 +102,12 @@ pub fn render_error(err: &anyhow::Error) -> String {
 }
 
 fn exit_code_for(cli: &Cli, err: &anyhow::Error) -> ExitCode {
+    if matches!(cli.command, Command::Exec { .. }) {
+        let code = err
+            .downcast_ref::<FootprintError>()
+            .map_or(125, FootprintError::exec_status);
+        return ExitCode::from(code);
+    }
     if matches!(cli.command, Command::Run { .. } | Command::Protect { .. }) {
         // Like env(1): the command's own codes stay unambiguous.
         let code = err
@@ -111,6 +119,9 @@ fn exit_code_for(cli: &Cli, err: &anyhow::Error) -> ExitCode {
         if cause.downcast_ref::<ConfigError>().is_some()
             || cause.downcast_ref::<CallerError>().is_some()
             || cause.downcast_ref::<DriverError>().is_some()
+            || cause
+                .downcast_ref::<FootprintError>()
+                .is_some_and(FootprintError::is_refusal)
             || cause
                 .downcast_ref::<ProvisionError>()
                 .is_some_and(ProvisionError::driver_refused)
@@ -144,6 +155,10 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
         .map(Signals::block)
         .transpose()
         .context("cannot block signals")?;
+    if matches!(cli.command, Command::PamSession) {
+        // Settles its caller itself: the PAM environment is no evidence.
+        return Ok(pam_session());
+    }
     let caller = caller::resolve(&Process::current(), asked, caller::person_by_uid)?;
     if let Command::TaskExec {
         oom_group,
@@ -165,11 +180,13 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
     let global = &cli.global;
     let node = host::node_facts()?;
     let mut config = Config::load(&global.config, node)?;
-    let setting = global
-        .driver
-        .as_deref()
-        .and_then(DriverSetting::parse)
-        .unwrap_or(config.setting);
+    let setting = match &global.driver {
+        None => config.setting,
+        Some(asked) => asked
+            .to_str()
+            .and_then(DriverSetting::parse)
+            .ok_or_else(|| DriverError::Unknown(asked.to_string_lossy().into_owned()))?,
+    };
     let resolved = driver::resolve(setting, &driver::facts(&global.cgroup_root));
     config.place(resolved.driver, &global.config, caller::uid_of)?;
     let target = Target {
@@ -268,7 +285,36 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
                 print(&out)?;
             }
         }
-        Command::TaskExec { .. } => unreachable!("task-exec is handled before the config is read"),
+        Command::TaskExec { .. } | Command::PamSession => {
+            unreachable!("handled before the config is read")
+        }
+        Command::Exec { slice, command } => {
+            let group = placing(&caller, &target, slice, Placing::Exec)?;
+            let root = open_root(cli)?;
+            Err(footprint::exec(&root, &group, command).into())
+        }
+        Command::Move { slice, pids } => {
+            let group = placing(&caller, &target, slice, Placing::Move)?;
+            let root = open_root(cli)?;
+            let mut out = String::new();
+            let mut failed = 0;
+            for (pid, moved) in footprint::move_processes(&root, &group, pids)? {
+                let name = host::process_name(pid).unwrap_or_else(|| "?".into());
+                match moved {
+                    Ok(()) => out.push_str(&format!("moved {pid} ({name}) to {group}\n")),
+                    Err(err) => {
+                        failed += 1;
+                        say(&format!("cannot move {pid} ({name}): {err}"));
+                    }
+                }
+            }
+            print(&out)?;
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Metrics => {
             let root = open_root(cli)?;
             print(&render_metrics(&root, &config, None))?;
@@ -287,6 +333,52 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The group `exec` or `move` puts processes in; root alone may ask.
+fn placing(caller: &Caller, target: &Target<'_>, slice: &str, how: Placing) -> Result<String> {
+    if *caller != Caller::Root {
+        return Err(FootprintError::NotRoot(match how {
+            Placing::Exec => "memslice exec",
+            Placing::Move => "memslice move",
+        })
+        .into());
+    }
+    Ok(footprint::placement(
+        target.config,
+        target.driver,
+        target.cgroup_root,
+        slice,
+        how,
+    )?)
+}
+
+/// `memslice pam-session`: whatever happens, the login goes on (exit 0);
+/// a session left outside its slice is said in the system log and on
+/// stderr (pam_exec's log file, when it has one).
+fn pam_session() -> ExitCode {
+    footprint::arm_deadline();
+    let request = footprint::PamRequest::from_env(std::env::vars_os());
+    let (config, cgroup_root) = (locations::config(), locations::cgroup_root());
+    let host = footprint::PamHost {
+        config: &config,
+        cgroup_root: &cgroup_root,
+        parent: nix::unistd::getppid().as_raw().try_into().unwrap_or(0),
+        as_root: nix::unistd::getuid().is_root() && nix::unistd::geteuid().is_root(),
+    };
+    match footprint::pam_session(&request, &host) {
+        footprint::PamOutcome::Placed { user, pid, group } => {
+            tracing::debug!(user, pid, group, "session placed");
+        }
+        footprint::PamOutcome::Ignored(why) => tracing::debug!("nothing to place: {why}"),
+        footprint::PamOutcome::Unplaced(why) => {
+            say(&format!("pam-session: {why}"));
+            if let Err(err) = footprint::system_log(&format!("pam-session: {why}")) {
+                tracing::debug!("the system log is not there: {err}");
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// What the task's command line asked for, sizes resolved on this node.

@@ -64,6 +64,8 @@ pub enum DriverError {
         "{root} is systemd's tree (systemd is PID 1 and has not delegated it to memslice), so the cgroupfs driver ({why}) may not write there: cgroup v2 allows one writer per tree, and systemd moves, trims and resets what it does not know about. Set driver = \"auto\" or \"systemd\" in [node] (or pass --driver systemd), and memslice writes slice units for systemd to apply; or point --cgroup-root at a subtree systemd delegated to memslice (a service or scope with Delegate=yes, which systemd marks with the trusted.delegate attribute)"
     )]
     SystemdsTree { root: String, why: String },
+    #[error("--driver (or MEMSLICE_DRIVER) {0:?}: use auto, cgroupfs or systemd")]
+    Unknown(String),
     #[error(
         "the systemd driver ({why}) needs systemd as PID 1 to apply its units, and it is not here (no /run/systemd/system): use driver = \"auto\" or \"cgroupfs\""
     )]

@@ -10,6 +10,7 @@ pub mod cgroupfs;
 pub mod config;
 pub mod driver;
 pub mod files;
+pub mod footprint;
 pub mod heal;
 pub mod host;
 pub mod layout;

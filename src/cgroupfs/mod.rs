@@ -95,7 +95,12 @@ fn write_hint(path: &Path, err: &std::io::Error) -> &'static str {
     let subtree = path
         .file_name()
         .is_some_and(|name| name == "cgroup.subtree_control");
+    let procs = path.file_name().is_some_and(|name| name == "cgroup.procs");
     match err.raw_os_error() {
+        Some(libc::EBUSY) if procs => {
+            " (the group enables controllers for child groups; cgroup v2 keeps processes in leaf groups only)"
+        }
+        Some(libc::ESRCH) if procs => " (no such process: it has ended)",
         Some(libc::EBUSY) if subtree => {
             " (the group has processes of its own; cgroup v2's \"no internal processes\" rule forbids enabling controllers for its children until they move into a leaf group)"
         }
@@ -460,6 +465,24 @@ impl Root {
             .map_err(fail)?;
         file.write_all(trigger.as_bytes()).map_err(fail)?;
         Ok(Some(file))
+    }
+
+    /// Moves the process `pid` (all its threads) into the group, as
+    /// writing it to cgroup.procs does: its children stay where they are.
+    /// The emulation moves it between the lists of its groups and refuses
+    /// what the kernel refuses (a group with controllers enabled for its
+    /// children, a process that does not run).
+    pub fn move_process(&self, group: &str, pid: u32) -> Result<(), Error> {
+        #[cfg(any(test, feature = "emulated-root"))]
+        if self.backend == Backend::Emulated {
+            let dir = self.dir(group);
+            return emulated::move_process(&self.path, &dir, pid).map_err(|source| Error::Write {
+                path: dir.join("cgroup.procs"),
+                value: pid.to_string(),
+                source,
+            });
+        }
+        self.write(group, "cgroup.procs", &pid.to_string())
     }
 
     /// Whether `pid` is in the group or below it. Fails rather than

@@ -5,6 +5,7 @@ mod config;
 mod driver;
 mod events;
 mod fixture;
+mod footprint;
 mod heal;
 mod metrics;
 mod metrics_attack;
