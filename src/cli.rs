@@ -254,6 +254,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Every fact about this host memslice relies on, each OK, WARN or FAIL
+    /// with what to do.
+    ///
+    /// cgroup v2 with memory (FAIL with apply's own advice where it is
+    /// missing), memory_recursiveprot, PSI, cgroup.kill (Linux 5.14),
+    /// clone3 into a cgroup (5.7), systemd's version for OOMPolicy= (243)
+    /// and ManagedOOMPreference= (248), whether the driver fits (one
+    /// writer per tree, delegation), userspace OOM killers and what they
+    /// do to protected tasks, the healer's units (timer or watcher, not
+    /// both), /dev/kmsg, the tz database, the config's ownership, where
+    /// the processes of the slices' users are, and the PAM hook (cgroupfs)
+    /// or cron's logind sessions (systemd). Exit 1 when a check FAILs (for
+    /// configuration management), 0 otherwise.
+    Doctor {
+        /// Machine-readable output (schema in the README).
+        #[arg(long)]
+        json: bool,
+    },
     /// The tree with usage against limits and OOM counters.
     Status {
         /// Machine-readable output (schema in the README).
@@ -304,6 +322,7 @@ impl Command {
             Command::Exec { .. } => "exec",
             Command::Move { .. } => "move",
             Command::PamSession => "pam-session",
+            Command::Doctor { .. } => "doctor",
             Command::Tasks {
                 action: Some(TasksCommand::Kill { .. }),
                 ..

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use memslice::caller::{self, Asked, Caller, CallerError, Process};
 use memslice::cgroupfs::Root;
 use memslice::config::{Config, ConfigError, DriverSetting, NodeFacts, Size, size::human_bytes};
+use memslice::doctor;
 use memslice::driver::{self, DriverError};
 use memslice::footprint::{self, FootprintError, Placing};
 use memslice::heal::{self, HealError};
@@ -178,15 +179,22 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
         return Ok(ExitCode::from(err.exit_code()));
     }
     let global = &cli.global;
+    let asked_driver = match &global.driver {
+        None => None,
+        Some(asked) => Some(
+            asked
+                .to_str()
+                .and_then(DriverSetting::parse)
+                .ok_or_else(|| DriverError::Unknown(asked.to_string_lossy().into_owned()))?,
+        ),
+    };
+    if let Command::Doctor { json } = &cli.command {
+        // Whatever is wrong with the config is one of its findings.
+        return run_doctor(cli, asked_driver, *json);
+    }
     let node = host::node_facts()?;
     let mut config = Config::load(&global.config, node)?;
-    let setting = match &global.driver {
-        None => config.setting,
-        Some(asked) => asked
-            .to_str()
-            .and_then(DriverSetting::parse)
-            .ok_or_else(|| DriverError::Unknown(asked.to_string_lossy().into_owned()))?,
-    };
+    let setting = asked_driver.unwrap_or(config.setting);
     let resolved = driver::resolve(setting, &driver::facts(&global.cgroup_root));
     config.place(resolved.driver, &global.config, caller::uid_of)?;
     let target = Target {
@@ -285,7 +293,7 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
                 print(&out)?;
             }
         }
-        Command::TaskExec { .. } | Command::PamSession => {
+        Command::TaskExec { .. } | Command::PamSession | Command::Doctor { .. } => {
             unreachable!("handled before the config is read")
         }
         Command::Exec { slice, command } => {
@@ -333,6 +341,27 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn run_doctor(cli: &Cli, asked_driver: Option<DriverSetting>, json: bool) -> Result<ExitCode> {
+    let global = &cli.global;
+    let facts = doctor::gather(&global.config, &global.cgroup_root, asked_driver);
+    let report = doctor::checks(&facts);
+    let text = if json {
+        format!("{}\n", serde_json::to_string_pretty(&report)?)
+    } else {
+        report.render_text(&format!(
+            "memslice doctor: {} on {}",
+            global.config.display(),
+            global.cgroup_root.display()
+        ))
+    };
+    print(&text)?;
+    Ok(if report.status == doctor::Status::Fail {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// The group `exec` or `move` puts processes in; root alone may ask.

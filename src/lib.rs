@@ -8,6 +8,7 @@
 pub mod caller;
 pub mod cgroupfs;
 pub mod config;
+pub mod doctor;
 pub mod driver;
 pub mod files;
 pub mod footprint;

@@ -42,6 +42,11 @@ pub fn unit_dir() -> PathBuf {
     fixed_or_test_override!("MEMSLICE_TEST_UNIT_DIR", UNIT_DIR)
 }
 
+/// The PAM stacks, where doctor looks for the session hook.
+pub fn pam_dir() -> PathBuf {
+    fixed_or_test_override!("MEMSLICE_TEST_PAM_DIR", "/etc/pam.d")
+}
+
 /// The system log's socket (journald or syslogd listen there).
 pub fn dev_log() -> PathBuf {
     fixed_or_test_override!("MEMSLICE_TEST_DEV_LOG", "/dev/log")

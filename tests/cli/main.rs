@@ -2,6 +2,7 @@
 //! out like cgroupfs). What only the kernel decides is in vagrant/scenarios.
 
 mod config;
+mod doctor;
 mod driver;
 mod events;
 mod fixture;
