@@ -33,7 +33,6 @@ use crate::cgroupfs::{self, Root};
 use crate::config::{Config, ConfigError, Driver, parent_of};
 use crate::driver::{self, DriverError, Resolved};
 use crate::host::{self, HostError};
-use crate::layout::SESSIONS;
 
 /// The two commands that place processes, for their messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,8 +136,8 @@ pub fn leaf(config: &Config, slice: &str) -> Result<String, FootprintError> {
                 .join(", "),
         });
     };
-    if !found.users.is_empty() {
-        return Ok(cgroupfs::join(slice, SESSIONS));
+    if let Some(sessions) = config.sessions_leaf(found) {
+        return Ok(sessions);
     }
     let children: Vec<&str> = config
         .slices
@@ -307,7 +306,7 @@ pub fn pam_session(request: &PamRequest, host: &PamHost<'_>) -> PamOutcome {
                 .to_string(),
         );
     }
-    let config = match host::node_facts()
+    let mut config = match host::node_facts()
         .map_err(|err| err.to_string())
         .and_then(|node| {
             Config::load(host.config, node).map_err(|err: ConfigError| err.to_string())
@@ -315,9 +314,9 @@ pub fn pam_session(request: &PamRequest, host: &PamHost<'_>) -> PamOutcome {
         Ok(config) => config,
         Err(err) => return unplaced(err),
     };
-    let Some(slice) = config.slice_of_user(user) else {
+    if config.slice_of_user(user).is_none() {
         return PamOutcome::Ignored("no slice names this user");
-    };
+    }
     let resolved = driver::resolve(config.setting, &driver::facts(host.cgroup_root));
     if resolved.driver == Driver::Systemd {
         return PamOutcome::Ignored("the systemd driver: logind places sessions");
@@ -329,7 +328,16 @@ pub fn pam_session(request: &PamRequest, host: &PamHost<'_>) -> PamOutcome {
     if host.parent <= 1 {
         return unplaced("the process that opened it is gone".to_string());
     }
-    let group = cgroupfs::join(&slice.path, SESSIONS);
+    // The cgroupfs driver looks no user up.
+    if let Err(err) = config.place(Driver::Cgroupfs, host.config, |_| Ok(None)) {
+        return unplaced(err.to_string());
+    }
+    let Some(group) = config
+        .slice_of_user(user)
+        .and_then(|slice| config.sessions_leaf(slice))
+    else {
+        return PamOutcome::Ignored("no slice names this user");
+    };
     let moved = host::open_root(host.cgroup_root)
         .map_err(|err| err.to_string())
         .and_then(|root| {

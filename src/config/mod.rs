@@ -328,6 +328,14 @@ impl Config {
         self.slices.iter().find(|slice| slice.path == path)
     }
 
+    /// Under the cgroupfs driver, the leaf group that holds the sessions of
+    /// a slice's users (`app/sessions`), which apply creates. Under the
+    /// systemd driver logind makes session scopes instead.
+    pub fn sessions_leaf(&self, slice: &Slice) -> Option<String> {
+        (self.layout.driver() == Driver::Cgroupfs && !slice.users.is_empty())
+            .then(|| crate::cgroupfs::join(&slice.path, crate::layout::SESSIONS))
+    }
+
     /// The slice that names `user` in its `users`.
     pub fn slice_of_user(&self, user: &str) -> Option<&Slice> {
         self.slices

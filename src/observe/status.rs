@@ -62,6 +62,7 @@ pub fn status(root: &Root, config: &Config) -> Result<Status, cgroupfs::Error> {
         .slices
         .iter()
         .map(|s| config.layout.cgroup_of(&s.path))
+        .chain(config.slices.iter().filter_map(|s| config.sessions_leaf(s)))
         .collect();
     let mut groups = Vec::new();
     for slice in &config.slices {
@@ -84,6 +85,9 @@ pub fn status(root: &Root, config: &Config) -> Result<Status, cgroupfs::Error> {
                 }
             }
             groups[index].tasks = tasks;
+        }
+        if let Some(leaf) = config.sessions_leaf(slice) {
+            groups.push(group_status(root, &leaf, true)?);
         }
     }
     Ok(Status {

@@ -9,7 +9,6 @@ mod observe;
 use std::fmt;
 
 use crate::config::{Config, Controller, Limit};
-use crate::layout::SESSIONS;
 
 pub use apply::{ApplyError, Report, apply};
 pub use diff::{Blocker, Change, Plan, diff};
@@ -118,8 +117,8 @@ pub fn desired(config: &Config) -> Vec<DesiredGroup> {
             knobs,
             subtree_control: slice.controllers.clone(),
         };
-        let sessions = (!slice.users.is_empty()).then(|| DesiredGroup {
-            path: crate::cgroupfs::join(&slice.path, SESSIONS),
+        let sessions = config.sessions_leaf(slice).map(|path| DesiredGroup {
+            path,
             knobs: Vec::new(),
             subtree_control: Vec::new(),
         });
