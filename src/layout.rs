@@ -95,6 +95,15 @@ pub struct UserSlice {
     pub uid: u32,
 }
 
+/// How a slice relates to a user's own slice under the systemd driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserSliceRole {
+    /// It is the user's `user-UID.slice`, which logind owns.
+    Own,
+    /// It is below one (`user-UID-web.slice`).
+    Below,
+}
+
 /// Where every slice lives for one driver.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Layout {
@@ -139,11 +148,22 @@ impl Layout {
     /// The uid whose own slice `slice` is: set for a top-level slice with a
     /// user under the systemd driver, whose unit logind owns (memslice
     /// writes a drop-in for it, not a unit file).
-    pub fn user_of(&self, slice: &str) -> Option<u32> {
+    fn user_of(&self, slice: &str) -> Option<u32> {
         self.user_slices
             .iter()
             .find(|user| user.slice == slice)
             .map(|user| user.uid)
+    }
+
+    /// Whether `slice` is a user's own slice or below one.
+    pub fn user_slice_role(&self, slice: &str) -> Option<UserSliceRole> {
+        let top = slice.split('/').next().unwrap_or_default();
+        self.user_of(top)?;
+        Some(if top == slice {
+            UserSliceRole::Own
+        } else {
+            UserSliceRole::Below
+        })
     }
 
     /// The slice units from the top down to `slice`, each named after its
@@ -211,6 +231,12 @@ mod tests {
         );
         assert_eq!(layout.user_of("app"), Some(1000));
         assert_eq!(layout.user_of("app/web"), None);
+        assert_eq!(layout.user_slice_role("app"), Some(UserSliceRole::Own));
+        assert_eq!(
+            layout.user_slice_role("app/web/php-fpm"),
+            Some(UserSliceRole::Below)
+        );
+        assert_eq!(layout.user_slice_role("ops"), None);
         assert_eq!(layout.cgroup_of("ops"), "ops.slice");
         assert_eq!(layout.slice_unit("application"), "application.slice");
     }
