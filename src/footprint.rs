@@ -30,7 +30,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::cgroupfs::{self, Root};
-use crate::config::{Config, ConfigError, Driver, parent_of};
+use crate::config::{Config, ConfigError, Driver, parent_of, slice_list};
 use crate::driver::{self, DriverError, Resolved};
 use crate::host::{self, HostError};
 
@@ -128,12 +128,7 @@ pub fn leaf(config: &Config, slice: &str) -> Result<String, FootprintError> {
     let Some(found) = config.slice(slice) else {
         return Err(FootprintError::UnknownSlice {
             slice: slice.to_string(),
-            known: config
-                .slices
-                .iter()
-                .map(|s| s.path.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            known: slice_list(&config.slices),
         });
     };
     if let Some(sessions) = config.sessions_leaf(found) {
@@ -392,21 +387,9 @@ pub fn system_log(message: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::NodeFacts;
+    use crate::config::parsed as config;
     use crate::driver::{Facts, RootFacts};
     use crate::layout::DriverSetting;
-
-    fn config(text: &str) -> Config {
-        Config::parse(
-            Path::new("slices.toml"),
-            text,
-            NodeFacts {
-                memory: 16 << 30,
-                page_size: 4096,
-            },
-        )
-        .expect("valid")
-    }
 
     const TREE: &str = "[node]\ndriver = \"cgroupfs\"\n[slice.ops]\n[slice.app]\nusers = [\"app\"]\n[slice.app.web]\n[slice.app.cron]\n[slice.app.tasks]\n[protect]\nslice = \"app/tasks\"\nmemory_max = \"1G\"\nmax_tasks = 1\n";
 

@@ -427,6 +427,30 @@ fn locate(file: &Path, text: &str, problem: Problem) -> Located {
     }
 }
 
+/// The slices' paths, for messages that list what is known.
+pub fn slice_list(slices: &[Slice]) -> String {
+    slices
+        .iter()
+        .map(|s| s.path.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A config from `text` on a 16G node with 4K pages, for unit tests
+/// across the crate.
+#[cfg(test)]
+pub(crate) fn parsed(text: &str) -> Config {
+    Config::parse(
+        Path::new("slices.toml"),
+        text,
+        NodeFacts {
+            memory: 16 << 30,
+            page_size: 4096,
+        },
+    )
+    .unwrap_or_else(|err| panic!("{err}"))
+}
+
 /// Parent of a slice path, `None` for a top-level slice.
 pub fn parent_of(path: &str) -> Option<&str> {
     path.rsplit_once('/').map(|(parent, _)| parent)

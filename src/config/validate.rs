@@ -623,11 +623,7 @@ fn protect_policy(
                     message: format!(
                         "{:?} is not a slice of this file; known: {}",
                         at.value,
-                        slices
-                            .iter()
-                            .map(|s| s.path.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        super::slice_list(slices)
                     ),
                 });
                 complete = false;

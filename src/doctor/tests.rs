@@ -1,25 +1,11 @@
 //! Every verdict from facts made up for it.
 
-use std::path::Path;
-
 use super::*;
-use crate::config::NodeFacts;
+use crate::config::parsed as config;
 use crate::driver::{self, Facts as DriverFacts, RootFacts};
 use crate::layout::DriverSetting;
 
 const CONFIG: &str = "[node]\ndriver = \"auto\"\n[slice.ops]\nmemory_min = \"256M\"\n[slice.app]\nmemory_max = \"8G\"\nusers = [\"app\"]\n[slice.app.tasks]\n[protect]\nslice = \"app/tasks\"\nmemory_max = \"1G\"\nmax_tasks = 1\n";
-
-fn config(text: &str) -> Config {
-    Config::parse(
-        Path::new("/etc/memslice/slices.toml"),
-        text,
-        NodeFacts {
-            memory: 16 << 30,
-            page_size: 4096,
-        },
-    )
-    .expect("valid")
-}
 
 /// A host where everything fits: cgroupfs, no systemd, app's processes home.
 fn healthy() -> Facts {
@@ -67,6 +53,19 @@ fn healthy() -> Facts {
             cron_logind: Some(false),
         },
     }
+}
+
+/// `facts` on a host systemd runs and owns the root of, with `setting`.
+fn on_systemd(facts: &mut Facts, setting: DriverSetting) {
+    facts.driver = driver::resolve(
+        setting,
+        &DriverFacts {
+            systemd_booted: true,
+            root: RootFacts::Cgroup2 { delegation: None },
+        },
+    );
+    facts.systemd_booted = true;
+    facts.systemd_version = Some(252);
 }
 
 fn process(pid: u32, uid: u32, comm: &str, cgroup: &str) -> Process {
@@ -178,15 +177,7 @@ fn psi_is_needed_where_a_trigger_is_configured() {
 #[test]
 fn the_driver_that_does_not_fit_fails() {
     let mut facts = healthy();
-    facts.driver = driver::resolve(
-        DriverSetting::Cgroupfs,
-        &DriverFacts {
-            systemd_booted: true,
-            root: RootFacts::Cgroup2 { delegation: None },
-        },
-    );
-    facts.systemd_booted = true;
-    facts.systemd_version = Some(252);
+    on_systemd(&mut facts, DriverSetting::Cgroupfs);
     let report = checks(&facts);
     let driver = find(&report, "driver");
     assert_eq!(driver.status, Status::Fail);
@@ -201,14 +192,7 @@ fn the_driver_that_does_not_fit_fails() {
 #[test]
 fn systemd_must_know_the_properties_memslice_sets() {
     let mut facts = healthy();
-    facts.driver = driver::resolve(
-        DriverSetting::Auto,
-        &DriverFacts {
-            systemd_booted: true,
-            root: RootFacts::Cgroup2 { delegation: None },
-        },
-    );
-    facts.systemd_booted = true;
+    on_systemd(&mut facts, DriverSetting::Auto);
     facts.systemd_version = Some(245);
     let old = checks(&facts);
     let version = find(&old, "systemd version");
@@ -316,15 +300,7 @@ fn sessions_reach_the_slice_through_pam() {
     facts.pam.hook_in.clear();
     let hook = checks(&facts);
     assert_eq!(find(&hook, "PAM hook").status, Status::Warn);
-    facts.driver = driver::resolve(
-        DriverSetting::Auto,
-        &DriverFacts {
-            systemd_booted: true,
-            root: RootFacts::Cgroup2 { delegation: None },
-        },
-    );
-    facts.systemd_booted = true;
-    facts.systemd_version = Some(252);
+    on_systemd(&mut facts, DriverSetting::Auto);
     let cron = checks(&facts);
     let row = find(&cron, "cron sessions");
     assert_eq!(row.status, Status::Warn);

@@ -214,19 +214,7 @@ impl UnitChange {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::NodeFacts;
-
-    fn config(text: &str) -> Config {
-        Config::parse(
-            Path::new("slices.toml"),
-            text,
-            NodeFacts {
-                memory: 16 << 30,
-                page_size: 4096,
-            },
-        )
-        .expect("valid")
-    }
+    use crate::config::parsed as config;
 
     #[test]
     fn a_user_slice_gets_a_drop_in_and_its_children_units_of_their_own() {

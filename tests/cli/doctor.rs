@@ -101,16 +101,7 @@ fn on_a_hybrid_host_doctor_fails_with_applys_advice() {
     }
     let fx = Fixture::bare(CONFIG);
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_memslice"))
-            .env_remove("MEMSLICE_LOG")
-            .env(
-                "MEMSLICE_TEST_RUN_SYSTEMD",
-                fx.dir.path().join("no-systemd"),
-            )
-            .arg("--config")
-            .arg(fx.config())
-            .arg("--cgroup-root")
-            .arg("/sys/fs/cgroup")
+        fx.command_on(std::path::Path::new("/sys/fs/cgroup"))
             .args(args)
             .output()
             .expect("run")

@@ -49,7 +49,9 @@ fn auto_writes_units_where_systemd_owns_the_tree() {
     let uid = nobody_uid();
     assert!(
         plan.contains(&format!("  create  user-{uid}.slice.d/50-memslice.conf\n"))
-            && plan.contains(&format!("  create  user-{uid}-web.slice.d/50-memslice.conf\n"))
+            && plan.contains(&format!(
+                "  create  user-{uid}-web.slice.d/50-memslice.conf\n"
+            ))
             && plan.contains("  create  ops.slice\n"),
         "{plan}"
     );

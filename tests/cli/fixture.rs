@@ -71,6 +71,22 @@ impl Fixture {
             .assert()
     }
 
+    /// memslice with the fixture's config and `root` as its cgroup root,
+    /// for what the assert_cmd wrappers cannot ask: another uid, the
+    /// host's own root.
+    pub fn command_on(&self, root: &Path) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_memslice"));
+        command
+            .env_remove("MEMSLICE_LOG")
+            .env_remove("SUDO_UID")
+            .env("MEMSLICE_TEST_RUN_SYSTEMD", self.no_systemd())
+            .arg("--config")
+            .arg(self.config())
+            .arg("--cgroup-root")
+            .arg(root);
+        command
+    }
+
     /// memslice as an app user runs it through sudo: root, with SUDO_UID
     /// and SUDO_GID of `user`, and no global option. A test build finds the
     /// fixture's config and root through its MEMSLICE_TEST_* variables,

@@ -141,17 +141,10 @@ fn exec_and_move_are_roots_alone() {
             "memslice move needs root",
         ),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_memslice"))
+        let out = fx
+            .command_on(&fx.root())
             .uid(nobody.uid.as_raw())
             .gid(nobody.gid.as_raw())
-            .env(
-                "MEMSLICE_TEST_RUN_SYSTEMD",
-                fx.dir.path().join("no-systemd"),
-            )
-            .arg("--config")
-            .arg(fx.config())
-            .arg("--cgroup-root")
-            .arg(fx.root())
             .args(&args)
             .output()
             .expect("run");
