@@ -725,6 +725,22 @@ mod tests {
     }
 
     #[test]
+    fn a_cgroup2_mount_is_the_top_of_its_hierarchy() {
+        // A hybrid host mounts cgroup2 at /sys/fs/cgroup/unified, others
+        // at /sys/fs/cgroup; a host with neither has nothing to show.
+        let Some(root) = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .into_iter()
+            .find_map(|path| Root::open(Path::new(path)).ok())
+        else {
+            return;
+        };
+        assert_eq!(root.hierarchy_path().expect("walk"), PathBuf::from("/"));
+        // Marked or not (a container's root may be a delegated scope), the
+        // marks are read without error.
+        root.delegation().expect("delegation marks");
+    }
+
+    #[test]
     fn a_group_removed_under_a_reader_counts_as_vanished() {
         let enodev = std::io::Error::from_raw_os_error(libc::ENODEV);
         let enoent = std::io::Error::from_raw_os_error(libc::ENOENT);

@@ -143,3 +143,54 @@ fn a_user_slice_needs_its_user_under_the_systemd_driver() {
     // The cgroupfs driver needs no uid.
     host.fx.memslice(&["plan"]).success();
 }
+
+#[test]
+fn an_unknown_driver_is_refused_from_the_flag_and_the_environment() {
+    let fx = Fixture::new(CONFIG);
+    let flag = fx.memslice(&["--driver", "docker", "plan"]).code(2);
+    assert!(
+        stderr(&flag)
+            .contains("--driver (or MEMSLICE_DRIVER) \"docker\": use auto, cgroupfs or systemd"),
+        "{}",
+        stderr(&flag)
+    );
+    let env = fx
+        .memslice_env(&[("MEMSLICE_DRIVER", "docker")], &["doctor"])
+        .code(2);
+    assert!(
+        stderr(&env).contains("\"docker\": use auto"),
+        "{}",
+        stderr(&env)
+    );
+}
+
+#[test]
+fn exec_and_move_say_the_systemd_way_under_the_systemd_driver() {
+    let host = SystemdHost::new(CONFIG);
+    let uid = nobody_uid();
+    let exec = host
+        .memslice(&["exec", "--slice", "app/web", "--", "true"])
+        .code(125);
+    assert!(
+        stderr(&exec).contains(&format!(
+            "under the systemd driver systemd places processes, not memslice exec: start the command with `systemd-run --scope --slice=user-{uid}-web.slice -- COMMAND`"
+        )),
+        "{}",
+        stderr(&exec)
+    );
+    let me = std::process::id().to_string();
+    let moved = host.memslice(&["move", "--slice", "app", &me]).code(2);
+    assert!(
+        stderr(&moved).contains("cannot be moved into a slice from outside systemd"),
+        "{}",
+        stderr(&moved)
+    );
+    let misfit = host
+        .memslice(&["--driver", "cgroupfs", "move", "--slice", "app", &me])
+        .code(2);
+    assert!(
+        stderr(&misfit).contains("is systemd's tree"),
+        "{}",
+        stderr(&misfit)
+    );
+}

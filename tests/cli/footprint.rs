@@ -272,3 +272,37 @@ fn the_shipped_pam_line_runs_the_hook_without_failing_a_login() {
         "--help shows the shipped line"
     );
 }
+
+#[test]
+fn the_hook_leaves_systemds_tree_to_logind_and_never_writes_into_it() {
+    let fx = applied();
+    std::fs::write(
+        fx.root().join(memslice::cgroupfs::emulated::SYSTEMD_TREE),
+        "",
+    )
+    .expect("marker");
+    let booted = fx.systemd_booted();
+    let booted = booted.to_str().expect("utf8");
+    let before = fx.snapshot();
+    // auto: systemd's driver, where logind places sessions.
+    let (out, _) = pam_session(&fx, "nobody", &[("MEMSLICE_TEST_RUN_SYSTEMD", booted)]);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // cgroupfs asked for on systemd's tree: not placed, and said why.
+    std::fs::write(
+        fx.config(),
+        CONFIG.replace("[node]", "[node]\ndriver = \"cgroupfs\""),
+    )
+    .expect("config");
+    let (out, _) = pam_session(&fx, "nobody", &[("MEMSLICE_TEST_RUN_SYSTEMD", booted)]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stays outside its slice: ")
+            && String::from_utf8_lossy(&out.stderr).contains("is systemd's tree"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(before, fx.snapshot(), "nothing written into systemd's tree");
+}
