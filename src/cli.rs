@@ -178,21 +178,6 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Inside a task's systemd scope: set memory.oom.group, switch user, exec (internal).
-    #[command(hide = true)]
-    TaskExec {
-        #[arg(long)]
-        oom_group: bool,
-        #[arg(long)]
-        uid: Option<u32>,
-        #[arg(long)]
-        gid: Option<u32>,
-        /// Supplementary gids, comma-separated.
-        #[arg(long, value_delimiter = ',')]
-        groups: Vec<u32>,
-        #[arg(last = true, required = true)]
-        command: Vec<std::ffi::OsString>,
-    },
     /// Prometheus text format of the tree and the healer (for node_exporter's textfile collector).
     Metrics,
     /// Run a command in a slice, in place: memslice moves itself into the
@@ -317,7 +302,6 @@ impl Command {
             Command::Heal(HealCommand::Watch { .. }) => "heal watch",
             Command::Heal(HealCommand::Reset) => "heal reset",
             Command::Events { .. } => "events",
-            Command::TaskExec { .. } => "task-exec",
             Command::Metrics => "metrics",
             Command::Exec { .. } => "exec",
             Command::Move { .. } => "move",

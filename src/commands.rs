@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use memslice::caller::{self, Asked, Caller, CallerError, Process};
 use memslice::cgroupfs::Root;
+use memslice::config::heal::NotifyEvent;
 use memslice::config::{Config, ConfigError, DriverSetting, NodeFacts, Size, size::human_bytes};
 use memslice::doctor;
 use memslice::driver::{self, DriverError};
@@ -161,23 +162,6 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
         return Ok(pam_session());
     }
     let caller = caller::resolve(&Process::current(), asked, caller::person_by_uid)?;
-    if let Command::TaskExec {
-        oom_group,
-        uid,
-        gid,
-        groups,
-        command,
-    } = &cli.command
-    {
-        let identity = uid.map(|uid| caller::Credentials {
-            uid,
-            gid: gid.unwrap_or(uid),
-            gids: groups.clone(),
-        });
-        let err = spawn::scope::task_exec(*oom_group, identity.as_ref(), command);
-        say(&err.to_string());
-        return Ok(ExitCode::from(err.exit_code()));
-    }
     let global = &cli.global;
     let asked_driver = match &global.driver {
         None => None,
@@ -293,7 +277,7 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
                 print(&out)?;
             }
         }
-        Command::TaskExec { .. } | Command::PamSession | Command::Doctor { .. } => {
+        Command::PamSession | Command::Doctor { .. } => {
             unreachable!("handled before the config is read")
         }
         Command::Exec { slice, command } => {
@@ -465,12 +449,11 @@ fn run_task(
             _ => Leftovers::Keep,
         },
         signals,
-        notify: config.heal.as_ref().and_then(|heal| {
-            heal.notify.as_deref().map(|hook| Notify {
-                hook,
-                timeout: heal.notify_timeout,
-            })
-        }),
+        notify: config
+            .heal
+            .as_ref()
+            .and_then(|heal| heal.hook_for(NotifyEvent::Stall))
+            .map(|(hook, timeout)| Notify { hook, timeout }),
     };
     let outcome = spawn::run(&root, &config.layout, &spec)?;
     for warning in &outcome.warnings {

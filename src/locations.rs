@@ -65,10 +65,19 @@ pub fn systemctl() -> PathBuf {
     )
 }
 
-pub fn systemd_run() -> PathBuf {
+/// systemd's private D-Bus socket (root only; see `systemd::bus`).
+pub fn systemd_private_socket() -> PathBuf {
     fixed_or_test_override!(
-        "MEMSLICE_TEST_SYSTEMD_RUN",
-        first_present(&["/usr/bin/systemd-run", "/bin/systemd-run"])
+        "MEMSLICE_TEST_SYSTEMD_PRIVATE",
+        crate::systemd::bus::PRIVATE_SOCKET
+    )
+}
+
+/// The system bus, where the private socket is missing.
+pub fn system_bus_socket() -> PathBuf {
+    fixed_or_test_override!(
+        "MEMSLICE_TEST_SYSTEM_BUS",
+        crate::systemd::bus::SYSTEM_BUS_SOCKET
     )
 }
 

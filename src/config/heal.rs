@@ -39,12 +39,81 @@ pub struct HealConfig {
     /// Command told about each action, with JSON on its standard input.
     pub notify: Option<Vec<String>>,
     pub notify_timeout: Duration,
+    /// What the hook hears (all kinds unless `notify_events` says less).
+    pub notify_events: Vec<NotifyEvent>,
+    /// Per kind and slice, at most one message per window: an OOM storm
+    /// is one message with its count, not hundreds.
+    pub notify_window: Duration,
+    /// Every managed slice, whose OOM kills the hook hears about.
+    pub slices: Vec<String>,
     /// PSI trigger on a slice: `heal watch` checks at once when memory
     /// pressure crosses it, instead of at the next tick.
     pub pressure: Option<PressureTrigger>,
     /// How slice paths map to cgroups (the systemd driver nests `.slice`s);
     /// set with the config's own by `Config::place`.
     pub layout: Layout,
+}
+
+/// What the notify hook can be told about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NotifyEvent {
+    /// A heal action past the grace.
+    Heal,
+    /// An action before the grace, for an OOM storm.
+    Storm,
+    /// The flap limiter held an action back (once per trip).
+    Flapping,
+    /// The state file could not take the action, so it was held back.
+    Unrecorded,
+    /// The kernel OOM-killed in a slice (per slice, once per window).
+    OomKill,
+    /// The stall bound ended a protected task.
+    Stall,
+}
+
+impl NotifyEvent {
+    pub const ALL: [NotifyEvent; 6] = [
+        NotifyEvent::Heal,
+        NotifyEvent::Storm,
+        NotifyEvent::Flapping,
+        NotifyEvent::Unrecorded,
+        NotifyEvent::OomKill,
+        NotifyEvent::Stall,
+    ];
+
+    /// As the JSON's `event` and `notify_events` name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            NotifyEvent::Heal => "heal",
+            NotifyEvent::Storm => "storm",
+            NotifyEvent::Flapping => "flapping",
+            NotifyEvent::Unrecorded => "unrecorded",
+            NotifyEvent::OomKill => "oom_kill",
+            NotifyEvent::Stall => "stall",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<NotifyEvent, String> {
+        NotifyEvent::ALL
+            .into_iter()
+            .find(|event| event.name() == text)
+            .ok_or_else(|| {
+                format!(
+                    "{text:?} is not an event; use {}",
+                    NotifyEvent::ALL.map(NotifyEvent::name).join(", ")
+                )
+            })
+    }
+}
+
+impl HealConfig {
+    /// The hook and its timeout, when it wants to hear about `event`.
+    pub fn hook_for(&self, event: NotifyEvent) -> Option<(&[String], Duration)> {
+        let hook = self.notify.as_deref()?;
+        self.notify_events
+            .contains(&event)
+            .then_some((hook, self.notify_timeout))
+    }
 }
 
 /// Which stall a PSI trigger counts (the kernel's psi.rst).
@@ -362,6 +431,12 @@ pub(super) fn validate(
         storm: storm(raw, slices, problems),
         notify: raw.notify.as_ref().map(|at| at.value.clone()),
         notify_timeout: value_or(&raw.notify_timeout, Duration::from_secs(10)),
+        notify_events: raw.notify_events.as_ref().map_or_else(
+            || NotifyEvent::ALL.to_vec(),
+            |at| at.value.iter().map(|event| event.value).collect(),
+        ),
+        notify_window: value_or(&raw.notify_window, Duration::from_secs(600)),
+        slices: slices.iter().map(|slice| slice.path.clone()).collect(),
         pressure: pressure(raw, slices, problems),
         layout: layout.clone(),
     }
@@ -610,6 +685,9 @@ pub fn example() -> HealConfig {
         storm: None,
         notify: None,
         notify_timeout: Duration::from_secs(10),
+        notify_events: NotifyEvent::ALL.to_vec(),
+        notify_window: Duration::from_secs(600),
+        slices: Vec::new(),
         pressure: None,
         layout: Layout::cgroupfs(),
     }

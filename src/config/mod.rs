@@ -17,6 +17,7 @@ pub mod heal;
 mod nesting;
 mod raw;
 pub mod size;
+mod sources;
 mod validate;
 
 pub use validate::{CGROUP_ROOT_MAX, DEFAULT_STALL_TIMEOUT, TASK_NAME_MAX, effective_max};
@@ -27,6 +28,8 @@ use std::path::{Path, PathBuf};
 
 pub use crate::layout::{Driver, DriverSetting, Layout, UserSlice};
 pub use size::{Limit, Size};
+use sources::Sources;
+pub use sources::dropin_dir;
 
 /// What the node contributes to resolving a config: percentages need its RAM,
 /// and the kernel stores limits in whole pages.
@@ -235,6 +238,32 @@ pub enum ConfigError {
     },
 }
 
+/// The drop-ins of `main`, in name order: `*.toml` in `slices.d/` beside
+/// it (none when the directory is absent).
+fn dropins(main: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let dir = dropin_dir(main);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(ConfigError::File {
+                err: crate::files::FileError::Read { path: dir, source },
+            });
+        }
+    };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.ends_with(".toml") && !name.starts_with('.'))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
 /// A missing config says where the shipped example is.
 fn missing_hint(err: &crate::files::FileError) -> String {
     match err {
@@ -274,53 +303,89 @@ fn render_invalid(path: &Path, problems: &[Located]) -> String {
 }
 
 impl Config {
-    /// Reads and validates `path`; as root, only a file root alone can
-    /// change (see `files`). Nothing on the host is touched.
+    /// Reads and validates `path` and its drop-ins (`slices.d/*.toml`
+    /// beside it, merged in name order); as root, only files root alone
+    /// can change (see `files`). Nothing on the host is touched.
     pub fn load(path: &Path, node: NodeFacts) -> Result<Config, ConfigError> {
-        let bytes = crate::files::read_trusted(path).map_err(|err| ConfigError::File { err })?;
-        Config::parse_bytes(path, &bytes, node)
+        let read = |path: &Path| {
+            crate::files::read_trusted(path)
+                .map(|bytes| (path.to_path_buf(), bytes))
+                .map_err(|err| ConfigError::File { err })
+        };
+        let files = Config::files(path)?
+            .iter()
+            .map(|file| read(file))
+            .collect::<Result<Vec<_>, _>>()?;
+        Config::parse_files(files, node)
     }
 
-    /// Validates `bytes`, which must be UTF-8 as TOML requires; `path` only
-    /// names the file in errors.
+    /// The files a config is read from: `path`, then its drop-ins in name
+    /// order.
+    pub fn files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+        Ok(std::iter::once(path.to_path_buf())
+            .chain(dropins(path)?)
+            .collect())
+    }
+
+    /// Validates one file's `bytes`; `path` only names the file in errors.
     pub fn parse_bytes(path: &Path, bytes: &[u8], node: NodeFacts) -> Result<Config, ConfigError> {
-        match std::str::from_utf8(bytes) {
-            Ok(text) => Config::parse(path, text, node),
-            Err(err) => {
-                let valid = &bytes[..err.valid_up_to()];
-                // The prefix up to the first invalid byte is valid UTF-8.
-                let before = std::str::from_utf8(valid).unwrap_or_default();
-                let bad = bytes.get(err.valid_up_to()).copied().unwrap_or_default();
-                let problem = Problem {
-                    span: before.len()..before.len(),
-                    key: String::new(),
-                    message: format!(
-                        "not UTF-8: byte 0x{bad:02x} here is not valid UTF-8 text, which TOML requires"
-                    ),
-                };
-                Err(ConfigError::Invalid {
-                    path: path.to_path_buf(),
-                    problems: vec![locate(path, before, problem)],
-                })
+        Config::parse_files(vec![(path.to_path_buf(), bytes.to_vec())], node)
+    }
+
+    /// Validates one file's `text`; `path` only names the file in errors.
+    pub fn parse(path: &Path, text: &str, node: NodeFacts) -> Result<Config, ConfigError> {
+        Config::parse_bytes(path, text.as_bytes(), node)
+    }
+
+    /// Validates the main file and its drop-ins, in merge order. Each must
+    /// be UTF-8, as TOML requires; a problem names the file it is in.
+    pub fn parse_files(
+        files: Vec<(PathBuf, Vec<u8>)>,
+        node: NodeFacts,
+    ) -> Result<Config, ConfigError> {
+        let main = files
+            .first()
+            .map_or_else(|| PathBuf::from("slices.toml"), |(path, _)| path.clone());
+        let mut encoding = Vec::new();
+        let mut texts = Vec::with_capacity(files.len());
+        for (path, bytes) in files {
+            match String::from_utf8(bytes) {
+                Ok(text) => texts.push((path, text)),
+                Err(err) => {
+                    let valid_up_to = err.utf8_error().valid_up_to();
+                    let bytes = err.into_bytes();
+                    let bad = bytes.get(valid_up_to).copied().unwrap_or_default();
+                    // The prefix up to the first invalid byte is valid UTF-8.
+                    let before = String::from_utf8_lossy(&bytes[..valid_up_to]).into_owned();
+                    let one = Sources::new(vec![(path, before)]);
+                    encoding.push(one.locate(Problem {
+                        span: valid_up_to..valid_up_to,
+                        key: String::new(),
+                        message: format!(
+                            "not UTF-8: byte 0x{bad:02x} here is not valid UTF-8 text, which TOML requires"
+                        ),
+                    }));
+                }
             }
         }
-    }
-
-    /// Validates `text`; `path` only names the file in errors.
-    pub fn parse(path: &Path, text: &str, node: NodeFacts) -> Result<Config, ConfigError> {
+        if !encoding.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: main,
+                problems: encoding,
+            });
+        }
+        let sources = Sources::new(texts);
         let mut problems = Vec::new();
-        let raw = raw::read(text, &mut problems);
+        let document = sources.document(&mut problems);
+        let raw = raw::read(&document, &mut problems);
         let config = validate::validate(&raw, node, &mut problems);
         if problems.is_empty() {
             return Ok(config);
         }
         problems.sort_by_key(|problem| problem.span.start);
         Err(ConfigError::Invalid {
-            path: path.to_path_buf(),
-            problems: problems
-                .into_iter()
-                .map(|p| locate(path, text, p))
-                .collect(),
+            path: main,
+            problems: problems.into_iter().map(|p| sources.locate(p)).collect(),
         })
     }
 
@@ -407,23 +472,6 @@ impl Config {
             });
         }
         Ok(found)
-    }
-}
-
-/// Line and column (in characters, as editors count) of a problem's start.
-fn locate(file: &Path, text: &str, problem: Problem) -> Located {
-    let mut start = problem.span.start.min(text.len());
-    while !text.is_char_boundary(start) {
-        start -= 1;
-    }
-    let before = &text[..start];
-    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
-    Located {
-        file: file.to_path_buf(),
-        line: before.matches('\n').count() + 1,
-        column: before[line_start..].chars().count() + 1,
-        key: problem.key,
-        message: problem.message,
     }
 }
 

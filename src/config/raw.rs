@@ -21,7 +21,7 @@ use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
 use super::duration::{self, Bounds, NightWindow};
-use super::heal::{self, PressureKind};
+use super::heal::{self, NotifyEvent, PressureKind};
 use super::size::{SIZE_FORMS, Size};
 use super::{Controller, DriverSetting, OomPolicy, Problem};
 
@@ -305,6 +305,18 @@ const HEAL: &[Key<RawHeal>] = &[
         },
     },
     Key {
+        name: "notify_events",
+        read: |heal, value, key, problems| {
+            heal.notify_events = list(value, key, problems, NotifyEvent::parse)
+        },
+    },
+    Key {
+        name: "notify_window",
+        read: |heal, value, key, problems| {
+            heal.notify_window = duration(value, key, WINDOW, problems)
+        },
+    },
+    Key {
         name: "pressure_slice",
         read: |heal, value, key, problems| heal.pressure_slice = string(value, key, problems),
     },
@@ -413,6 +425,8 @@ pub struct RawHeal {
     pub storm_window: Option<At<Duration>>,
     pub notify: Option<At<Vec<String>>>,
     pub notify_timeout: Option<At<Duration>>,
+    pub notify_events: Option<At<Vec<At<NotifyEvent>>>>,
+    pub notify_window: Option<At<Duration>>,
     pub pressure_slice: Option<At<String>>,
     pub pressure_trigger: Option<At<(PressureKind, Duration, Duration)>>,
 }
@@ -469,23 +483,11 @@ pub struct RawProtect {
     pub stall_timeout: Option<At<Option<Duration>>>,
 }
 
-/// Walks the document; every problem found is pushed, none stops the walk.
-pub fn read(text: &str, problems: &mut Vec<Problem>) -> RawConfig {
+/// Walks the (merged) document; every problem found is pushed, none stops
+/// the walk.
+pub fn read(document: &DeTable<'_>, problems: &mut Vec<Problem>) -> RawConfig {
     let mut raw = RawConfig::default();
-    let document = match DeTable::parse(text) {
-        Ok(document) => document,
-        Err(err) => {
-            problems.push(Problem {
-                span: err
-                    .span()
-                    .unwrap_or_else(|| super::nesting::deepest_key(text)),
-                key: String::new(),
-                message: format!("not valid TOML: {}", err.message()),
-            });
-            return raw;
-        }
-    };
-    for (key, value) in document.get_ref() {
+    for (key, value) in document {
         read_key(key, value, "", TOP, &mut raw, problems);
     }
     if raw.slices.is_empty() && problems.is_empty() {

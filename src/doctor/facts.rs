@@ -44,7 +44,13 @@ pub fn gather(config_path: &Path, cgroup_root: &Path, asked: Option<DriverSettin
         .unwrap_or_default();
     Facts {
         config_path: config_path.to_path_buf(),
-        config_trust: crate::files::root_would_read(config_path).map_err(|err| err.to_string()),
+        config_trust: Config::files(config_path)
+            .map_err(|err| err.to_string())
+            .and_then(|files| {
+                files.iter().try_for_each(|file| {
+                    crate::files::root_would_read(file).map_err(|err| err.to_string())
+                })
+            }),
         config,
         cgroup_root: cgroup_root.to_path_buf(),
         memory: opened.map(|_| ()).map_err(|err| err.to_string()),

@@ -97,7 +97,8 @@ pub struct Facts {
     pub config_path: PathBuf,
     /// The config placed for the driver, or why it cannot be used.
     pub config: Result<Config, String>,
-    /// Whether root would read the config (`files`), whoever runs doctor.
+    /// Whether root would read the config and its drop-ins (`files`),
+    /// whoever runs doctor.
     pub config_trust: Result<(), String>,
     pub cgroup_root: PathBuf,
     /// `Err`: the refusal `apply` gives for this root.
@@ -198,7 +199,7 @@ fn trust_check(facts: &Facts) -> Check {
             "config ownership",
             Status::Ok,
             format!(
-                "{} and the directories above it are root's alone",
+                "{} and its drop-ins, and the directories above them, are root's alone",
                 facts.config_path.display()
             ),
             None,
@@ -355,7 +356,7 @@ fn systemd_check(facts: &Facts, config: Option<&Config>) -> Option<Check> {
             };
             let found = if scope_refused {
                 format!(
-                    "{found}; protected tasks' scopes set ManagedOOMPreference=omit, which systemd-run refuses"
+                    "{found}; protected tasks' scopes ask for ManagedOOMPreference=omit, which this systemd refuses"
                 )
             } else {
                 found

@@ -202,7 +202,7 @@ fn systemd_must_know_the_properties_memslice_sets() {
         "protect's scopes would be refused"
     );
     assert!(
-        version.found.contains("systemd-run refuses"),
+        version.found.contains("which this systemd refuses"),
         "{}",
         version.found
     );

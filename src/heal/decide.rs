@@ -35,6 +35,10 @@ pub struct Record {
     /// Recent readings of the storm slice's oom_kill counter.
     #[serde(default)]
     pub oom_samples: Vec<OomSample>,
+    /// OOM kills per slice seen and told to the notify hook (boxed: the
+    /// record is passed around by value and most of it is small).
+    #[serde(default)]
+    pub oom_book: Box<super::alerts::OomBook>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +147,8 @@ pub fn decide(
         flap_reported: !limiter.act && (history.flap_reported || limiter.flapping),
         actions: history.actions,
         oom_samples,
+        // Kept as it was: check() updates it when it tells the hook.
+        oom_book: record.oom_book,
     };
     let site = match (outage.since.is_some(), tally.failing.is_empty()) {
         (true, _) => Site::Down,

@@ -6,6 +6,7 @@
 //! take the lock first, so two runs never act at once.
 
 mod act;
+pub mod alerts;
 pub mod decide;
 pub mod limits;
 pub mod notify;
@@ -24,7 +25,7 @@ pub use act::Actions;
 use decide::{ActionRecord, ProbeResult, Site, Verdict};
 
 use crate::cgroupfs::Root;
-use crate::config::heal::HealConfig;
+use crate::config::heal::{HealConfig, NotifyEvent};
 use crate::observe::events::Watcher;
 use crate::observe::metrics::{DecisionCounts, HealMetrics};
 use crate::signals::Signals;
@@ -156,16 +157,14 @@ pub fn check(
         });
     }
     log(&verdict, &probes, actions.as_ref(), false);
+    *next.oom_book = tell_oom_kills(root, config, &next.oom_book, verdict.at);
     let saved = record(config, &next, remembered.as_deref_mut());
+    let notice = notify::notice(&verdict, actions.as_ref(), unrecorded.as_ref());
     let tell = actions.is_some() || verdict.flap_tripped_now || unrecorded.is_some();
-    if let (Some(hook), true) = (&config.notify, tell) {
-        if let Err(err) = notify::send(
-            hook,
-            &notify::notice(&verdict, actions.as_ref(), unrecorded.as_ref()),
-            config.notify_timeout,
-        ) {
-            tracing::warn!("notify hook failed (healing is not affected): {err}");
-        }
+    if let (Some((hook, timeout)), true) = (config.hook_for(notice.event), tell)
+        && let Err(err) = notify::send(hook, &notice, timeout)
+    {
+        tracing::warn!("notify hook failed (healing is not affected): {err}");
     }
     match (saved, remembered.is_some()) {
         (Err(err), false) if unrecorded.is_none() => return Err(err.into()),
@@ -177,6 +176,42 @@ pub fn check(
         actions,
         dry_run: false,
     })))
+}
+
+/// Reads every managed slice's OOM kills and tells the notify hook about
+/// new ones (per slice, once per notify_window). Returns the book to keep.
+fn tell_oom_kills(
+    root: &Root,
+    config: &HealConfig,
+    book: &alerts::OomBook,
+    now: jiff::Timestamp,
+) -> alerts::OomBook {
+    let counters = config
+        .slices
+        .iter()
+        .filter_map(|slice| {
+            let events = root
+                .memory_events_if_enabled(&config.layout.cgroup_of(slice))
+                .ok()??;
+            Some((slice.clone(), events.oom_kill))
+        })
+        .collect();
+    let (notices, next) = alerts::oom_notices(book, &counters, now, config.notify_window);
+    for notice in &notices {
+        tracing::warn!(
+            slice = %notice.slice,
+            kills = notice.kills,
+            "the kernel OOM-killed {} process(es) in {}",
+            notice.kills,
+            notice.slice
+        );
+        if let Some((hook, timeout)) = config.hook_for(NotifyEvent::OomKill)
+            && let Err(err) = notify::send(hook, notice, timeout)
+        {
+            tracing::warn!("notify hook failed: {err}");
+        }
+    }
+    next
 }
 
 /// Removes the empty task groups a killed memslice left behind in the

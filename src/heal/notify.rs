@@ -13,13 +13,15 @@ use super::Actions;
 use super::decide::Verdict;
 use super::limits::Storm;
 use super::probe;
+use crate::config::heal::NotifyEvent;
 
 #[derive(Debug, Serialize)]
 pub struct Notice<'a> {
     /// `heal` (past the grace), `storm` (OOM storm), `flapping` (the
     /// limiter held an action back), or `unrecorded` (the state file could
     /// not take the action, so `heal check` held it back).
-    pub event: &'static str,
+    #[serde(serialize_with = "event_name")]
+    pub event: NotifyEvent,
     pub at: Timestamp,
     pub reason: &'a str,
     pub down: &'a [String],
@@ -43,10 +45,10 @@ pub fn notice<'a>(
         actions.is_some(),
         verdict.storm.is_some() && verdict.restart.is_empty(),
     ) {
-        (false, _) if unrecorded.is_some() => "unrecorded",
-        (false, _) => "flapping",
-        (true, true) => "storm",
-        (true, false) => "heal",
+        (false, _) if unrecorded.is_some() => NotifyEvent::Unrecorded,
+        (false, _) => NotifyEvent::Flapping,
+        (true, true) => NotifyEvent::Storm,
+        (true, false) => NotifyEvent::Heal,
     };
     let none: &[String] = &[];
     Notice {
@@ -63,6 +65,10 @@ pub fn notice<'a>(
         storm: verdict.storm,
         unrecorded: unrecorded.map(ToString::to_string),
     }
+}
+
+fn event_name<S: serde::Serializer>(event: &NotifyEvent, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(event.name())
 }
 
 /// A protected task ended by the stall bound (event `stall`).
@@ -155,7 +161,7 @@ mod tests {
             Duration::from_secs(5),
         );
         assert!(failed.is_err());
-        assert_eq!(notice(&verdict, None, None).event, "flapping");
+        assert_eq!(notice(&verdict, None, None).event, NotifyEvent::Flapping);
     }
 
     #[test]

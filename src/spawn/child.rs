@@ -15,7 +15,7 @@
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
@@ -69,6 +69,10 @@ pub struct Prepared {
     pub env: Vec<CString>,
     /// Fork path: the group's cgroup.procs, opened by the parent.
     pub move_into: Option<File>,
+    /// A pipe to wait on before anything else, until the parent has had the
+    /// child placed (systemd moves it into its scope); a closed pipe with
+    /// no byte means the parent gave up.
+    pub wait_for: Option<OwnedFd>,
     pub oom_score_adj: Option<i32>,
     pub allow_unprotected: bool,
     pub run_as: Option<Credentials>,
@@ -139,6 +143,12 @@ pub fn exec(prepared: &Prepared, report: BorrowedFd<'_>) -> ! {
         send(report, step, errno);
         exit_child(code)
     };
+    if let Some(go) = &prepared.wait_for {
+        let mut byte = [0u8; 1];
+        if !matches!(nix::unistd::read(go, &mut byte), Ok(1)) {
+            exit_child(125);
+        }
+    }
     if let Some(procs) = &prepared.move_into {
         let mut procs: &File = procs;
         if let Err(err) = procs.write_all(std::process::id().to_string().as_bytes()) {

@@ -64,6 +64,7 @@ pub fn run(root: &Root, spec: &TaskSpec<'_>) -> Result<super::Outcome, SpawnErro
         argv,
         env: child::task_environment(launch.run_as.as_ref())?,
         move_into: None,
+        wait_for: None,
         oom_score_adj: launch.oom_score_adj,
         allow_unprotected: spec.allow_unprotected,
         run_as: launch.run_as.as_ref().map(|person| person.credentials()),

@@ -28,20 +28,22 @@ use crate::cgroupfs::Root;
 /// removed scope sends none).
 const LOOK_EVERY: Duration = Duration::from_secs(5);
 
-/// Forks the keeper for `group` and returns in the supervisor at once.
-/// `remove`: the group is memslice's to remove once empty (not a scope).
-pub fn hand_over(
-    root: &Root,
-    group: &str,
-    stall_timeout: Option<Duration>,
-    notify: Option<Notify<'_>>,
-    remove: bool,
-) -> Result<(), SpawnError> {
+/// What the keeper keeps.
+pub struct Charge<'a> {
+    pub group: &'a str,
+    pub stall_timeout: Option<Duration>,
+    pub notify: Option<Notify<'a>>,
+    /// The group is memslice's to remove once empty (not a scope).
+    pub remove: bool,
+}
+
+/// Forks the keeper and returns in the supervisor at once.
+pub fn hand_over(root: &Root, charge: &Charge<'_>) -> Result<(), SpawnError> {
     crate::sys::fork(|| {
-        let code = match keep(root, group, stall_timeout, notify, remove) {
+        let code = match keep(root, charge) {
             Ok(()) => 0,
             Err(err) => {
-                tracing::error!("the keeper of {group} stopped: {err}");
+                tracing::error!("the keeper of {} stopped: {err}", charge.group);
                 1
             }
         };
@@ -55,13 +57,8 @@ pub fn hand_over(
 }
 
 /// The keeper's life: detach, then watch until the group is empty.
-fn keep(
-    root: &Root,
-    group: &str,
-    stall_timeout: Option<Duration>,
-    notify: Option<Notify<'_>>,
-    remove: bool,
-) -> Result<(), SpawnError> {
+fn keep(root: &Root, charge: &Charge<'_>) -> Result<(), SpawnError> {
+    let group = charge.group;
     let _ = nix::unistd::setsid();
     if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
         let _ = nix::unistd::dup2_stdin(null.as_fd());
@@ -77,7 +74,7 @@ fn keep(
         })?;
     // Not fatal: the periodic look finds the end too.
     let _ = events.add_watch(&root.file(group, "cgroup.events"), AddWatchFlags::IN_MODIFY);
-    let mut stall = StallWatch::new(root, group, stall_timeout);
+    let mut stall = StallWatch::new(root, group, charge.stall_timeout);
     while root.populated(group)? {
         let mut fds = vec![PollFd::new(events.as_fd(), PollFlags::POLLIN)];
         if let Some(fd) = stall.fd() {
@@ -94,9 +91,9 @@ fn keep(
             }
         }
         let _ = events.read_events();
-        handle_stall(root, &mut stall, notify);
+        handle_stall(root, &mut stall, charge.notify);
     }
-    if remove {
+    if charge.remove {
         root.remove(group)?;
     }
     tracing::info!(%group, "the detached work ended; its group is gone");

@@ -144,8 +144,8 @@ pub enum SpawnError {
     Setup { what: &'static str, source: Errno },
     #[error("the command contains a NUL byte")]
     NulInCommand,
-    #[error("cannot find the memslice binary to run in the task's scope: {0}")]
-    OwnBinary(std::io::Error),
+    #[error("systemd did not make the task's scope: {0}")]
+    Scope(#[from] crate::systemd::bus::BusError),
     #[error("task group {group} still had processes {}s after cgroup.kill (stuck in the kernel?); it was left in place", KILL_TIMEOUT.as_secs())]
     NotEmptied { group: String },
 }
@@ -220,11 +220,9 @@ pub fn run(root: &Root, layout: &Layout, spec: &TaskSpec<'_>) -> Result<Outcome,
     match layout.driver() {
         Driver::Cgroupfs => group::run(root, spec),
         Driver::Systemd => {
-            let memslice = std::env::current_exe().map_err(SpawnError::OwnBinary)?;
             let place = scope::ScopePlace {
                 slice_cgroup: &layout.cgroup_of(&spec.launch.slice),
                 slice_unit: &layout.slice_unit(&spec.launch.slice),
-                memslice: &memslice,
             };
             scope::run(root, spec, &place)
         }
@@ -287,7 +285,15 @@ fn follow(root: &Root, spec: &TaskSpec<'_>, started: Started) -> Result<Outcome,
         Leftovers::Keep => root.populated(group)?,
     };
     if detached {
-        keeper::hand_over(root, group, launch.stall_timeout, spec.notify, started.ours)?;
+        keeper::hand_over(
+            root,
+            &keeper::Charge {
+                group,
+                stall_timeout: launch.stall_timeout,
+                notify: spec.notify,
+                remove: started.ours,
+            },
+        )?;
     } else if started.ours {
         supervise::empty(root, group)?;
         root.remove(group)?;

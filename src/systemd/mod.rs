@@ -13,6 +13,7 @@
 //! carry memslice's marker and asks systemd to reload.
 
 mod apply;
+pub mod bus;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -131,3 +131,21 @@ fn on_a_hybrid_host_doctor_fails_with_applys_advice() {
     assert_eq!(memory["status"], "fail");
     assert_eq!(memory["found"], advice, "the same words as apply's refusal");
 }
+
+#[test]
+fn a_drop_in_root_would_refuse_is_named() {
+    let fx = Fixture::new(CONFIG);
+    let dir = fx.dir.path().join("slices.d");
+    std::fs::create_dir(&dir).expect("slices.d");
+    let dropin = dir.join("10-web.toml");
+    std::fs::write(&dropin, "[slice.app.web]\nmemory_max = \"1G\"\n").expect("drop-in");
+    std::fs::set_permissions(&dropin, PermissionsExt::from_mode(0o666)).expect("chmod");
+    let found = report(&fx.memslice(&["doctor", "--json"]).code(1));
+    let trust = check(&found, "config ownership");
+    assert!(
+        trust["found"]
+            .as_str()
+            .is_some_and(|text| text.contains("10-web.toml") && text.contains("mode 0666")),
+        "{trust:#}"
+    );
+}

@@ -430,13 +430,12 @@ fn heal_check_does_not_act_when_it_cannot_record_the_action() {
         );
     }
     assert!(!fx.dir.path().join("up").exists(), "a restart ran");
-    let sent = std::fs::read_to_string(&notices).expect("the notify hook ran");
-    let events: Vec<serde_json::Value> = sent
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("json"))
-        .collect();
-    assert_eq!(events.len(), 3, "{sent}");
-    assert!(events.iter().all(|e| e["event"] == "unrecorded"), "{sent}");
+    let events = self::notices(&notices);
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert!(
+        events.iter().all(|e| e["event"] == "unrecorded"),
+        "{events:?}"
+    );
     let temporary: Vec<_> = std::fs::read_dir(fx.dir.path())
         .expect("list")
         .filter_map(|e| e.ok())
@@ -455,17 +454,11 @@ fn heal_watch_keeps_the_flap_limit_in_memory_when_the_state_cannot_be_saved() {
     watch.expect_lines("holding back until", 2);
     let (status, _) = watch.stop();
     assert!(status.success(), "{status}");
-    let sent = std::fs::read_to_string(&notices).expect("the notify hook ran");
-    let events: Vec<String> = sent
-        .lines()
-        .map(|line| {
-            serde_json::from_str::<serde_json::Value>(line).expect("json")["event"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
+    let events: Vec<serde_json::Value> = self::notices(&notices)
+        .into_iter()
+        .map(|notice| notice["event"].clone())
         .collect();
-    assert_eq!(events, ["heal", "flapping"], "{sent}");
+    assert_eq!(events, ["heal", "flapping"]);
 }
 
 #[test]
@@ -509,5 +502,98 @@ fn a_task_the_healer_kills_hears_why_from_its_memslice() {
     assert!(
         said.contains("was killed by memslice heal: web down for 0s, past the 0s day grace"),
         "{said}"
+    );
+}
+
+/// The notices the hook got, one JSON object per line.
+fn notices(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("json"))
+        .collect()
+}
+
+fn oom_kills(fx: &Fixture, group: &str, kills: u64) {
+    fx.write(
+        group,
+        "memory.events",
+        &format!("low 0\nhigh 0\nmax {kills}\noom {kills}\noom_kill {kills}\noom_group_kill 0\n"),
+    );
+}
+
+#[test]
+fn oom_kills_reach_the_hook_once_per_window_per_slice() {
+    let fx = fixture("1h");
+    std::fs::write(fx.dir.path().join("up"), "").expect("the site is up");
+    let sent = fx.dir.path().join("notices");
+    let text = heal_config(fx.dir.path(), "1h").replace(
+        "[heal]\n",
+        &format!(
+            "[heal]\nnotify = [\"sh\", \"-c\", \"cat >> {}\"]\n",
+            sent.display()
+        ),
+    );
+    std::fs::write(fx.config(), text).expect("config");
+    oom_kills(&fx, "app/web", 40);
+    oom_kills(&fx, "app", 40);
+    fx.memslice(&["heal", "check"]).success();
+    assert!(
+        notices(&sent).is_empty(),
+        "kills before the first look are history"
+    );
+    oom_kills(&fx, "app/web", 43);
+    oom_kills(&fx, "app", 43);
+    let out = fx.memslice(&["heal", "check"]).success();
+    assert!(
+        stderr(&out).contains("the kernel OOM-killed 3 process(es) in app/web"),
+        "{}",
+        stderr(&out)
+    );
+    let told = notices(&sent);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(
+        (&told[0]["event"], &told[0]["slice"], &told[0]["kills"]),
+        (
+            &serde_json::json!("oom_kill"),
+            &serde_json::json!("app/web"),
+            &serde_json::json!(3)
+        )
+    );
+    for storm in [100, 400, 900] {
+        oom_kills(&fx, "app/web", storm);
+        oom_kills(&fx, "app", storm);
+        fx.memslice(&["heal", "check"]).success();
+    }
+    assert_eq!(
+        notices(&sent).len(),
+        1,
+        "a storm within the window is one message"
+    );
+}
+
+#[test]
+fn the_hook_hears_only_the_kinds_it_asked_for() {
+    let fx = fixture("0s");
+    let sent = fx.dir.path().join("notices");
+    never_back(
+        &fx,
+        &format!(
+            "notify = [\"sh\", \"-c\", \"cat >> {}\"]\nnotify_events = [\"oom_kill\"]\n",
+            sent.display()
+        ),
+    );
+    fx.memslice(&["heal", "check"]).success();
+    let out = fx.memslice(&["heal", "check"]).success();
+    assert!(stdout(&out).starts_with("acted:"), "{}", stdout(&out));
+    assert!(notices(&sent).is_empty(), "heal actions were not asked for");
+    never_back(
+        &fx,
+        "notify = [\"true\"]\nnotify_events = [\"heal\", \"oom\"]\n",
+    );
+    let message = stderr(&fx.memslice(&["heal", "check"]).code(2));
+    assert!(
+        message.contains("heal.notify_events: \"oom\" is not an event; use heal, storm, flapping, unrecorded, oom_kill, stall"),
+        "{message}"
     );
 }

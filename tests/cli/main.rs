@@ -4,6 +4,7 @@
 mod config;
 mod doctor;
 mod driver;
+mod dropins;
 mod events;
 mod fixture;
 mod footprint;

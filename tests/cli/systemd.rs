@@ -186,69 +186,27 @@ fn status_reads_the_tree_systemd_built() {
     );
 }
 
-/// A stand-in for systemd-run: logs its options, then runs what follows `--`.
-fn fake_systemd_run(units: &Units) -> PathBuf {
-    let path = units.fx.dir.path().join("systemd-run");
-    std::fs::write(
-        &path,
-        format!(
-            "#!/bin/sh\nwhile [ \"$1\" != -- ]; do echo \"$1\" >> {}; shift; done\nshift\nexec \"$@\"\n",
-            units.fx.dir.path().join("run-args").display()
-        ),
-    )
-    .expect("fake");
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
-    path
-}
-
 #[test]
-fn run_starts_the_task_in_a_transient_scope_of_its_slice() {
+fn run_without_a_reachable_systemd_fails_plainly_and_leaves_nothing() {
     let units = Units::new(CONFIG);
-    let fake = fake_systemd_run(&units);
-    let unit_dir = units.dir();
+    let gone = units.fx.dir.path().join("no-such-socket");
+    let gone = gone.to_str().expect("utf8");
+    let pidfile = units.fx.dir.path().join("ran");
+    let script = format!("echo $$ > {}", pidfile.display());
     let out = units.fx.memslice_env(
-        &[("MEMSLICE_TEST_SYSTEMD_RUN", fake.to_str().expect("utf8"))],
         &[
-            "--unit-dir",
-            unit_dir.to_str().expect("utf8"),
-            "run",
-            "--slice",
-            "app/web",
-            "--memory-max",
-            "64M",
-            "--name",
-            "import",
-            "--",
-            "sh",
-            "-c",
-            "echo in the scope; exit 7",
+            ("MEMSLICE_TEST_SYSTEMD_PRIVATE", gone),
+            ("MEMSLICE_TEST_SYSTEM_BUS", gone),
         ],
+        &["run", "--slice", "app/web", "--", "sh", "-c", &script],
     );
-    let out = out.code(7);
-    assert_eq!(stdout(&out), "in the scope\n");
-    let args =
-        std::fs::read_to_string(units.fx.dir.path().join("run-args")).expect("systemd-run ran");
-    let unit = "--unit=memslice-import-";
-    assert!(args.starts_with("--scope\n--quiet\n--collect\n"), "{args}");
+    let message = stderr(&out.code(125));
     assert!(
-        args.contains(unit)
-            && args.contains("--slice=app-web.slice\n--property=MemoryMax=67108864\n"),
-        "{args}"
+        message.contains("systemd did not make the task's scope: cannot reach systemd")
+            && message.contains("no-such-socket"),
+        "{message}"
     );
-}
-
-#[test]
-fn task_exec_reports_a_missing_command_like_a_shell() {
-    let units = Units::new(CONFIG);
-    let out = units
-        .memslice(&["task-exec", "--", "/no/such/command"])
-        .code(127);
-    assert!(
-        stderr(&out).contains("/no/such/command: cannot execute the command: ENOENT"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(!pidfile.exists(), "the command ran outside a scope");
 }
 
 #[test]
