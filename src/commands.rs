@@ -41,9 +41,13 @@ pub fn init_logging(cli: &Cli) {
         1 => tracing::Level::INFO,
         _ => tracing::Level::DEBUG,
     };
-    // A plain level: no filter language to parse on every start.
-    let level = std::env::var("MEMSLICE_LOG")
-        .ok()
+    // A plain level: no filter language to parse on every start. The PAM
+    // hook reads nothing from its environment but PAM_USER and PAM_TYPE.
+    let asked = match cli.command {
+        Command::PamSession => None,
+        _ => std::env::var("MEMSLICE_LOG").ok(),
+    };
+    let level = asked
         .and_then(|text| text.parse::<tracing::Level>().ok())
         .unwrap_or(chosen);
     tracing_subscriber::fmt()
