@@ -273,6 +273,13 @@ pub fn person_by_uid(uid: u32) -> Result<Person, CallerError> {
     person(user)
 }
 
+/// The uid of `name`; `Ok(None)` when there is no such user.
+pub fn uid_of(name: &str) -> Result<Option<u32>, String> {
+    User::from_name(name)
+        .map(|user| user.map(|user| user.uid.as_raw()))
+        .map_err(|errno| format!("the user database: {errno}"))
+}
+
 fn person(user: User) -> Result<Person, CallerError> {
     let name =
         CString::new(user.name.clone()).map_err(|_| CallerError::UnknownUser(user.name.clone()))?;

@@ -46,10 +46,18 @@ pub struct Global {
         default_value_os_t = locations::cgroup_root()
     )]
     pub cgroup_root: PathBuf,
-    /// Who writes the tree: `cgroupfs` (memslice, under --cgroup-root) or
-    /// `systemd` (slice units and drop-ins). Default: [node] driver, else cgroupfs.
-    #[arg(long, global = true, env = "MEMSLICE_DRIVER", value_parser = ["cgroupfs", "systemd"])]
-    pub driver: Option<String>,
+    /// Who writes the tree: `auto` (systemd where systemd is PID 1 and owns
+    /// the cgroup root, cgroupfs elsewhere), `cgroupfs` (memslice, under
+    /// --cgroup-root) or `systemd` (slice units and drop-ins). Default: [node] driver, else auto.
+    // Checked when used, not here: `pam-session` must run (and ignore it)
+    // whatever a PAM environment puts in MEMSLICE_DRIVER.
+    #[arg(
+        long,
+        global = true,
+        env = "MEMSLICE_DRIVER",
+        value_name = "auto|cgroupfs|systemd"
+    )]
+    pub driver: Option<std::ffi::OsString>,
     /// Where the systemd driver writes its units.
     #[arg(long, global = true, default_value_os_t = locations::unit_dir())]
     pub unit_dir: PathBuf,
@@ -172,6 +180,51 @@ pub enum Command {
     },
     /// Prometheus text format of the tree and the healer (for node_exporter's textfile collector).
     Metrics,
+    /// Run a command in a slice, in place: memslice moves itself into the
+    /// slice's leaf group and execs the command (cgroupfs driver, root only).
+    ///
+    /// For init scripts and service files: no supervision, the command
+    /// keeps memslice's pid, identity, environment and descriptors. The
+    /// leaf is SLICE/sessions for a slice with users, the slice itself for
+    /// one without child slices. Under the systemd driver use
+    /// `systemd-run --scope --slice=UNIT` or Slice= instead. Exit 125:
+    /// memslice refused or failed; 126: the command cannot be run; 127:
+    /// not found.
+    Exec {
+        /// The slice, like app/cron.
+        #[arg(long)]
+        slice: String,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Move running processes into a slice's leaf group, like cgclassify
+    /// (cgroupfs driver, root only).
+    ///
+    /// Each process moves with all its threads; processes it started
+    /// before stay where they are, so name them too. Every pid must run,
+    /// or nothing is moved.
+    Move {
+        /// The slice, like app/web.
+        #[arg(long)]
+        slice: String,
+        #[arg(required = true, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+        pids: Vec<u32>,
+    },
+    /// For pam_exec: place the session a slice's user opens in that slice
+    /// (cgroupfs driver).
+    ///
+    /// In /etc/pam.d/common-session and common-session-noninteractive (Debian):
+    ///   session optional pam_exec.so quiet seteuid type=open_session /usr/bin/memslice pam-session
+    /// Moves the process opening the session (pam_exec's parent: sshd's,
+    /// su's, cron's, sudo's) into SLICE/sessions, so the shell or job it
+    /// starts is charged there. Reads only PAM_USER and PAM_TYPE from its
+    /// environment, /etc/memslice/slices.toml and /sys/fs/cgroup (no global
+    /// option counts). Never fails a login: always exits 0 within 2 s, and
+    /// says in the system log (authpriv) why a session stayed outside. Does
+    /// nothing under the systemd driver, where pam_systemd and logind place
+    /// sessions.
+    PamSession,
     /// The tasks started with run and protect: what runs, for whom, since when.
     ///
     /// Every task group under the managed slices, with its slice, name,
@@ -182,6 +235,24 @@ pub enum Command {
     Tasks {
         #[command(subcommand)]
         action: Option<TasksCommand>,
+        /// Machine-readable output (schema in the README).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every fact about this host memslice relies on, each OK, WARN or FAIL
+    /// with what to do.
+    ///
+    /// cgroup v2 with memory (FAIL with apply's own advice where it is
+    /// missing), memory_recursiveprot, PSI, cgroup.kill (Linux 5.14),
+    /// clone3 into a cgroup (5.7), systemd's version for OOMPolicy= (243)
+    /// and ManagedOOMPreference= (248), whether the driver fits (one
+    /// writer per tree, delegation), userspace OOM killers and what they
+    /// do to protected tasks, the healer's units (timer or watcher, not
+    /// both), /dev/kmsg, the tz database, the config's ownership, where
+    /// the processes of the slices' users are, and the PAM hook (cgroupfs)
+    /// or cron's logind sessions (systemd). Exit 1 when a check FAILs (for
+    /// configuration management), 0 otherwise.
+    Doctor {
         /// Machine-readable output (schema in the README).
         #[arg(long)]
         json: bool,
@@ -232,6 +303,10 @@ impl Command {
             Command::Heal(HealCommand::Reset) => "heal reset",
             Command::Events { .. } => "events",
             Command::Metrics => "metrics",
+            Command::Exec { .. } => "exec",
+            Command::Move { .. } => "move",
+            Command::PamSession => "pam-session",
+            Command::Doctor { .. } => "doctor",
             Command::Tasks {
                 action: Some(TasksCommand::Kill { .. }),
                 ..

@@ -10,9 +10,13 @@ use anyhow::{Context, Result};
 use memslice::caller::{self, Asked, Caller, CallerError, Process};
 use memslice::cgroupfs::Root;
 use memslice::config::heal::NotifyEvent;
-use memslice::config::{Config, ConfigError, Driver, NodeFacts, Size, size::human_bytes};
+use memslice::config::{Config, ConfigError, DriverSetting, NodeFacts, Size, size::human_bytes};
+use memslice::doctor;
+use memslice::driver::{self, DriverError};
+use memslice::footprint::{self, FootprintError, Placing};
 use memslice::heal::{self, HealError};
 use memslice::host;
+use memslice::locations;
 use memslice::observe;
 use memslice::observe::metrics::DecisionCounts;
 use memslice::plan::Plan;
@@ -37,9 +41,13 @@ pub fn init_logging(cli: &Cli) {
         1 => tracing::Level::INFO,
         _ => tracing::Level::DEBUG,
     };
-    // A plain level: no filter language to parse on every start.
-    let level = std::env::var("MEMSLICE_LOG")
-        .ok()
+    // A plain level: no filter language to parse on every start. The PAM
+    // hook reads nothing from its environment but PAM_USER and PAM_TYPE.
+    let asked = match cli.command {
+        Command::PamSession => None,
+        _ => std::env::var("MEMSLICE_LOG").ok(),
+    };
+    let level = asked
         .and_then(|text| text.parse::<tracing::Level>().ok())
         .unwrap_or(chosen);
     let journal_error = if memslice::journal::stderr_is_journal() {
@@ -144,6 +152,12 @@ pub fn render_error(err: &anyhow::Error) -> String {
 }
 
 fn exit_code_for(cli: &Cli, err: &anyhow::Error) -> ExitCode {
+    if matches!(cli.command, Command::Exec { .. }) {
+        let code = err
+            .downcast_ref::<FootprintError>()
+            .map_or(125, FootprintError::exec_status);
+        return ExitCode::from(code);
+    }
     if matches!(cli.command, Command::Run { .. } | Command::Protect { .. }) {
         // Like env(1): the command's own codes stay unambiguous.
         let code = err
@@ -154,6 +168,13 @@ fn exit_code_for(cli: &Cli, err: &anyhow::Error) -> ExitCode {
     for cause in err.chain() {
         if cause.downcast_ref::<ConfigError>().is_some()
             || cause.downcast_ref::<CallerError>().is_some()
+            || cause.downcast_ref::<DriverError>().is_some()
+            || cause
+                .downcast_ref::<FootprintError>()
+                .is_some_and(FootprintError::is_refusal)
+            || cause
+                .downcast_ref::<ProvisionError>()
+                .is_some_and(ProvisionError::driver_refused)
         {
             return ExitCode::from(2);
         }
@@ -184,24 +205,42 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
         .map(Signals::block)
         .transpose()
         .context("cannot block signals")?;
+    if matches!(cli.command, Command::PamSession) {
+        // Settles its caller itself: the PAM environment is no evidence.
+        return Ok(pam_session());
+    }
     let caller = caller::resolve(&Process::current(), asked, caller::person_by_uid)?;
     let global = &cli.global;
+    let asked_driver = match &global.driver {
+        None => None,
+        Some(asked) => Some(
+            asked
+                .to_str()
+                .and_then(DriverSetting::parse)
+                .ok_or_else(|| DriverError::Unknown(asked.to_string_lossy().into_owned()))?,
+        ),
+    };
+    if let Command::Doctor { json } = &cli.command {
+        // Whatever is wrong with the config is one of its findings.
+        return run_doctor(cli, asked_driver, *json);
+    }
     let node = host::node_facts()?;
     let mut config = Config::load(&global.config, node)?;
-    if let Some(driver) = global.driver.as_deref().and_then(Driver::parse) {
-        config.driver = driver;
-        if let Some(heal) = &mut config.heal {
-            heal.driver = driver;
-        }
-    }
+    let setting = asked_driver.unwrap_or(config.setting);
+    let resolved = driver::resolve(setting, &driver::facts(&global.cgroup_root));
+    config.place(resolved.driver, &global.config, caller::uid_of)?;
     let target = Target {
         config: &config,
         config_path: &global.config,
         cgroup_root: &global.cgroup_root,
         unit_dir: &global.unit_dir,
+        driver: &resolved,
     };
     match &cli.command {
         Command::Plan { detailed_exitcode } => {
+            if let Err(misfit) = resolved.check_writes(&global.cgroup_root) {
+                say(&format!("warning: {misfit}; `apply` would refuse"));
+            }
             let planned = provision::plan(&target)?;
             print(&render_planned(&planned))?;
             Ok(if *detailed_exitcode && planned.pending() {
@@ -286,6 +325,36 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
                 print(&out)?;
             }
         }
+        Command::PamSession | Command::Doctor { .. } => {
+            unreachable!("handled before the config is read")
+        }
+        Command::Exec { slice, command } => {
+            let group = placing(&caller, &target, slice, Placing::Exec)?;
+            let root = open_root(cli)?;
+            Err(footprint::exec(&root, &group, command).into())
+        }
+        Command::Move { slice, pids } => {
+            let group = placing(&caller, &target, slice, Placing::Move)?;
+            let root = open_root(cli)?;
+            let mut out = String::new();
+            let mut failed = 0;
+            for (pid, moved) in footprint::move_processes(&root, &group, pids)? {
+                let name = host::process_name(pid).unwrap_or_else(|| "?".into());
+                match moved {
+                    Ok(()) => out.push_str(&format!("moved {pid} ({name}) to {group}\n")),
+                    Err(err) => {
+                        failed += 1;
+                        say(&format!("cannot move {pid} ({name}): {err}"));
+                    }
+                }
+            }
+            print(&out)?;
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Metrics => {
             let root = open_root(cli)?;
             print(&render_metrics(&root, &config, None))?;
@@ -304,6 +373,73 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn run_doctor(cli: &Cli, asked_driver: Option<DriverSetting>, json: bool) -> Result<ExitCode> {
+    let global = &cli.global;
+    let facts = doctor::gather(&global.config, &global.cgroup_root, asked_driver);
+    let report = doctor::checks(&facts);
+    let text = if json {
+        format!("{}\n", serde_json::to_string_pretty(&report)?)
+    } else {
+        report.render_text(&format!(
+            "memslice doctor: {} on {}",
+            global.config.display(),
+            global.cgroup_root.display()
+        ))
+    };
+    print(&text)?;
+    Ok(if report.status == doctor::Status::Fail {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The group `exec` or `move` puts processes in; root alone may ask.
+fn placing(caller: &Caller, target: &Target<'_>, slice: &str, how: Placing) -> Result<String> {
+    if *caller != Caller::Root {
+        return Err(FootprintError::NotRoot(match how {
+            Placing::Exec => "memslice exec",
+            Placing::Move => "memslice move",
+        })
+        .into());
+    }
+    Ok(footprint::placement(
+        target.config,
+        target.driver,
+        target.cgroup_root,
+        slice,
+        how,
+    )?)
+}
+
+/// `memslice pam-session`: whatever happens, the login goes on (exit 0);
+/// a session left outside its slice is said in the system log and on
+/// stderr (pam_exec's log file, when it has one).
+fn pam_session() -> ExitCode {
+    footprint::arm_deadline();
+    let request = footprint::PamRequest::from_env(std::env::vars_os());
+    let (config, cgroup_root) = (locations::config(), locations::cgroup_root());
+    let host = footprint::PamHost {
+        config: &config,
+        cgroup_root: &cgroup_root,
+        parent: nix::unistd::getppid().as_raw().try_into().unwrap_or(0),
+        as_root: nix::unistd::getuid().is_root() && nix::unistd::geteuid().is_root(),
+    };
+    match footprint::pam_session(&request, &host) {
+        footprint::PamOutcome::Placed { user, pid, group } => {
+            tracing::debug!(user, pid, group, "session placed");
+        }
+        footprint::PamOutcome::Ignored(why) => tracing::debug!("nothing to place: {why}"),
+        footprint::PamOutcome::Unplaced(why) => {
+            say(&format!("pam-session: {why}"));
+            if let Err(err) = footprint::system_log(&format!("pam-session: {why}")) {
+                tracing::debug!("the system log is not there: {err}");
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// What the task's command line asked for, sizes resolved on this node.
@@ -367,7 +503,7 @@ fn run_task(
             .and_then(|heal| heal.hook_for(NotifyEvent::Stall))
             .map(|(hook, timeout)| Notify { hook, timeout }),
     };
-    let outcome = spawn::run(&root, config.driver, &spec)?;
+    let outcome = spawn::run(&root, &config.layout, &spec)?;
     for warning in &outcome.warnings {
         say(&format!("warning: {warning}"));
     }
@@ -666,7 +802,7 @@ fn cgroups(config: &Config) -> Vec<String> {
     config
         .slices
         .iter()
-        .map(|s| config.driver.cgroup_of(&s.path))
+        .map(|s| config.layout.cgroup_of(&s.path))
         .collect()
 }
 
@@ -751,6 +887,7 @@ fn render_applied(applied: &Applied, config_path: &str) -> String {
                 .iter()
                 .filter_map(|c| c.path().parent())
                 .filter_map(|dir| dir.to_str()?.strip_suffix(".d"))
+                .filter(|unit| unit.ends_with(".service"))
                 .collect();
             if !moved.is_empty() {
                 out.push_str(&format!(

@@ -60,19 +60,39 @@ pub fn read_trusted(path: &Path) -> Result<Vec<u8>, FileError> {
     };
     let mut file = File::open(path).map_err(read_error)?;
     if as_root() {
-        let meta = file.metadata().map_err(read_error)?;
-        if !meta.is_file() {
-            return Err(FileError::NotAFile {
-                path: path.to_path_buf(),
-            });
-        }
-        check_owner(path, "a file", &meta, false)?;
-        let real = path.canonicalize().map_err(read_error)?;
-        check_directory_chain(parent_dir(&real))?;
+        check_trusted(path, &file)?;
     }
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(read_error)?;
     Ok(bytes)
+}
+
+/// Whether root would read `path` (see [`read_trusted`]), whoever asks:
+/// `memslice doctor` says so before root runs into it.
+pub fn root_would_read(path: &Path) -> Result<(), FileError> {
+    let file = File::open(path).map_err(|source| FileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    check_trusted(path, &file)
+}
+
+/// The file open as `file`, at `path`, and every directory above it are
+/// root's alone.
+fn check_trusted(path: &Path, file: &File) -> Result<(), FileError> {
+    let read_error = |source| FileError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = file.metadata().map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(FileError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    check_owner(path, "a file", &meta, false)?;
+    let real = path.canonicalize().map_err(read_error)?;
+    check_directory_chain(parent_dir(&real))
 }
 
 /// Checks `dir` (a canonical path) strictly, and the directories above it

@@ -212,6 +212,13 @@ fn stat_after_command(stat: &str) -> Option<&str> {
     stat.rsplit_once(')').map(|(_, rest)| rest.trim_start())
 }
 
+/// The command name of `pid` (/proc/PID/comm), for messages.
+pub fn process_name(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|name| name.trim_end().to_string())
+}
+
 /// Whether `pid` runs: it exists and is no zombie.
 pub fn process_runs(pid: u32) -> bool {
     process_stat(pid).is_some_and(|fields| !fields.starts_with('Z'))

@@ -8,7 +8,10 @@
 pub mod caller;
 pub mod cgroupfs;
 pub mod config;
+pub mod doctor;
+pub mod driver;
 pub mod files;
+pub mod footprint;
 pub mod heal;
 pub mod host;
 pub mod journal;

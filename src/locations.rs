@@ -42,6 +42,21 @@ pub fn unit_dir() -> PathBuf {
     fixed_or_test_override!("MEMSLICE_TEST_UNIT_DIR", UNIT_DIR)
 }
 
+/// The PAM stacks, where doctor looks for the session hook.
+pub fn pam_dir() -> PathBuf {
+    fixed_or_test_override!("MEMSLICE_TEST_PAM_DIR", "/etc/pam.d")
+}
+
+/// The system log's socket (journald or syslogd listen there).
+pub fn dev_log() -> PathBuf {
+    fixed_or_test_override!("MEMSLICE_TEST_DEV_LOG", "/dev/log")
+}
+
+/// Exists where systemd is PID 1 (sd_booted(3)).
+pub fn systemd_booted() -> PathBuf {
+    fixed_or_test_override!("MEMSLICE_TEST_RUN_SYSTEMD", "/run/systemd/system")
+}
+
 /// systemctl: /usr/bin on merged-/usr systems, /bin before.
 pub fn systemctl() -> PathBuf {
     fixed_or_test_override!(

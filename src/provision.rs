@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::cgroupfs::{self, Root};
 use crate::config::{Config, Driver};
+use crate::driver::{DriverError, Resolved};
 use crate::host::{self, HostError};
 use crate::plan::{self, ApplyError, Plan};
 use crate::systemd::{self, Foreign, SystemdError, UnitChange};
@@ -20,6 +21,8 @@ pub struct Target<'a> {
     pub config_path: &'a Path,
     pub cgroup_root: &'a Path,
     pub unit_dir: &'a Path,
+    /// The driver as settled on this host; the config is placed for it.
+    pub driver: &'a Resolved,
 }
 
 #[derive(Debug)]
@@ -89,6 +92,8 @@ pub enum ProvisionError {
     Systemd(#[from] SystemdError),
     #[error(transparent)]
     Foreign(#[from] Foreign),
+    #[error(transparent)]
+    Driver(#[from] DriverError),
 }
 
 impl ProvisionError {
@@ -96,10 +101,15 @@ impl ProvisionError {
     pub fn host_unusable(&self) -> bool {
         matches!(self, ProvisionError::Host(err) if err.unusable())
     }
+
+    /// The driver asked for does not fit this host (see `driver`).
+    pub fn driver_refused(&self) -> bool {
+        matches!(self, ProvisionError::Driver(_))
+    }
 }
 
 pub fn plan(target: &Target<'_>) -> Result<Planned, ProvisionError> {
-    if target.config.driver == Driver::Systemd {
+    if target.config.layout.driver() == Driver::Systemd {
         return Ok(Planned::Units {
             dir: target.unit_dir.to_path_buf(),
             changes: unit_changes(target)?,
@@ -122,9 +132,11 @@ pub fn plan(target: &Target<'_>) -> Result<Planned, ProvisionError> {
 
 /// Makes the tree (or the units) match the config, all or nothing, one
 /// apply at a time: the lock is held from reading what is there to the
-/// last write.
+/// last write. A driver that does not fit the host (cgroupfs on systemd's
+/// own tree) is refused before anything is read.
 pub fn apply(target: &Target<'_>) -> Result<Applied, ProvisionError> {
-    if target.config.driver == Driver::Systemd {
+    target.driver.check_writes(target.cgroup_root)?;
+    if target.config.layout.driver() == Driver::Systemd {
         crate::files::private_dir(target.unit_dir, 0o755)?;
         let _lock = lock_dir(target.unit_dir)?;
         let changes = unit_changes(target)?;
@@ -132,7 +144,7 @@ pub fn apply(target: &Target<'_>) -> Result<Applied, ProvisionError> {
             .config
             .slices
             .iter()
-            .map(|s| systemd::slice_unit(&s.path))
+            .map(|s| target.config.layout.slice_unit(&s.path))
             .collect();
         let written = systemd::apply(target.unit_dir, &changes, &slices)?;
         return Ok(Applied::Units {

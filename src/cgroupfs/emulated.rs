@@ -18,6 +18,12 @@ use crate::config::Controller;
 
 pub const MARKER: &str = "memslice-emulated-root";
 
+/// A file in an emulated root that makes it stand for a tree systemd owns
+/// (tests of the driver choice): without it, an emulated root is
+/// memslice's own, like a delegated subtree. Delegation is then read from
+/// the root directory's attributes, as on the kernel.
+pub const SYSTEMD_TREE: &str = "memslice-emulated-systemd-tree";
+
 /// Faults to inject, one per line: `OPERATION PATH ERRNO`, with OPERATION
 /// `write`, `mkdir` or `rmdir`, PATH relative to the root (`app/web/memory.max`,
 /// `app/db`) and ERRNO one of EINVAL, EBUSY, ENOSPC, EIO, EAGAIN: the
@@ -96,6 +102,10 @@ pub fn create_root(dir: &Path, controllers: &[Controller]) -> io::Result<()> {
 
 pub fn is_emulated(dir: &Path) -> bool {
     dir.join(MARKER).is_file()
+}
+
+pub fn is_systemds(dir: &Path) -> bool {
+    dir.join(SYSTEMD_TREE).is_file()
 }
 
 /// Fills a freshly made group directory as the kernel's mkdir would.
@@ -217,6 +227,48 @@ fn own_children() -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// A write of `pid` to the cgroup.procs of `dir`, with the kernel's
+/// refusals: ESRCH for a process that does not run, EBUSY for a group
+/// below the root that enables controllers for its children. The pid
+/// leaves every other group's list of the tree under `root`.
+pub fn move_process(root: &Path, dir: &Path, pid: u32) -> io::Result<()> {
+    if !crate::host::process_runs(pid) {
+        return Err(io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    let enabled = fs::read_to_string(dir.join("cgroup.subtree_control"))?;
+    if dir != root && !enabled.trim().is_empty() {
+        return Err(io::Error::from_raw_os_error(libc::EBUSY));
+    }
+    forget_pid(root, pid)?;
+    let procs = dir.join("cgroup.procs");
+    let mut listed = parse::pids(&fs::read_to_string(&procs)?)
+        .map_err(|err| io::Error::new(ErrorKind::InvalidData, err))?;
+    listed.push(pid);
+    let text: String = listed.iter().map(|pid| format!("{pid}\n")).collect();
+    fs::write(procs, text)
+}
+
+fn forget_pid(dir: &Path, pid: u32) -> io::Result<()> {
+    let procs = dir.join("cgroup.procs");
+    let listed = parse::pids(&fs::read_to_string(&procs)?)
+        .map_err(|err| io::Error::new(ErrorKind::InvalidData, err))?;
+    if listed.contains(&pid) {
+        let text: String = listed
+            .iter()
+            .filter(|listed| **listed != pid)
+            .map(|pid| format!("{pid}\n"))
+            .collect();
+        fs::write(procs, text)?;
+    }
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            forget_pid(&entry.path(), pid)?;
+        }
+    }
+    Ok(())
+}
+
 /// rmdir with the kernel's refusals: EBUSY while processes or child groups
 /// remain.
 pub fn remove(dir: &Path) -> io::Result<()> {
@@ -275,6 +327,32 @@ mod tests {
         fs::write(child.join("cgroup.procs"), "").expect("empty it");
         remove(&child).expect("now empty");
         assert!(!child.exists());
+    }
+
+    #[test]
+    fn a_process_moves_between_lists_and_only_into_a_leaf() {
+        let dir = root();
+        let root = super::super::Root::emulated(dir.path());
+        write_subtree_control(dir.path(), "+memory").expect("enable");
+        for group in ["app", "app/web", "ops"] {
+            root.create(group).expect("create");
+        }
+        let me = std::process::id();
+        root.move_process("ops", me).expect("into ops");
+        root.move_process("app/web", me).expect("into app/web");
+        assert_eq!(root.procs("ops").expect("ops"), Vec::<u32>::new());
+        assert_eq!(root.procs("app/web").expect("web"), [me]);
+        write_subtree_control(&dir.path().join("app"), "+memory").expect("enable");
+        let err = root.move_process("app", me).expect_err("app is no leaf");
+        assert!(
+            err.to_string()
+                .contains("keeps processes in leaf groups only"),
+            "{err}"
+        );
+        let err = root
+            .move_process("ops", u32::MAX)
+            .expect_err("no such process");
+        assert!(err.to_string().contains("no such process"), "{err}");
     }
 
     #[test]

@@ -95,7 +95,12 @@ fn write_hint(path: &Path, err: &std::io::Error) -> &'static str {
     let subtree = path
         .file_name()
         .is_some_and(|name| name == "cgroup.subtree_control");
+    let procs = path.file_name().is_some_and(|name| name == "cgroup.procs");
     match err.raw_os_error() {
+        Some(libc::EBUSY) if procs => {
+            " (the group enables controllers for child groups; cgroup v2 keeps processes in leaf groups only)"
+        }
+        Some(libc::ESRCH) if procs => " (no such process: it has ended)",
         Some(libc::EBUSY) if subtree => {
             " (the group has processes of its own; cgroup v2's \"no internal processes\" rule forbids enabling controllers for its children until they move into a leaf group)"
         }
@@ -462,6 +467,24 @@ impl Root {
         Ok(Some(file))
     }
 
+    /// Moves the process `pid` (all its threads) into the group, as
+    /// writing it to cgroup.procs does: its children stay where they are.
+    /// The emulation moves it between the lists of its groups and refuses
+    /// what the kernel refuses (a group with controllers enabled for its
+    /// children, a process that does not run).
+    pub fn move_process(&self, group: &str, pid: u32) -> Result<(), Error> {
+        #[cfg(any(test, feature = "emulated-root"))]
+        if self.backend == Backend::Emulated {
+            let dir = self.dir(group);
+            return emulated::move_process(&self.path, &dir, pid).map_err(|source| Error::Write {
+                path: dir.join("cgroup.procs"),
+                value: pid.to_string(),
+                source,
+            });
+        }
+        self.write(group, "cgroup.procs", &pid.to_string())
+    }
+
     /// Whether `pid` is in the group or below it. Fails rather than
     /// guessing: a caller that must never kill itself asks this first.
     pub fn holds_pid(&self, group: &str, pid: u32) -> Result<bool, Error> {
@@ -549,6 +572,77 @@ impl Root {
         self.open_group(group)?.attribute(name)
     }
 
+    /// Whether the root lies in a subtree systemd delegated: the root, or
+    /// a cgroup above it up to the top of the hierarchy, carries one of
+    /// [`DELEGATION_MARKERS`]. A mark that cannot be read (no permission,
+    /// a kernel without user attributes on cgroupfs) counts as absent. An
+    /// emulated root is memslice's own unless it holds
+    /// `emulated::SYSTEMD_TREE`, which stands for systemd's tree.
+    pub fn delegation(&self) -> Result<Option<Delegation>, Error> {
+        #[cfg(any(test, feature = "emulated-root"))]
+        if self.backend == Backend::Emulated && !emulated::is_systemds(&self.path) {
+            return Ok(Some(Delegation {
+                at: self.path.clone(),
+                marker: emulated::MARKER,
+            }));
+        }
+        for dir in self.hierarchy()? {
+            let open = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY)
+                .open(&dir)
+                .map_err(|source| Error::Open {
+                    path: dir.clone(),
+                    source,
+                })?;
+            for marker in DELEGATION_MARKERS {
+                use std::os::fd::AsFd;
+                if let Ok(Some(value)) = crate::sys::get_xattr(open.as_fd(), marker)
+                    && value == b"1"
+                {
+                    return Ok(Some(Delegation { at: dir, marker }));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The root's path below the top of its cgroup2 hierarchy, as
+    /// /proc/PID/cgroup names cgroups (`/` for the mount itself); `/` for
+    /// an emulated root.
+    pub fn hierarchy_path(&self) -> Result<PathBuf, Error> {
+        let dirs = self.hierarchy()?;
+        let top = dirs.last().unwrap_or(&self.path);
+        let below = dirs
+            .first()
+            .and_then(|root| root.strip_prefix(top).ok())
+            .unwrap_or(Path::new(""));
+        Ok(Path::new("/").join(below))
+    }
+
+    /// The root's directory and those above it on the same cgroup2 file
+    /// system, the root first, the hierarchy's top last.
+    fn hierarchy(&self) -> Result<Vec<PathBuf>, Error> {
+        #[cfg(any(test, feature = "emulated-root"))]
+        if self.backend == Backend::Emulated {
+            return Ok(vec![self.path.clone()]);
+        }
+        let root = self.path.canonicalize().map_err(|source| Error::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        for dir in root.ancestors() {
+            let on_cgroup2 = nix::sys::statfs::statfs(dir)
+                .is_ok_and(|stat| stat.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+            if !on_cgroup2 {
+                break;
+            }
+            dirs.push(dir.to_path_buf());
+        }
+        Ok(dirs)
+    }
+
     /// Names of the child groups, sorted.
     pub fn children(&self, group: &str) -> Result<Vec<String>, Error> {
         let path = self.dir(group);
@@ -590,6 +684,20 @@ impl GroupHandle {
     }
 }
 
+/// systemd's marks on a cgroup it delegated (`Delegate=yes`), value `1`:
+/// `trusted.delegate` since systemd 244, and `user.delegate` as well since
+/// 251, which readers without CAP_SYS_ADMIN can see (user attributes on
+/// cgroupfs need Linux 5.7). systemd's cg_is_delegated() reads them in
+/// this order.
+pub const DELEGATION_MARKERS: [&str; 2] = ["trusted.delegate", "user.delegate"];
+
+/// Where a subtree was delegated, and the mark that says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delegation {
+    pub at: PathBuf,
+    pub marker: &'static str,
+}
+
 /// Held while one memslice run changes the tree; released on drop.
 #[derive(Debug)]
 pub struct TreeLock {
@@ -614,6 +722,22 @@ mod tests {
             path: PathBuf::from("/sys/fs/cgroup/app.slice/x.scope/cgroup.events"),
             source,
         }
+    }
+
+    #[test]
+    fn a_cgroup2_mount_is_the_top_of_its_hierarchy() {
+        // A hybrid host mounts cgroup2 at /sys/fs/cgroup/unified, others
+        // at /sys/fs/cgroup; a host with neither has nothing to show.
+        let Some(root) = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .into_iter()
+            .find_map(|path| Root::open(Path::new(path)).ok())
+        else {
+            return;
+        };
+        assert_eq!(root.hierarchy_path().expect("walk"), PathBuf::from("/"));
+        // Marked or not (a container's root may be a delegated scope), the
+        // marks are read without error.
+        root.delegation().expect("delegation marks");
     }
 
     #[test]

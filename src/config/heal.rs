@@ -12,7 +12,7 @@ use jiff::tz::TimeZone;
 
 use super::duration::{Bounds, NightWindow, parse_duration};
 use super::raw::{At, RawHeal, RawService};
-use super::{Driver, Problem, Slice};
+use super::{Layout, Problem, Slice};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealConfig {
@@ -49,8 +49,9 @@ pub struct HealConfig {
     /// PSI trigger on a slice: `heal watch` checks at once when memory
     /// pressure crosses it, instead of at the next tick.
     pub pressure: Option<PressureTrigger>,
-    /// How slice paths map to cgroups (the systemd driver nests `.slice`s).
-    pub driver: Driver,
+    /// How slice paths map to cgroups (the systemd driver nests `.slice`s);
+    /// set with the config's own by `Config::place`.
+    pub layout: Layout,
 }
 
 /// What the notify hook can be told about.
@@ -370,7 +371,7 @@ pub(super) fn validate(
     raw: &RawHeal,
     slices: &[Slice],
     default_target: Option<&At<String>>,
-    driver: Driver,
+    layout: &Layout,
     problems: &mut Vec<Problem>,
 ) -> HealConfig {
     let timezone = match &raw.timezone {
@@ -437,7 +438,7 @@ pub(super) fn validate(
         notify_window: value_or(&raw.notify_window, Duration::from_secs(600)),
         slices: slices.iter().map(|slice| slice.path.clone()).collect(),
         pressure: pressure(raw, slices, problems),
-        driver,
+        layout: layout.clone(),
     }
 }
 
@@ -688,7 +689,7 @@ pub fn example() -> HealConfig {
         notify_window: Duration::from_secs(600),
         slices: Vec::new(),
         pressure: None,
-        driver: Driver::Cgroupfs,
+        layout: Layout::cgroupfs(),
     }
 }
 

@@ -26,7 +26,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-pub use crate::layout::Driver;
+pub use crate::layout::{Driver, DriverSetting, Layout, UserSlice};
 pub use size::{Limit, Size};
 use sources::Sources;
 pub use sources::dropin_dir;
@@ -49,7 +49,12 @@ pub struct Config {
     pub protect: Option<ProtectPolicy>,
     pub heal: Option<heal::HealConfig>,
     pub node_memory: u64,
-    pub driver: Driver,
+    /// What `[node] driver` says (`auto` when it is left out).
+    pub setting: DriverSetting,
+    /// Where each slice lives. Until [`Config::place`] settles the driver
+    /// on the host, the file's driver with `auto` read as cgroupfs: every
+    /// command places its config before it touches the host.
+    pub layout: Layout,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +67,9 @@ pub struct Slice {
     pub controllers: Vec<Controller>,
     /// For the systemd driver: services that run in this slice.
     pub services: ServicePlacement,
+    /// Users whose every process belongs here: their sessions, crons and
+    /// user services (`users = ["app"]`).
+    pub users: Vec<String>,
 }
 
 /// Services the systemd driver places in a slice, and how they meet the
@@ -221,6 +229,13 @@ pub enum ConfigError {
         path: PathBuf,
         problems: Vec<Located>,
     },
+    /// The config cannot be placed on this host (see [`Config::place`]).
+    #[error("{}: {key}: {message}", path.display())]
+    Placement {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
 }
 
 /// The drop-ins of `main`, in name order: `*.toml` in `slices.d/` beside
@@ -297,11 +312,19 @@ impl Config {
                 .map(|bytes| (path.to_path_buf(), bytes))
                 .map_err(|err| ConfigError::File { err })
         };
-        let mut files = vec![read(path)?];
-        for dropin in dropins(path)? {
-            files.push(read(&dropin)?);
-        }
+        let files = Config::files(path)?
+            .iter()
+            .map(|file| read(file))
+            .collect::<Result<Vec<_>, _>>()?;
         Config::parse_files(files, node)
+    }
+
+    /// The files a config is read from: `path`, then its drop-ins in name
+    /// order.
+    pub fn files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+        Ok(std::iter::once(path.to_path_buf())
+            .chain(dropins(path)?)
+            .collect())
     }
 
     /// Validates one file's `bytes`; `path` only names the file in errors.
@@ -369,6 +392,111 @@ impl Config {
     pub fn slice(&self, path: &str) -> Option<&Slice> {
         self.slices.iter().find(|slice| slice.path == path)
     }
+
+    /// Under the cgroupfs driver, the leaf group that holds the sessions of
+    /// a slice's users (`app/sessions`), which apply creates. Under the
+    /// systemd driver logind makes session scopes instead.
+    pub fn sessions_leaf(&self, slice: &Slice) -> Option<String> {
+        (self.layout.driver() == Driver::Cgroupfs && !slice.users.is_empty())
+            .then(|| crate::cgroupfs::join(&slice.path, crate::layout::SESSIONS))
+    }
+
+    /// The slice that names `user` in its `users`.
+    pub fn slice_of_user(&self, user: &str) -> Option<&Slice> {
+        self.slices
+            .iter()
+            .find(|slice| slice.users.iter().any(|name| name == user))
+    }
+
+    /// Settles where every slice lives under `driver` (the host's choice
+    /// for `auto`, see `driver::resolve`). Under the systemd driver a slice
+    /// with a user is that user's `user-UID.slice`, so the user must exist:
+    /// `uid_of` looks the name up (`Ok(None)`: no such user). `path` names
+    /// the file in errors.
+    pub fn place(
+        &mut self,
+        driver: Driver,
+        path: &Path,
+        uid_of: impl Fn(&str) -> Result<Option<u32>, String>,
+    ) -> Result<(), ConfigError> {
+        let layout = match driver {
+            Driver::Cgroupfs => Layout::cgroupfs(),
+            Driver::Systemd => Layout::systemd(self.user_slices(path, uid_of)?),
+        };
+        if let Some(heal) = &mut self.heal {
+            heal.layout = layout.clone();
+        }
+        self.layout = layout;
+        Ok(())
+    }
+
+    fn user_slices(
+        &self,
+        path: &Path,
+        uid_of: impl Fn(&str) -> Result<Option<u32>, String>,
+    ) -> Result<Vec<UserSlice>, ConfigError> {
+        let mut found: Vec<UserSlice> = Vec::new();
+        for slice in &self.slices {
+            // Validation allows one user, on a top-level slice, where the
+            // systemd driver may be picked.
+            let Some(user) = slice.users.first() else {
+                continue;
+            };
+            let fail = |message: String| ConfigError::Placement {
+                path: path.to_path_buf(),
+                key: format!("slice.{}.users", slice.path.replace('/', ".")),
+                message,
+            };
+            let uid = uid_of(user)
+                .map_err(|err| fail(format!("cannot look up user {user:?}: {err}")))?
+                .ok_or_else(|| {
+                    fail(format!(
+                        "no user {user:?} on this node; under the systemd driver [slice.{}] is that user's own slice (user.slice/user-UID.slice, where logind puts their sessions), so the user must exist: create it, or remove the key",
+                        slice.path
+                    ))
+                })?;
+            if uid == 0 {
+                return Err(fail(format!(
+                    "{user:?} is root (uid 0): root's logins stay in user.slice/user-0.slice and root's services go to ops with `services`; name the app user here"
+                )));
+            }
+            if let Some(other) = found.iter().find(|placed| placed.uid == uid) {
+                return Err(fail(format!(
+                    "{user:?} has uid {uid}, the user of slice {} too: one user-{uid}.slice cannot be two slices",
+                    other.slice
+                )));
+            }
+            found.push(UserSlice {
+                slice: slice.path.clone(),
+                uid,
+            });
+        }
+        Ok(found)
+    }
+}
+
+/// The slices' paths, for messages that list what is known.
+pub fn slice_list(slices: &[Slice]) -> String {
+    slices
+        .iter()
+        .map(|s| s.path.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A config from `text` on a 16G node with 4K pages, for unit tests
+/// across the crate.
+#[cfg(test)]
+pub(crate) fn parsed(text: &str) -> Config {
+    Config::parse(
+        Path::new("slices.toml"),
+        text,
+        NodeFacts {
+            memory: 16 << 30,
+            page_size: 4096,
+        },
+    )
+    .unwrap_or_else(|err| panic!("{err}"))
 }
 
 /// Parent of a slice path, `None` for a top-level slice.

@@ -23,7 +23,7 @@ use toml::de::{DeString, DeTable, DeValue};
 use super::duration::{self, Bounds, NightWindow};
 use super::heal::{self, NotifyEvent, PressureKind};
 use super::size::{SIZE_FORMS, Size};
-use super::{Controller, Driver, OomPolicy, Problem};
+use super::{Controller, DriverSetting, OomPolicy, Problem};
 
 // Ranges of the duration keys, as slices.toml documents them.
 /// heal.grace_day, heal.grace_night: 0s acts on the first check that finds
@@ -98,8 +98,10 @@ const NODE: &[Key<RawConfig>] = &[
         name: "driver",
         read: |raw, value, key, problems| {
             raw.driver = parsed(value, key, problems, |text| {
-                Driver::parse(text).ok_or_else(|| {
-                    format!("{text:?} is not a driver; use \"cgroupfs\" or \"systemd\"")
+                DriverSetting::parse(text).ok_or_else(|| {
+                    format!(
+                        "{text:?} is not a driver; use \"auto\" (systemd where systemd owns the tree, cgroupfs elsewhere), \"cgroupfs\" or \"systemd\""
+                    )
                 })
             })
         },
@@ -158,6 +160,10 @@ const SLICE: &[Key<RawSlice>] = &[
         read: |slice, value, key, problems| {
             slice.oom_score_adj = number(value, key, problems, oom_score_adj)
         },
+    },
+    Key {
+        name: "users",
+        read: |slice, value, key, problems| slice.users = list(value, key, problems, account_name),
     },
 ];
 
@@ -389,7 +395,7 @@ pub struct At<T> {
 pub struct RawConfig {
     /// `None` means "read MemTotal"; `node.memory = "auto"` is the same.
     pub node_memory: Option<At<u64>>,
-    pub driver: Option<At<Driver>>,
+    pub driver: Option<At<DriverSetting>>,
     /// Parents before children, in file order.
     pub slices: Vec<RawSlice>,
     pub protect: Option<RawProtect>,
@@ -457,6 +463,8 @@ pub struct RawSlice {
     pub services: Option<At<Vec<At<String>>>>,
     pub oom_policy: Option<At<OomPolicy>>,
     pub oom_score_adj: Option<At<i32>>,
+    /// Users whose every process belongs to this slice.
+    pub users: Option<At<Vec<At<String>>>>,
 }
 
 #[derive(Debug, Default)]

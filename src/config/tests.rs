@@ -118,7 +118,7 @@ fn unknown_keys_list_what_is_allowed() {
         "[slice.app]\nmemory_mx = \"1G\"\n",
         2,
         "slice.app.memory_mx",
-        "allowed here: description, memory_min, memory_low, memory_high, memory_max, memory_swap_max, oom_group, controllers, services, oom_policy, oom_score_adj; a child slice is a table, written [slice.app.memory_mx]",
+        "allowed here: description, memory_min, memory_low, memory_high, memory_max, memory_swap_max, oom_group, controllers, services, oom_policy, oom_score_adj, users; a child slice is a table, written [slice.app.memory_mx]",
     );
     only_problem(
         "[slice.t]\n[protect]\nslice = \"t\"\nmemory_max = \"1G\"\nmax_tasks = 1\nusers = [\"app\"]\nuser = \"x\"\n",
@@ -537,7 +537,7 @@ fn systemd_placement_is_checked() {
         "[node]\ndriver = \"docker\"\n[slice.a]\n",
         2,
         "node.driver",
-        "use \"cgroupfs\" or \"systemd\"",
+        "use \"auto\" (systemd where systemd owns the tree, cgroupfs elsewhere), \"cgroupfs\" or \"systemd\"",
     );
     only_problem(
         "[slice.web]\nservices = [\"nginx\"]\n",
@@ -570,7 +570,148 @@ fn systemd_placement_is_checked() {
         "one OOM-killed worker must not stop the service"
     );
     assert_eq!(placed.slices[0].services.oom_score_adj, Some(300));
-    assert_eq!(placed.driver, Driver::Cgroupfs);
+    assert_eq!(
+        placed.setting,
+        DriverSetting::Auto,
+        "left out, the host decides"
+    );
+    assert_eq!(placed.layout, Layout::cgroupfs());
+}
+
+#[test]
+fn a_slice_names_its_users_once() {
+    let config = valid(
+        "[node]\ndriver = \"cgroupfs\"\n[slice.ops]\nusers = [\"root\"]\n[slice.app]\nusers = [\"app\", \"deploy\"]\n[slice.app.web]\n[slice.app.cron]\nusers = [\"cron\"]\n",
+    );
+    assert_eq!(config.slice("app").expect("app").users, ["app", "deploy"]);
+    assert_eq!(
+        config.slice_of_user("cron").map(|s| s.path.as_str()),
+        Some("app/cron")
+    );
+    assert_eq!(config.slice_of_user("nobody"), None);
+    // Their sessions go to a leaf group: the slice is a parent.
+    assert_eq!(
+        config.slice("ops").expect("ops").controllers,
+        [Controller::Memory]
+    );
+    assert_eq!(
+        config.slice("app/cron").expect("cron").controllers,
+        [Controller::Memory]
+    );
+    only_problem(
+        "[node]\ndriver = \"cgroupfs\"\n[slice.ops]\nusers = [\"app\"]\n[slice.app]\nusers = [\"app\"]\n",
+        6,
+        "slice.app.users",
+        "\"app\" is already a user of slice ops; a user's processes belong to one slice",
+    );
+    only_problem(
+        "[slice.app]\nusers = [\"\"]\n",
+        2,
+        "slice.app.users",
+        "an empty name matches nobody",
+    );
+    only_problem(
+        "[node]\ndriver = \"cgroupfs\"\n[slice.app]\nusers = [\"app\"]\ncontrollers = [\"pids\"]\n",
+        5,
+        "slice.app.controllers",
+        "must enable \"memory\"",
+    );
+    only_problem(
+        "[slice.app]\nusers = [\"app\"]\n[slice.app.sessions]\n",
+        3,
+        "slice.app.sessions",
+        "keeps in its leaf group \"sessions\"",
+    );
+}
+
+#[test]
+fn where_systemd_may_drive_a_user_slice_is_that_users_own() {
+    for (node, why) in [
+        ("", "driver \"auto\" may pick systemd, where"),
+        ("[node]\ndriver = \"systemd\"\n", "under the systemd driver"),
+    ] {
+        let lines = node.lines().count();
+        only_problem(
+            &format!("{node}[slice.app.web]\nusers = [\"app\"]\n"),
+            lines + 2,
+            "slice.app.web.users",
+            &format!(
+                "{why} a slice with users is that user's own user-UID.slice, which logind always puts below user.slice: only a top-level slice can have users; move the key to [slice.app]"
+            ),
+        );
+        only_problem(
+            &format!("{node}[slice.app]\nusers = [\"app\", \"deploy\"]\n"),
+            lines + 2,
+            "slice.app.users",
+            "logind gives each user their own",
+        );
+        only_problem(
+            &format!("{node}[slice.ops]\nusers = [\"root\"]\n"),
+            lines + 2,
+            "slice.ops.users",
+            "root's logins stay in user.slice/user-0.slice",
+        );
+        valid(&format!(
+            "{node}[slice.app]\nusers = [\"app\"]\n[slice.app.web]\n"
+        ));
+    }
+}
+
+#[test]
+fn placing_a_user_slice_needs_the_user() {
+    let text = "[node]\ndriver = \"systemd\"\n[slice.ops]\n[slice.app]\nusers = [\"app\"]\n[slice.app.web]\n[heal]\nprotected = [\"app/web\"]\n[[heal.service]]\nname = \"web\"\ncommand = [\"true\"]\nrestart_command = [\"true\"]\n";
+    let place = |lookup: fn(&str) -> Result<Option<u32>, String>| {
+        let mut config = valid(text);
+        config
+            .place(
+                Driver::Systemd,
+                Path::new("/etc/memslice/slices.toml"),
+                lookup,
+            )
+            .map(|()| config)
+    };
+    let config = place(|user| Ok((user == "app").then_some(1000))).expect("placed");
+    assert_eq!(
+        config.layout.cgroup_of("app/web"),
+        "user.slice/user-1000.slice/user-1000-web.slice"
+    );
+    assert_eq!(
+        config
+            .heal
+            .as_ref()
+            .map(|heal| heal.layout.cgroup_of("app/web")),
+        Some("user.slice/user-1000.slice/user-1000-web.slice".to_string()),
+        "the healer maps slices as the config does"
+    );
+    let missing = place(|_| Ok(None)).expect_err("no such user").to_string();
+    assert!(
+        missing.starts_with("/etc/memslice/slices.toml: slice.app.users: no user \"app\" on this node; under the systemd driver [slice.app] is that user's own slice"),
+        "{missing}"
+    );
+    let root = place(|_| Ok(Some(0))).expect_err("root").to_string();
+    assert!(root.contains("\"app\" is root (uid 0)"), "{root}");
+    let broken = place(|_| Err("the user database: EIO".into())).expect_err("lookup");
+    assert!(
+        broken
+            .to_string()
+            .contains("cannot look up user \"app\": the user database: EIO")
+    );
+    let mut cgroupfs = valid(text);
+    cgroupfs
+        .place(Driver::Cgroupfs, Path::new("slices.toml"), |_| Ok(None))
+        .expect("the cgroupfs driver needs no uid");
+    assert_eq!(cgroupfs.layout.cgroup_of("app/web"), "app/web");
+    let aliases = "[node]\ndriver = \"systemd\"\n[slice.app]\nusers = [\"app\"]\n[slice.shop]\nusers = [\"shop\"]\n";
+    let mut config = valid(aliases);
+    let err = config
+        .place(Driver::Systemd, Path::new("slices.toml"), |_| {
+            Ok(Some(1000))
+        })
+        .expect_err("one uid, two slices");
+    assert!(
+        err.to_string().contains("the user of slice app too"),
+        "{err}"
+    );
 }
 
 // Load is the only gate: what plan and apply used to accept and the healer
@@ -892,7 +1033,7 @@ fn deep_dotted_keys_get_a_position() {
 #[test]
 fn cgroup_paths_must_fit_the_kernel_limits() {
     // 70 levels of 60-character names: 4,270 bytes, over PATH_MAX.
-    let mut text = String::new();
+    let mut text = String::from("[node]\ndriver = \"cgroupfs\"\n");
     let mut path = Vec::new();
     for level in 0..70 {
         path.push(format!("{level:0>60}"));
@@ -915,5 +1056,31 @@ fn cgroup_paths_must_fit_the_kernel_limits() {
             .any(|p| p.line == 3 && p.message.contains("systemd allows 255")),
         "{found:#?}"
     );
-    valid(&format!("[slice.{long}.{long}.{long}.{long}.{long}]\n"));
+    // auto may pick systemd: its limits hold there too.
+    let found = problems(&format!("[slice.{long}.{long}.{long}.{long}.{long}]\n"));
+    assert!(
+        found
+            .iter()
+            .any(|p| p.message.contains("systemd allows 255")),
+        "{found:#?}"
+    );
+    valid(&format!(
+        "[node]\ndriver = \"cgroupfs\"\n[slice.{long}.{long}.{long}.{long}.{long}]\n"
+    ));
+    // A user's slice is named after the uid, known on the host only: the
+    // longest (4294967295) must fit.
+    let (n60, n57) = ("w".repeat(60), "w".repeat(57));
+    let children = format!("{n60}.{n60}.{n60}.{n57}");
+    valid(&format!("[slice.app]\n[slice.app.{children}]\n"));
+    let found = problems(&format!(
+        "[slice.app]\nusers = [\"app\"]\n[slice.app.{children}]\n"
+    ));
+    assert!(
+        found
+            .iter()
+            .any(|p| p.key == format!("slice.app.{children}")
+                && p.message
+                    .contains("here 262 characters, and systemd allows 255")),
+        "{found:#?}"
+    );
 }

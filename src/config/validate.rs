@@ -8,9 +8,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use super::raw::{At, RawConfig, RawProtect, RawSlice};
 use super::size::{Limit, Size, human_bytes};
 use super::{
-    Config, Controller, Driver, MemorySettings, NodeFacts, Problem, ProtectPolicy,
-    ServicePlacement, Slice, parent_of,
+    Config, Controller, DriverSetting, Layout, MemorySettings, NodeFacts, Problem, ProtectPolicy,
+    ServicePlacement, Slice, UserSlice, parent_of,
 };
+use crate::layout::SESSIONS;
 
 const SLICE_NAME_MAX: usize = 64;
 const NAME_RULE: &str = "1 to 64 characters from a-z, A-Z, 0-9, '_' and '-', not starting with '-'";
@@ -69,7 +70,13 @@ pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -
             .as_ref()
             .and_then(|p| p.slice.as_ref())
             .is_some_and(|at| at.value.trim_matches('/') == path);
-        let has_children = holds_tasks || parents.contains(raw_slice.path.as_slice());
+        // A slice with users holds their sessions in a leaf group
+        // (cgroupfs) or session scopes (systemd): a parent too.
+        let has_users = raw_slice
+            .users
+            .as_ref()
+            .is_some_and(|at| !at.value.is_empty());
+        let has_children = holds_tasks || has_users || parents.contains(raw_slice.path.as_slice());
         let controllers = controllers(raw_slice, has_children, problems);
         slices.push(Slice {
             path,
@@ -77,10 +84,19 @@ pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -
             memory,
             controllers,
             services: services(raw_slice),
+            users: users(raw_slice),
         });
     }
-    let driver = raw.driver.as_ref().map_or(Driver::Cgroupfs, |at| at.value);
-    check_path_lengths(&raw.slices, &slices, driver, problems);
+    let setting = raw
+        .driver
+        .as_ref()
+        .map_or(DriverSetting::default(), |at| at.value);
+    check_users(&raw.slices, setting, problems);
+    check_path_lengths(&raw.slices, &slices, setting, problems);
+    let layout = match setting {
+        DriverSetting::Systemd => Layout::systemd(Vec::new()),
+        DriverSetting::Auto | DriverSetting::Cgroupfs => Layout::cgroupfs(),
+    };
     let root_controllers = root_controllers(&slices);
     let mut children: HashMap<Option<&str>, Vec<usize>> = HashMap::new();
     for (index, slice) in slices.iter().enumerate() {
@@ -121,7 +137,7 @@ pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -
     let heal = raw
         .heal
         .as_ref()
-        .map(|heal| super::heal::validate(heal, &slices, default_target, driver, problems));
+        .map(|heal| super::heal::validate(heal, &slices, default_target, &layout, problems));
     check_services_once(&raw.slices, &slices, problems);
     Config {
         slices,
@@ -129,7 +145,97 @@ pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -
         protect,
         heal,
         node_memory,
-        driver,
+        setting,
+        layout,
+    }
+}
+
+fn users(raw: &RawSlice) -> Vec<String> {
+    raw.users
+        .iter()
+        .flat_map(|at| &at.value)
+        .map(|user| user.value.clone())
+        .collect()
+}
+
+/// A user belongs to one slice. Where the systemd driver may be picked,
+/// a slice with users is that user's own `user-UID.slice`, whose place
+/// logind fixes: below user.slice (so only a top-level slice), one user
+/// each, never root's. A slice's users' sessions go to its `sessions`
+/// leaf under the cgroupfs driver, a name no child slice may take.
+fn check_users(raw: &[RawSlice], setting: DriverSetting, problems: &mut Vec<Problem>) {
+    let mut seen: HashMap<&str, &[String]> = HashMap::new();
+    for slice in raw {
+        let Some(listed) = &slice.users else { continue };
+        let key = format!("slice.{}.users", slice.path.join("."));
+        let mut refuse = |span: &std::ops::Range<usize>, message: String| {
+            problems.push(Problem {
+                span: span.clone(),
+                key: key.clone(),
+                message,
+            });
+        };
+        for user in &listed.value {
+            if let Some(first) = seen.insert(user.value.as_str(), slice.path.as_slice()) {
+                refuse(
+                    &user.span,
+                    format!(
+                        "{:?} is already a user of slice {}; a user's processes belong to one slice",
+                        user.value,
+                        first.join("/")
+                    ),
+                );
+            }
+        }
+        if !setting.may_be_systemd() || listed.value.is_empty() {
+            continue;
+        }
+        let why = if setting == DriverSetting::Auto {
+            "driver \"auto\" may pick systemd, where"
+        } else {
+            "under the systemd driver"
+        };
+        if slice.path.len() > 1 {
+            refuse(
+                &listed.span,
+                format!(
+                    "{why} a slice with users is that user's own user-UID.slice, which logind always puts below user.slice: only a top-level slice can have users; move the key to [slice.{}]",
+                    slice.path[0]
+                ),
+            );
+        } else if listed.value.len() > 1 {
+            refuse(
+                &listed.span,
+                format!(
+                    "{why} a slice with users is that user's own user-UID.slice, and logind gives each user their own: name one user here, and give each other user a slice of their own (use driver = \"cgroupfs\" for several users in one slice)"
+                ),
+            );
+        } else if let Some(root) = listed.value.iter().find(|user| user.value == "root") {
+            refuse(
+                &root.span,
+                format!(
+                    "{why} a slice with users is that user's user-UID.slice; root's logins stay in user.slice/user-0.slice (outside the app cap, not covered by ops' protection), and root's services belong in ops through `services`"
+                ),
+            );
+        }
+    }
+    for slice in raw {
+        let is_sessions_below_users = slice.path.split_last().is_some_and(|(name, parent)| {
+            name == SESSIONS
+                && raw.iter().any(|other| {
+                    other.path == parent
+                        && other.users.as_ref().is_some_and(|at| !at.value.is_empty())
+                })
+        });
+        if is_sessions_below_users {
+            problems.push(Problem {
+                span: slice.span.clone(),
+                key: format!("slice.{}", slice.path.join(".")),
+                message: format!(
+                    "the parent slice has users, whose sessions the cgroupfs driver keeps in its leaf group {SESSIONS:?}: name this slice otherwise"
+                ),
+            });
+        }
     }
 }
 
@@ -267,17 +373,28 @@ fn controllers(raw: &RawSlice, has_children: bool, problems: &mut Vec<Problem>) 
 
 /// Every path memslice or systemd builds for a slice must stay within the
 /// kernel's and systemd's limits, or apply would stop half-way with "File
-/// name too long". systemd's own limits apply under its driver only: its
-/// unit names repeat the whole path, which would cap a cgroupfs tree far
-/// below the kernel's limits. Below a slice that is too long, its children
+/// name too long". systemd's own limits apply where its driver may be
+/// picked (`systemd`, `auto`): its unit names repeat the whole path, which
+/// would cap a cgroupfs tree far below the kernel's limits. Below a slice that is too long, its children
 /// are not reported again.
 fn check_path_lengths(
     raw: &[RawSlice],
     slices: &[Slice],
-    driver: Driver,
+    setting: DriverSetting,
     problems: &mut Vec<Problem>,
 ) {
     let mut too_long: HashSet<&str> = HashSet::new();
+    // The longest names a user slice can take: its uid is known on the host only.
+    let systemd = Layout::systemd(
+        slices
+            .iter()
+            .filter(|slice| !slice.users.is_empty() && parent_of(&slice.path).is_none())
+            .map(|slice| UserSlice {
+                slice: slice.path.clone(),
+                uid: u32::MAX,
+            })
+            .collect(),
+    );
     // ROOT/SLICE/TASK/FILE: three slashes besides the parts.
     let fixed = CGROUP_ROOT_MAX + 3 + LONGEST_FILE;
     for (raw_slice, slice) in raw.iter().zip(slices) {
@@ -286,13 +403,13 @@ fn check_path_lengths(
             continue;
         }
         let cgroupfs = fixed + slice.path.len() + TASK_GROUP_MAX;
-        let unit_length = || crate::systemd::slice_unit(&slice.path).len();
+        let unit_length = || systemd.slice_unit(&slice.path).len();
         let message = if cgroupfs >= PATH_MAX {
             format!(
                 "the cgroup path is too long for the kernel: a task's group below this slice makes paths of up to {cgroupfs} bytes (with a cgroup root of up to {CGROUP_ROOT_MAX} bytes and the file cgroup.subtree_control), and PATH_MAX allows {}; shorten the slice names or nest fewer levels",
                 PATH_MAX - 1
             )
-        } else if driver == Driver::Cgroupfs {
+        } else if !setting.may_be_systemd() {
             continue;
         } else if unit_length() > UNIT_NAME_MAX {
             format!(
@@ -300,12 +417,12 @@ fn check_path_lengths(
                 unit_length()
             )
         } else {
-            let systemd = fixed + crate::systemd::cgroup_path(&slice.path).len() + TASK_SCOPE_MAX;
-            if systemd < PATH_MAX {
+            let longest = fixed + systemd.cgroup_of(&slice.path).len() + TASK_SCOPE_MAX;
+            if longest < PATH_MAX {
                 continue;
             }
             format!(
-                "the cgroup path is too long for the kernel under the systemd driver, which repeats every parent's name (app.slice/app-web.slice/...): a task's scope below this slice makes paths of up to {systemd} bytes, and PATH_MAX allows {}; shorten the slice names or nest fewer levels",
+                "the cgroup path is too long for the kernel under the systemd driver, which repeats every parent's name (app.slice/app-web.slice/...): a task's scope below this slice makes paths of up to {longest} bytes, and PATH_MAX allows {}; shorten the slice names or nest fewer levels",
                 PATH_MAX - 1
             )
         };
@@ -506,11 +623,7 @@ fn protect_policy(
                     message: format!(
                         "{:?} is not a slice of this file; known: {}",
                         at.value,
-                        slices
-                            .iter()
-                            .map(|s| s.path.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        super::slice_list(slices)
                     ),
                 });
                 complete = false;

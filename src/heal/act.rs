@@ -24,7 +24,7 @@ pub struct Actions {
 pub fn heal(root: &Root, config: &HealConfig, down: &[String], reason: &str) -> Actions {
     let mut actions = Actions::default();
     for slice in &config.protected {
-        let group = config.driver.cgroup_of(slice);
+        let group = config.layout.cgroup_of(slice);
         if !root.exists(&group) {
             continue;
         }

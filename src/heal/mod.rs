@@ -101,7 +101,7 @@ pub fn check(
     };
     let now = Zoned::now().with_time_zone(tz.clone());
     let oom_kills = match &config.storm {
-        Some(rule) => match root.memory_events(&config.driver.cgroup_of(&rule.slice)) {
+        Some(rule) => match root.memory_events(&config.layout.cgroup_of(&rule.slice)) {
             Ok(events) => Some(events.oom_kill),
             Err(err) => {
                 tracing::error!("cannot read the storm slice's OOM kills: {err}");
@@ -192,7 +192,7 @@ fn tell_oom_kills(
         .iter()
         .filter_map(|slice| {
             let events = root
-                .memory_events_if_enabled(&config.driver.cgroup_of(slice))
+                .memory_events_if_enabled(&config.layout.cgroup_of(slice))
                 .ok()??;
             Some((slice.clone(), events.oom_kill))
         })
@@ -221,7 +221,7 @@ fn collect_leftover_groups(root: &Root, config: &HealConfig) {
     let slices: Vec<String> = config
         .protected
         .iter()
-        .map(|slice| config.driver.cgroup_of(slice))
+        .map(|slice| config.layout.cgroup_of(slice))
         .collect();
     if let Err(err) = crate::spawn::task::gc(root, &slices) {
         tracing::warn!("cannot look for task groups left behind: {err}");
@@ -326,7 +326,7 @@ pub fn watch(
         "heal watch started"
     );
     let pressure = arm_pressure(root, config);
-    let ops_group = config.driver.cgroup_of(crate::journal::OPS_SLICE);
+    let ops_group = config.layout.cgroup_of(crate::journal::OPS_SLICE);
     let mut notifier = watchdog::Notifier::from_env();
     let budget = watchdog::check_budget(config, WATCH_LOCK_WAIT);
     let mut planned = jiff::Timestamp::now();
@@ -516,7 +516,7 @@ fn log_memory_event(event: &crate::observe::events::Event, ops_group: &str) {
 /// has none). The file must stay open: closing it removes the trigger.
 fn arm_pressure(root: &Root, config: &HealConfig) -> Option<File> {
     let trigger = config.pressure.as_ref()?;
-    let group = config.driver.cgroup_of(&trigger.slice);
+    let group = config.layout.cgroup_of(&trigger.slice);
     match root.arm_pressure_trigger(&group, &trigger.kernel_text()) {
         Ok(Some(file)) => {
             tracing::info!(slice = %trigger.slice, trigger = %trigger.kernel_text(), "memory pressure trigger armed");

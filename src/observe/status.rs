@@ -61,12 +61,13 @@ pub fn status(root: &Root, config: &Config) -> Result<Status, cgroupfs::Error> {
     let managed: HashSet<String> = config
         .slices
         .iter()
-        .map(|s| config.driver.cgroup_of(&s.path))
+        .map(|s| config.layout.cgroup_of(&s.path))
+        .chain(config.slices.iter().filter_map(|s| config.sessions_leaf(s)))
         .collect();
     let mut groups = Vec::new();
     for slice in &config.slices {
         let index = groups.len();
-        let cgroup = config.driver.cgroup_of(&slice.path);
+        let cgroup = config.layout.cgroup_of(&slice.path);
         let mut group = group_status(root, &cgroup, true)?;
         group.path.clone_from(&slice.path);
         let exists = group.exists;
@@ -84,6 +85,9 @@ pub fn status(root: &Root, config: &Config) -> Result<Status, cgroupfs::Error> {
                 }
             }
             groups[index].tasks = tasks;
+        }
+        if let Some(leaf) = config.sessions_leaf(slice) {
+            groups.push(group_status(root, &leaf, true)?);
         }
     }
     Ok(Status {

@@ -88,14 +88,15 @@ pub struct DesiredGroup {
     pub subtree_control: Vec<Controller>,
 }
 
-/// The root, then every slice in preorder.
+/// The root, then every slice in preorder, each slice with users followed
+/// by the leaf that holds their sessions (`SLICE/sessions`).
 pub fn desired(config: &Config) -> Vec<DesiredGroup> {
     let root = DesiredGroup {
         path: String::new(),
         knobs: Vec::new(),
         subtree_control: config.root_controllers.clone(),
     };
-    let slices = config.slices.iter().map(|slice| {
+    let slices = config.slices.iter().flat_map(|slice| {
         let memory = &slice.memory;
         let limits = [
             (Knob::Min, memory.min),
@@ -111,11 +112,17 @@ pub fn desired(config: &Config) -> Vec<DesiredGroup> {
         if let Some(flag) = memory.oom_group {
             knobs.push((Knob::OomGroup, Value::Flag(flag)));
         }
-        DesiredGroup {
+        let group = DesiredGroup {
             path: slice.path.clone(),
             knobs,
             subtree_control: slice.controllers.clone(),
-        }
+        };
+        let sessions = config.sessions_leaf(slice).map(|path| DesiredGroup {
+            path,
+            knobs: Vec::new(),
+            subtree_control: Vec::new(),
+        });
+        std::iter::once(group).chain(sessions)
     });
     std::iter::once(root).chain(slices).collect()
 }

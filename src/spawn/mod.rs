@@ -37,7 +37,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::cgroupfs::{self, GroupHandle, Root};
-use crate::config::{Driver, Limit};
+use crate::config::{Driver, Layout, Limit};
 use crate::signals::Signals;
 use child::Step;
 use policy::{Launch, Refusal};
@@ -216,13 +216,13 @@ pub fn group_name(name: Option<&str>, command: &[OsString]) -> Result<String, Sp
 
 /// Starts the task the way the driver places it (a group memslice makes,
 /// or a systemd scope) and supervises it until it ends.
-pub fn run(root: &Root, driver: Driver, spec: &TaskSpec<'_>) -> Result<Outcome, SpawnError> {
-    match driver {
+pub fn run(root: &Root, layout: &Layout, spec: &TaskSpec<'_>) -> Result<Outcome, SpawnError> {
+    match layout.driver() {
         Driver::Cgroupfs => group::run(root, spec),
         Driver::Systemd => {
             let place = scope::ScopePlace {
-                slice_cgroup: &crate::layout::cgroup_path(&spec.launch.slice),
-                slice_unit: &crate::layout::slice_unit(&spec.launch.slice),
+                slice_cgroup: &layout.cgroup_of(&spec.launch.slice),
+                slice_unit: &layout.slice_unit(&spec.launch.slice),
             };
             scope::run(root, spec, &place)
         }

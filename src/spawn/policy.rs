@@ -7,7 +7,7 @@
 //! that user. Root without sudo may do anything, including `--user`.
 
 pub use crate::caller::{Caller, Person};
-use crate::config::{Config, Controller, Driver, Limit, ProtectPolicy, effective_max};
+use crate::config::{Config, Controller, Driver, Limit, ProtectPolicy, effective_max, slice_list};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -110,16 +110,12 @@ pub fn decide(request: &Request, config: &Config, caller: &Caller) -> Result<Lau
     let Some(slice_config) = config.slice(&slice) else {
         return Err(Refusal::UnknownSlice {
             slice,
-            known: config
-                .slices
-                .iter()
-                .map(|s| s.path.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            known: slice_list(&config.slices),
         });
     };
     // systemd enables the controllers its units need itself.
-    if config.driver == Driver::Cgroupfs && !slice_config.controllers.contains(&Controller::Memory)
+    if config.layout.driver() == Driver::Cgroupfs
+        && !slice_config.controllers.contains(&Controller::Memory)
     {
         return Err(Refusal::NoMemoryForTasks {
             dotted: slice.replace('/', "."),

@@ -60,7 +60,7 @@ pub fn observe(
         let name = entry.file_name().to_string_lossy().into_owned();
         let candidate = if name.ends_with(".slice") {
             PathBuf::from(&name)
-        } else if name.ends_with(".service.d") {
+        } else if name.ends_with(".service.d") || name.ends_with(".slice.d") {
             Path::new(&name).join(DROP_IN)
         } else {
             continue;

@@ -60,7 +60,7 @@ fn nesting_too_deep_has_a_position() {
 
 #[test]
 fn a_tree_too_deep_for_the_kernel_is_refused_before_any_write() {
-    let mut config = String::new();
+    let mut config = String::from("[node]\ndriver = \"cgroupfs\"\n");
     let mut path = Vec::new();
     for level in 0..70 {
         path.push(format!("{level:0>58}"));

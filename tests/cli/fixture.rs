@@ -39,6 +39,18 @@ impl Fixture {
         self.dir.path().join("slices.toml")
     }
 
+    /// Where /run/systemd/system would be: absent, so the driver `auto`
+    /// picks does not depend on the host the tests run on. A test of a
+    /// systemd host passes `MEMSLICE_TEST_RUN_SYSTEMD` = [`Fixture::systemd_booted`].
+    fn no_systemd(&self) -> PathBuf {
+        self.dir.path().join("no-systemd")
+    }
+
+    /// A directory standing for /run/systemd/system: systemd is PID 1.
+    pub fn systemd_booted(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
     pub fn memslice(&self, args: &[&str]) -> assert_cmd::assert::Assert {
         self.memslice_env(&[], args)
     }
@@ -49,6 +61,7 @@ impl Fixture {
             .env_remove("MEMSLICE_LOG")
             .env_remove("SUDO_UID")
             .env_remove("SUDO_GID")
+            .env("MEMSLICE_TEST_RUN_SYSTEMD", self.no_systemd())
             .envs(env.iter().copied())
             .arg("--config")
             .arg(self.config())
@@ -56,6 +69,22 @@ impl Fixture {
             .arg(self.root())
             .args(args)
             .assert()
+    }
+
+    /// memslice with the fixture's config and `root` as its cgroup root,
+    /// for what the assert_cmd wrappers cannot ask: another uid, the
+    /// host's own root.
+    pub fn command_on(&self, root: &Path) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_memslice"));
+        command
+            .env_remove("MEMSLICE_LOG")
+            .env_remove("SUDO_UID")
+            .env("MEMSLICE_TEST_RUN_SYSTEMD", self.no_systemd())
+            .arg("--config")
+            .arg(self.config())
+            .arg("--cgroup-root")
+            .arg(root);
+        command
     }
 
     /// memslice as an app user runs it through sudo: root, with SUDO_UID
@@ -75,6 +104,7 @@ impl Fixture {
             .env("MEMSLICE_TEST_CGROUP_ROOT", self.root())
             .env("SUDO_UID", user.uid.to_string())
             .env("SUDO_GID", user.gid.to_string())
+            .env("MEMSLICE_TEST_RUN_SYSTEMD", self.no_systemd())
             .envs(env.iter().copied())
             .args(args)
             .assert()

@@ -3,9 +3,12 @@
 
 mod config;
 mod dist;
+mod doctor;
+mod driver;
 mod dropins;
 mod events;
 mod fixture;
+mod footprint;
 mod heal;
 mod metrics;
 mod metrics_attack;

@@ -5,7 +5,7 @@ fn apply_builds_the_shipped_tree() {
     let fx = Fixture::new(&shipped_on_16g());
     let out = fx.memslice(&["apply"]).success();
     assert!(
-        stdout(&out).contains("applied 21 change(s)"),
+        stdout(&out).contains("applied 22 change(s)"),
         "{}",
         stdout(&out)
     );
@@ -79,7 +79,7 @@ fn plan_on_an_empty_directory_prints_the_whole_plan() {
         ),
         "{text}"
     );
-    assert!(text.ends_with("21 change(s)\n"), "{text}");
+    assert!(text.ends_with("22 change(s)\n"), "{text}");
     let warning = crate::fixture::stderr(&out);
     assert!(
         warning.contains("is not a cgroup v2 hierarchy")
@@ -214,7 +214,7 @@ fn concurrent_applies_take_turns() {
             "{text}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        if text.contains("applied 21 change(s)") {
+        if text.contains("applied 22 change(s)") {
             built += 1;
         } else {
             assert!(text.contains("(0 writes)"), "{text}");

@@ -38,10 +38,14 @@ impl Units {
     fn memslice(&self, args: &[&str]) -> assert_cmd::assert::Assert {
         let unit_dir = self.dir();
         let recorder = self.fx.dir.path().join("systemctl");
+        let booted = self.fx.systemd_booted();
         let mut all = vec!["--unit-dir", unit_dir.to_str().expect("utf8")];
         all.extend_from_slice(args);
         self.fx.memslice_env(
-            &[("MEMSLICE_TEST_SYSTEMCTL", recorder.to_str().expect("utf8"))],
+            &[
+                ("MEMSLICE_TEST_SYSTEMCTL", recorder.to_str().expect("utf8")),
+                ("MEMSLICE_TEST_RUN_SYSTEMD", booted.to_str().expect("utf8")),
+            ],
             &all,
         )
     }

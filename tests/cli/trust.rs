@@ -128,6 +128,8 @@ fn through_sudo_only_tasks_may_start() {
         (vec!["heal", "reset"], "heal reset"),
         (vec!["metrics"], "metrics"),
         (vec!["events"], "events"),
+        (vec!["doctor"], "doctor"),
+        (vec!["move", "--slice", "app", "1"], "move"),
     ] {
         refused_through_sudo(
             &fx,
