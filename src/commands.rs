@@ -264,6 +264,8 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
             oom_score_adj,
             task,
         } => {
+            // A task group is a write to the tree, as apply's are.
+            resolved.check_writes(&global.cgroup_root)?;
             let oom_group = match (oom_group, no_oom_group) {
                 (true, _) => Some(true),
                 (_, true) => Some(false),
@@ -281,6 +283,7 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
             run_task(cli, &config, &caller, &request, task, signals.as_ref())
         }
         Command::Protect { task } => {
+            resolved.check_writes(&global.cgroup_root)?;
             let request = request(Mode::Protect, None, None, None, task, &config, node)?;
             run_task(cli, &config, &caller, &request, task, signals.as_ref())
         }

@@ -194,3 +194,36 @@ fn exec_and_move_say_the_systemd_way_under_the_systemd_driver() {
         stderr(&misfit)
     );
 }
+
+#[test]
+fn run_and_protect_with_the_cgroupfs_driver_on_systemds_tree_are_refused() {
+    let host = SystemdHost::new(
+        &CONFIG.replace("[slice.app.web]", "[slice.app.tasks]\n[protect]\nslice = \"app/tasks\"\nmemory_max = \"1G\"\nmax_tasks = 1\n[slice.app.web]"),
+    );
+    let before = host.fx.snapshot();
+    for args in [
+        vec![
+            "--driver",
+            "cgroupfs",
+            "run",
+            "--slice",
+            "app/tasks",
+            "--",
+            "true",
+        ],
+        vec!["--driver", "cgroupfs", "protect", "--", "true"],
+    ] {
+        let message = stderr(&host.memslice(&args).code(125));
+        assert!(
+            message.contains(
+                "so the cgroupfs driver (asked for with \"cgroupfs\") may not write there"
+            ),
+            "{args:?}: {message}"
+        );
+    }
+    assert_eq!(
+        host.fx.snapshot(),
+        before,
+        "a task group was made in systemd's tree"
+    );
+}
