@@ -193,8 +193,10 @@ fn run_without_a_reachable_systemd_fails_plainly_and_leaves_nothing() {
     let gone = gone.to_str().expect("utf8");
     let pidfile = units.fx.dir.path().join("ran");
     let script = format!("echo $$ > {}", pidfile.display());
+    let booted = units.fx.systemd_booted();
     let out = units.fx.memslice_env(
         &[
+            ("MEMSLICE_TEST_RUN_SYSTEMD", booted.to_str().expect("utf8")),
             ("MEMSLICE_TEST_SYSTEMD_PRIVATE", gone),
             ("MEMSLICE_TEST_SYSTEM_BUS", gone),
         ],
