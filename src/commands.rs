@@ -266,10 +266,11 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
         }
         Command::Status { json } => {
             let root = open_root(cli)?;
-            let status = observe::status(&root, &config).context("cannot read the tree")?;
             let text = if *json {
+                let status = observe::status(&root, &config).context("cannot read the tree")?;
                 format!("{}\n", serde_json::to_string_pretty(&status)?)
             } else {
+                let status = observe::summary(&root, &config).context("cannot read the tree")?;
                 status.render_text(io::stdout().is_terminal())
             };
             print(&text)?;

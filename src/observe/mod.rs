@@ -7,4 +7,4 @@ pub mod metrics;
 pub mod serve;
 mod status;
 
-pub use status::{GroupStatus, Status, status};
+pub use status::{GroupStatus, Status, status, summary};
