@@ -287,13 +287,15 @@ pub fn watch(
             Some(&mut remembered),
         ) {
             Ok(CheckOutcome::Busy) => {
+                // Counted before it is logged: whoever reads the log and
+                // then scrapes sees the count.
+                if let Some(mut counts) = counts.and_then(|c| c.lock().ok()) {
+                    counts.lock_busy += 1;
+                }
                 tracing::error!(
                     "another process holds {} past the wait; this check was skipped",
                     config.lock_file.display()
                 );
-                if let Some(mut counts) = counts.and_then(|c| c.lock().ok()) {
-                    counts.lock_busy += 1;
-                }
             }
             Ok(CheckOutcome::Done(report)) => {
                 if let Some(mut counts) = counts.and_then(|c| c.lock().ok()) {
