@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use memslice::caller::{self, Asked, Caller, CallerError, Process};
 use memslice::cgroupfs::Root;
-use memslice::config::{Config, ConfigError, Driver, NodeFacts, Size, size::human_bytes};
+use memslice::config::{Config, ConfigError, Driver, NodeFacts, Scope, Size, size::human_bytes};
 use memslice::heal::{self, HealError};
 use memslice::host;
 use memslice::observe;
@@ -159,7 +159,11 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
     }
     let global = &cli.global;
     let node = host::node_facts()?;
-    let mut config = Config::load(&global.config, node)?;
+    let scope = match cli.command {
+        Command::Run { .. } | Command::Protect { .. } => Scope::Task,
+        _ => Scope::Node,
+    };
+    let mut config = Config::load_for(&global.config, node, scope)?;
     if let Some(driver) = global.driver.as_deref().and_then(Driver::parse) {
         config.driver = driver;
         if let Some(heal) = &mut config.heal {

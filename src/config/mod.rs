@@ -36,6 +36,19 @@ pub struct NodeFacts {
     pub page_size: u64,
 }
 
+/// What a command needs of the config: the checks are the same for every
+/// scope; only what is resolved against the host differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything: plan, apply, heal, and what reads the tree.
+    Node,
+    /// A task's start (`run`, `protect`), which never heals: `[heal]` is
+    /// checked as for the node but its time zone is not looked up (jiff
+    /// walks the whole tz database for any zone, which costs a task's start
+    /// more than the rest of the load), and the config has no `heal`.
+    Task,
+}
+
 /// A validated config, with every size resolved to what the kernel stores.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -259,15 +272,29 @@ impl Config {
     /// Reads and validates `path`; as root, only a file root alone can
     /// change (see `files`). Nothing on the host is touched.
     pub fn load(path: &Path, node: NodeFacts) -> Result<Config, ConfigError> {
+        Config::load_for(path, node, Scope::Node)
+    }
+
+    /// [`Config::load`] for what `scope` needs.
+    pub fn load_for(path: &Path, node: NodeFacts, scope: Scope) -> Result<Config, ConfigError> {
         let bytes = crate::files::read_trusted(path).map_err(|err| ConfigError::File { err })?;
-        Config::parse_bytes(path, &bytes, node)
+        Config::parse_bytes_for(path, &bytes, node, scope)
     }
 
     /// Validates `bytes`, which must be UTF-8 as TOML requires; `path` only
     /// names the file in errors.
     pub fn parse_bytes(path: &Path, bytes: &[u8], node: NodeFacts) -> Result<Config, ConfigError> {
+        Config::parse_bytes_for(path, bytes, node, Scope::Node)
+    }
+
+    fn parse_bytes_for(
+        path: &Path,
+        bytes: &[u8],
+        node: NodeFacts,
+        scope: Scope,
+    ) -> Result<Config, ConfigError> {
         match std::str::from_utf8(bytes) {
-            Ok(text) => Config::parse(path, text, node),
+            Ok(text) => Config::parse_for(path, text, node, scope),
             Err(err) => {
                 let valid = &bytes[..err.valid_up_to()];
                 // The prefix up to the first invalid byte is valid UTF-8.
@@ -290,9 +317,19 @@ impl Config {
 
     /// Validates `text`; `path` only names the file in errors.
     pub fn parse(path: &Path, text: &str, node: NodeFacts) -> Result<Config, ConfigError> {
+        Config::parse_for(path, text, node, Scope::Node)
+    }
+
+    /// [`Config::parse`] for what `scope` needs.
+    pub fn parse_for(
+        path: &Path,
+        text: &str,
+        node: NodeFacts,
+        scope: Scope,
+    ) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
         let raw = raw::read(text, &mut problems);
-        let config = validate::validate(&raw, node, &mut problems);
+        let config = validate::validate(&raw, node, scope, &mut problems);
         if problems.is_empty() {
             return Ok(config);
         }

@@ -613,6 +613,26 @@ fn an_unknown_time_zone_is_refused_at_load() {
     );
 }
 
+/// A task's start does not look the zone up, and has no [heal]; every
+/// other rule of [heal] still holds for it.
+#[test]
+fn a_task_checks_heal_but_does_not_look_up_its_zone() {
+    let service = "[[heal.service]]\nname = \"web\"\ncommand = [\"true\"]\n";
+    let task = |text: &str| Config::parse_for(Path::new("slices.toml"), text, NODE, Scope::Task);
+    let mars = format!("{HEAL_BASE}[heal]\ntimezone = \"Mars/Olympus\"\n{service}");
+    let config = task(&mars).unwrap_or_else(|err| panic!("{err}"));
+    assert!(config.heal.is_none());
+    assert!(config.protect.is_some());
+    let typo = format!("{HEAL_BASE}[heal]\ntimezone = \"UTC\"\nintervall = \"1s\"\n{service}");
+    match task(&typo) {
+        Err(ConfigError::Invalid { problems, .. }) => {
+            assert_eq!(problems.len(), 1, "{problems:#?}");
+            assert_eq!(problems[0].key, "heal.intervall");
+        }
+        other => panic!("expected the typo refused, got {other:?}"),
+    }
+}
+
 /// One `[[heal.service]]` with `probe` (line 11) after `[heal]`.
 fn service_problem(probe: &str, line: usize, key: &str, fragment: &str) {
     only_problem(

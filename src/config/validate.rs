@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use super::raw::{At, RawConfig, RawProtect, RawSlice};
 use super::size::{Limit, Size, human_bytes};
 use super::{
-    Config, Controller, Driver, MemorySettings, NodeFacts, Problem, ProtectPolicy,
+    Config, Controller, Driver, MemorySettings, NodeFacts, Problem, ProtectPolicy, Scope,
     ServicePlacement, Slice, parent_of,
 };
 
@@ -37,7 +37,12 @@ const TASK_SCOPE_MAX: usize = "memslice-".len() + TASK_GROUP_MAX + ".scope".len(
 /// The longest file name memslice writes in a group.
 const LONGEST_FILE: usize = "cgroup.subtree_control".len();
 
-pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -> Config {
+pub fn validate(
+    raw: &RawConfig,
+    host: NodeFacts,
+    scope: Scope,
+    problems: &mut Vec<Problem>,
+) -> Config {
     let node_memory = raw.node_memory.as_ref().map_or(host.memory, |at| at.value);
     let resolve = |size: &Option<At<Size>>| {
         size.as_ref()
@@ -121,7 +126,8 @@ pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -
     let heal = raw
         .heal
         .as_ref()
-        .map(|heal| super::heal::validate(heal, &slices, default_target, driver, problems));
+        .map(|heal| super::heal::validate(heal, &slices, default_target, driver, scope, problems))
+        .filter(|_| scope == Scope::Node);
     check_services_once(&raw.slices, &slices, problems);
     Config {
         slices,
