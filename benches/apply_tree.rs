@@ -1,90 +1,78 @@
-//! Apply time for a large tree: a generated 1,000-group slices.toml applied
-//! to an emulated root, then applied again (which reads every file and
-//! writes none). Run with `cargo bench --bench apply_tree`.
+//! `apply` and `plan` on a large tree, against the read-back floor (a C
+//! program that reads and compares the same files, benches/floors/), timed
+//! interleaved in one run at 1,000 and 10,010 groups on an emulated root
+//! on tmpfs. Run with `cargo bench --features emulated-root --bench apply_tree`.
 
-use std::fmt::Write as _;
+mod common;
+
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
-use memslice::cgroupfs::{Root, emulated};
-use memslice::config::{Config, Controller, NodeFacts};
-use memslice::plan;
-
-const TOP: usize = 10;
-const MIDDLE: usize = 9;
-const LEAVES: usize = 10;
-
-fn generated_config() -> String {
-    let mut text = String::from("[node]\nmemory = \"64G\"\n");
-    for top in 0..TOP {
-        let _ = writeln!(
-            text,
-            "[slice.s{top}]\nmemory_max = \"5G\"\nmemory_low = \"1G\""
-        );
-        for middle in 0..MIDDLE {
-            let _ = writeln!(
-                text,
-                "[slice.s{top}.m{middle}]\nmemory_max = \"512M\"\nmemory_low = \"100M\""
-            );
-            for leaf in 0..LEAVES {
-                let _ = writeln!(
-                    text,
-                    "[slice.s{top}.m{middle}.l{leaf}]\nmemory_high = \"40M\"\nmemory_max = \"50M\"\noom_group = true"
-                );
-            }
-        }
-    }
-    text
-}
-
-fn apply_once(root: &Root, config: &Config) -> (usize, Duration) {
-    let started = Instant::now();
-    let desired = plan::desired(config);
-    let observed = plan::observe(root, &desired).expect("observe");
-    let plan = plan::diff(&desired, &observed);
-    let report = plan::apply(root, &plan).expect("apply");
-    (report.writes, started.elapsed())
-}
+use common::{Floors, Tree, Variant};
+use memslice::cgroupfs::emulated;
+use memslice::config::Controller;
 
 fn main() {
-    // tmpfs when there is one: the emulated root is file I/O, and disk
-    // latency would drown what memslice itself costs.
-    let dir = tempfile::tempdir_in("/dev/shm")
-        .or_else(|_| tempfile::tempdir())
-        .expect("tempdir");
-    let root_path = dir.path().join("cgroup");
-    emulated::create_root(&root_path, &[Controller::Memory, Controller::Pids]).expect("root");
-    let text = generated_config();
-
-    let parse_start = Instant::now();
-    let node = NodeFacts {
-        memory: 64 << 30,
-        page_size: 4096,
+    let floors = Floors::build();
+    let (trees, rounds) = if common::full_run() {
+        (vec![Tree::THOUSAND, Tree::TEN_THOUSAND], 9)
+    } else {
+        (vec![Tree::SMOKE], 1)
     };
-    let config = Config::parse(Path::new("generated.toml"), &text, node).expect("valid config");
-    let parse = parse_start.elapsed();
-    let groups = config.slices.len();
+    for tree in trees {
+        bench(&floors, tree, rounds);
+    }
+}
 
-    let root = Root::emulated(&root_path);
-    let (first_writes, first) = apply_once(&root, &config);
-    let (second_writes, second) = apply_once(&root, &config);
-    assert_eq!(second_writes, 0, "the re-apply wrote");
+fn bench(floors: &Floors, tree: Tree, rounds: usize) {
+    let dir = common::scratch();
+    let root = dir.path().join("cgroup");
+    emulated::create_root(&root, &[Controller::Memory, Controller::Pids]).expect("root");
+    let config_path = dir.path().join("slices.toml");
+    std::fs::write(&config_path, tree.config_text()).expect("config");
+    let spec = dir.path().join("tree.spec");
+    std::fs::write(&spec, common::floor_spec(&tree.config())).expect("spec");
+    let memslice = |subcommand: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_memslice"));
+        command
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--cgroup-root")
+            .arg(&root)
+            .arg(subcommand);
+        command
+    };
 
-    println!("apply_tree: {groups} groups on an emulated root");
+    let started = Instant::now();
+    common::run_quiet(&mut memslice("apply"));
+    let first = started.elapsed();
+    let output = memslice("apply").output().expect("re-apply");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("(0 writes)"),
+        "the re-apply wrote"
+    );
+    let readback = |root: &Path| {
+        let mut command = floors.command("readback");
+        command.arg(root).arg(&spec);
+        command
+    };
+    let mut variants = [
+        Variant::command("memslice apply (0 writes)", || memslice("apply")),
+        Variant::command("memslice plan", || memslice("plan")),
+        Variant::command("floor-readback", || readback(&root)),
+    ];
+    let timings = common::interleave(rounds, &mut variants);
     println!(
-        "  parse + validate      {:>9.2} ms",
-        parse.as_secs_f64() * 1e3
+        "apply_tree: {} groups, emulated root on tmpfs, {rounds} rounds interleaved, medians",
+        tree.groups()
     );
     println!(
-        "  first apply           {:>9.2} ms  ({first_writes} writes)",
+        "  first apply (no floor: the emulation's mkdir writes the interface files) {:.1} ms",
         first.as_secs_f64() * 1e3
     );
-    println!(
-        "  re-apply (no change)  {:>9.2} ms  ({second_writes} writes)",
-        second.as_secs_f64() * 1e3
-    );
-    println!(
-        "  re-apply / first      {:>9.2}",
-        second.as_secs_f64() / first.as_secs_f64()
-    );
+    timings.print_ratios(&[
+        ("memslice apply (0 writes)", "floor-readback"),
+        ("memslice plan", "floor-readback"),
+    ]);
 }

@@ -1,87 +1,89 @@
-//! `status --json` over a generated 10,010-group tree on an emulated root
-//! (tmpfs): reading every group's files and rendering the JSON, plus
-//! parsing and validating the config of that size.
-//! Run with `cargo bench --bench status_tree`.
+//! `status --json`, `metrics` and the `status` table on a large tree,
+//! against the status floors (a C program that reads the same files and
+//! lists the same directories, benches/floors/), timed interleaved in one
+//! run at 1,000 and 10,010 groups on an emulated root on tmpfs.
+//! Run with `cargo bench --features emulated-root --bench status_tree`.
 
-use std::fmt::Write as _;
-use std::path::Path;
-use std::time::Instant;
+mod common;
 
-use memslice::cgroupfs::{Root, emulated};
-use memslice::config::{Config, Controller, NodeFacts};
-use memslice::{observe, plan};
+use std::process::Command;
 
-/// `cargo bench` passes --bench; under `cargo test` this is a smoke run
-/// on a tree a tenth the size.
-fn middles() -> usize {
-    if std::env::args().any(|arg| arg == "--bench") {
-        100
-    } else {
-        10
-    }
-}
+use common::{Floors, Tree, Variant};
+use memslice::cgroupfs::emulated;
+use memslice::config::Controller;
 
-fn generated_config() -> String {
-    let mut text = String::from("[node]\nmemory = \"1T\"\n");
-    for top in 0..10 {
-        let _ = writeln!(text, "[slice.s{top}]\nmemory_max = \"50G\"");
-        for middle in 0..middles() {
-            let _ = writeln!(text, "[slice.s{top}.m{middle}]\nmemory_max = \"400M\"");
-            for leaf in 0..9 {
-                let _ = writeln!(
-                    text,
-                    "[slice.s{top}.m{middle}.l{leaf}]\nmemory_max = \"40M\""
-                );
-            }
-        }
-    }
-    text
-}
+/// What `status --json` and `metrics` show of each group.
+const FULL: [&str; 8] = [
+    "cgroup.procs",
+    "memory.current",
+    "memory.max",
+    "memory.high",
+    "memory.low",
+    "memory.min",
+    "memory.events",
+    "memory.pressure",
+];
+
+/// What the `status` table shows: usage, max, high, OOM counters, PSI.
+const SUMMARY: [&str; 5] = [
+    "memory.current",
+    "memory.max",
+    "memory.high",
+    "memory.events",
+    "memory.pressure",
+];
 
 fn main() {
-    let dir = tempfile::tempdir_in("/dev/shm")
-        .or_else(|_| tempfile::tempdir())
-        .expect("tempdir");
-    let root_path = dir.path().join("cgroup");
-    emulated::create_root(&root_path, &[Controller::Memory]).expect("root");
-    let text = generated_config();
-    let started = Instant::now();
-    let node = NodeFacts {
-        memory: 1 << 40,
-        page_size: 4096,
+    let floors = Floors::build();
+    let (trees, rounds) = if common::full_run() {
+        (vec![Tree::THOUSAND, Tree::TEN_THOUSAND], 9)
+    } else {
+        (vec![Tree::SMOKE], 1)
     };
-    let config = Config::parse(Path::new("generated.toml"), &text, node).expect("valid");
-    let parse = started.elapsed();
-    let root = Root::emulated(&root_path);
-    let desired = plan::desired(&config);
-    let observed = plan::observe(&root, &desired).expect("observe");
-    plan::apply(&root, &plan::diff(&desired, &observed)).expect("apply");
+    for tree in trees {
+        bench(&floors, tree, rounds);
+    }
+}
 
-    let started = Instant::now();
-    let status = observe::status(&root, &config).expect("status");
-    let read = started.elapsed();
-    let started = Instant::now();
-    let json = serde_json::to_string_pretty(&status).expect("json");
-    let render = started.elapsed();
+fn bench(floors: &Floors, tree: Tree, rounds: usize) {
+    let dir = common::scratch();
+    let root = dir.path().join("cgroup");
+    emulated::create_root(&root, &[Controller::Memory]).expect("root");
+    let config_path = dir.path().join("slices.toml");
+    std::fs::write(&config_path, tree.config_text()).expect("config");
+    let spec = dir.path().join("tree.spec");
+    std::fs::write(&spec, common::floor_spec(&tree.config())).expect("spec");
+    let memslice = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_memslice"));
+        command
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--cgroup-root")
+            .arg(&root)
+            .args(args);
+        command
+    };
+    common::run_quiet(&mut memslice(&["apply"]));
+    let floor = |files: &[&str]| {
+        let mut command = floors.command("status");
+        command.arg(&root).arg(&spec).args(files);
+        command
+    };
+    let mut variants = [
+        Variant::command("memslice status --json", || memslice(&["status", "--json"])),
+        Variant::command("memslice metrics", || memslice(&["metrics"])),
+        Variant::command("floor-status (8 files)", || floor(&FULL)),
+        Variant::command("memslice status (table)", || memslice(&["status"])),
+        Variant::command("floor-status (5 files)", || floor(&SUMMARY)),
+    ];
+    let timings = common::interleave(rounds, &mut variants);
     println!(
-        "status_tree: {} groups, {} KiB of JSON",
-        status.groups.len(),
-        json.len() / 1024
+        "status_tree: {} groups, emulated root on tmpfs, {rounds} rounds interleaved, medians",
+        tree.groups()
     );
-    println!(
-        "  parse + validate config   {:>9.1} ms",
-        parse.as_secs_f64() * 1e3
-    );
-    println!(
-        "  read the tree             {:>9.1} ms",
-        read.as_secs_f64() * 1e3
-    );
-    println!(
-        "  render JSON               {:>9.1} ms",
-        render.as_secs_f64() * 1e3
-    );
-    println!(
-        "  status --json in all      {:>9.1} ms",
-        (read + render).as_secs_f64() * 1e3
-    );
+    timings.print_ratios(&[
+        ("memslice status --json", "floor-status (8 files)"),
+        ("memslice metrics", "floor-status (8 files)"),
+        ("memslice status (table)", "floor-status (5 files)"),
+    ]);
 }

@@ -10,7 +10,9 @@ use anyhow::{Context, Result};
 use memslice::caller::{self, Asked, Caller, CallerError, Process};
 use memslice::cgroupfs::Root;
 use memslice::config::heal::NotifyEvent;
-use memslice::config::{Config, ConfigError, DriverSetting, NodeFacts, Size, size::human_bytes};
+use memslice::config::{
+    Config, ConfigError, DriverSetting, NodeFacts, Scope, Size, size::human_bytes,
+};
 use memslice::doctor;
 use memslice::driver::{self, DriverError};
 use memslice::footprint::{self, FootprintError, Placing};
@@ -225,7 +227,11 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
         return run_doctor(cli, asked_driver, *json);
     }
     let node = host::node_facts()?;
-    let mut config = Config::load(&global.config, node)?;
+    let scope = match cli.command {
+        Command::Run { .. } | Command::Protect { .. } => Scope::Task,
+        _ => Scope::Node,
+    };
+    let mut config = Config::load_for(&global.config, node, scope)?;
     let setting = asked_driver.unwrap_or(config.setting);
     let resolved = driver::resolve(setting, &driver::facts(&global.cgroup_root));
     config.place(resolved.driver, &global.config, caller::uid_of)?;
@@ -366,10 +372,11 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
         Command::Tasks { action, json } => run_tasks(cli, &config, action.as_ref(), *json),
         Command::Status { json } => {
             let root = open_root(cli)?;
-            let status = observe::status(&root, &config).context("cannot read the tree")?;
             let text = if *json {
+                let status = observe::status(&root, &config).context("cannot read the tree")?;
                 format!("{}\n", serde_json::to_string_pretty(&status)?)
             } else {
+                let status = observe::summary(&root, &config).context("cannot read the tree")?;
                 status.render_text(io::stdout().is_terminal())
             };
             print(&text)?;

@@ -187,10 +187,17 @@ pub fn read_mountinfo() -> Result<String, HostError> {
 }
 
 fn read(path: &str) -> Result<String, HostError> {
-    std::fs::read_to_string(path).map_err(|source| HostError::Read {
+    let fail = |source| HostError::Read {
         path: PathBuf::from(path),
         source,
-    })
+    };
+    // /proc reports a size of 0: read_to_string would grow its buffer from
+    // 32 bytes, one read(2) per step; /proc/meminfo fits in one page.
+    let mut text = String::with_capacity(4096);
+    std::fs::File::open(path)
+        .and_then(|mut file| std::io::Read::read_to_string(&mut file, &mut text))
+        .map_err(fail)?;
+    Ok(text)
 }
 
 /// /proc/self/cgroup's v2 line (`0::/path`) placed under the cgroup2 mount.

@@ -12,7 +12,7 @@ use jiff::tz::TimeZone;
 
 use super::duration::{Bounds, NightWindow, parse_duration};
 use super::raw::{At, RawHeal, RawService};
-use super::{Layout, Problem, Slice};
+use super::{Layout, Problem, Scope, Slice};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealConfig {
@@ -353,6 +353,19 @@ pub fn time_zone(name: &str) -> Result<TimeZone, String> {
     }
 }
 
+/// The zone `heal.timezone` names, looked up in the tz database; not set,
+/// the system's zone, and like the C library, UTC on a system that has
+/// none (minimal containers), not a refusal.
+fn zone(name: Option<&At<String>>, problems: &mut Vec<Problem>) -> TimeZone {
+    let Some(at) = name else {
+        return TimeZone::try_system().unwrap_or(TimeZone::UTC);
+    };
+    time_zone(&at.value).unwrap_or_else(|message| {
+        push(problems, &at.span, "heal.timezone", message);
+        TimeZone::UTC
+    })
+}
+
 fn push(problems: &mut Vec<Problem>, span: &std::ops::Range<usize>, key: &str, message: String) {
     problems.push(Problem {
         span: span.clone(),
@@ -372,13 +385,13 @@ pub(super) fn validate(
     slices: &[Slice],
     default_target: Option<&At<String>>,
     layout: &Layout,
+    scope: Scope,
     problems: &mut Vec<Problem>,
 ) -> HealConfig {
-    let timezone = match &raw.timezone {
-        Some(at) => at.value.clone(),
-        // Not set: the system's zone, and like the C library, UTC on a
-        // system that has none (minimal containers), not a refusal.
-        None => TimeZone::try_system().unwrap_or(TimeZone::UTC),
+    let timezone = match scope {
+        Scope::Node => zone(raw.timezone.as_ref(), problems),
+        // Never used: a task does not heal (see Scope::Task).
+        Scope::Task => TimeZone::UTC,
     };
     let protected = protected(raw, slices, default_target, problems);
     let mut services: Vec<Service> = Vec::new();

@@ -39,6 +39,20 @@ pub struct NodeFacts {
     pub page_size: u64,
 }
 
+/// What a command needs of the config: the checks are the same for every
+/// scope; only what is resolved against the host differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything: plan, apply, heal, and what reads the tree.
+    Node,
+    /// A task's start (`run`, `protect`), which never heals: `[heal]` is
+    /// checked as for the node and kept (a stalled task is reported through
+    /// its notify hook), but its time zone is not looked up and stays UTC
+    /// (jiff walks the whole tz database for any zone, which costs a task's
+    /// start more than the rest of the load).
+    Task,
+}
+
 /// A validated config, with every size resolved to what the kernel stores.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -307,6 +321,11 @@ impl Config {
     /// beside it, merged in name order); as root, only files root alone
     /// can change (see `files`). Nothing on the host is touched.
     pub fn load(path: &Path, node: NodeFacts) -> Result<Config, ConfigError> {
+        Config::load_for(path, node, Scope::Node)
+    }
+
+    /// [`Config::load`] for what `scope` needs.
+    pub fn load_for(path: &Path, node: NodeFacts, scope: Scope) -> Result<Config, ConfigError> {
         let read = |path: &Path| {
             crate::files::read_trusted(path)
                 .map(|bytes| (path.to_path_buf(), bytes))
@@ -316,7 +335,7 @@ impl Config {
             .iter()
             .map(|file| read(file))
             .collect::<Result<Vec<_>, _>>()?;
-        Config::parse_files(files, node)
+        Config::parse_files_for(files, node, scope)
     }
 
     /// The files a config is read from: `path`, then its drop-ins in name
@@ -337,11 +356,34 @@ impl Config {
         Config::parse_bytes(path, text.as_bytes(), node)
     }
 
+    /// [`Config::parse`] for what `scope` needs.
+    pub fn parse_for(
+        path: &Path,
+        text: &str,
+        node: NodeFacts,
+        scope: Scope,
+    ) -> Result<Config, ConfigError> {
+        Config::parse_files_for(
+            vec![(path.to_path_buf(), text.as_bytes().to_vec())],
+            node,
+            scope,
+        )
+    }
+
     /// Validates the main file and its drop-ins, in merge order. Each must
     /// be UTF-8, as TOML requires; a problem names the file it is in.
     pub fn parse_files(
         files: Vec<(PathBuf, Vec<u8>)>,
         node: NodeFacts,
+    ) -> Result<Config, ConfigError> {
+        Config::parse_files_for(files, node, Scope::Node)
+    }
+
+    /// [`Config::parse_files`] for what `scope` needs.
+    fn parse_files_for(
+        files: Vec<(PathBuf, Vec<u8>)>,
+        node: NodeFacts,
+        scope: Scope,
     ) -> Result<Config, ConfigError> {
         let main = files
             .first()
@@ -378,7 +420,7 @@ impl Config {
         let mut problems = Vec::new();
         let document = sources.document(&mut problems);
         let raw = raw::read(&document, &mut problems);
-        let config = validate::validate(&raw, node, &mut problems);
+        let config = validate::validate(&raw, node, scope, &mut problems);
         if problems.is_empty() {
             return Ok(config);
         }

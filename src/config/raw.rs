@@ -16,7 +16,6 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use jiff::tz::TimeZone;
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
@@ -249,7 +248,8 @@ const HEAL: &[Key<RawHeal>] = &[
     Key {
         name: "timezone",
         read: |heal, value, key, problems| {
-            heal.timezone = parsed(value, key, problems, heal::time_zone)
+            // A name here; looked up in the tz database by validation.
+            heal.timezone = string(value, key, problems)
         },
     },
     Key {
@@ -413,7 +413,7 @@ pub struct RawHeal {
     pub grace_day: Option<At<Duration>>,
     pub grace_night: Option<At<Duration>>,
     pub night: Option<At<NightWindow>>,
-    pub timezone: Option<At<TimeZone>>,
+    pub timezone: Option<At<String>>,
     pub interval: Option<At<Duration>>,
     pub protected: Option<At<Vec<At<String>>>>,
     pub services: Vec<RawService>,

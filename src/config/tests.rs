@@ -3,6 +3,8 @@
 use std::path::Path;
 
 use super::*;
+use heal::NotifyEvent;
+use jiff::tz::TimeZone;
 
 const NODE: NodeFacts = NodeFacts {
     memory: 16 << 30,
@@ -752,6 +754,29 @@ fn an_unknown_time_zone_is_refused_at_load() {
         "heal.timezone",
         "\"Mars/Olympus\" is not a time zone",
     );
+}
+
+/// A task's start does not look the zone up, but keeps [heal] for its
+/// stall notices; every other rule of [heal] still holds for it.
+#[test]
+fn a_task_checks_heal_but_does_not_look_up_its_zone() {
+    let service = "[[heal.service]]\nname = \"web\"\ncommand = [\"true\"]\n";
+    let task = |text: &str| Config::parse_for(Path::new("slices.toml"), text, NODE, Scope::Task);
+    let hook = "notify = [\"/bin/true\"]\n";
+    let mars = format!("{HEAL_BASE}[heal]\ntimezone = \"Mars/Olympus\"\n{hook}{service}");
+    let config = task(&mars).unwrap_or_else(|err| panic!("{err}"));
+    let heal = config.heal.as_ref().expect("[heal] kept for a task");
+    assert!(heal.hook_for(NotifyEvent::Stall).is_some(), "{heal:#?}");
+    assert_eq!(heal.timezone, TimeZone::UTC);
+    assert!(config.protect.is_some());
+    let typo = format!("{HEAL_BASE}[heal]\ntimezone = \"UTC\"\nintervall = \"1s\"\n{service}");
+    match task(&typo) {
+        Err(ConfigError::Invalid { problems, .. }) => {
+            assert_eq!(problems.len(), 1, "{problems:#?}");
+            assert_eq!(problems[0].key, "heal.intervall");
+        }
+        other => panic!("expected the typo refused, got {other:?}"),
+    }
 }
 
 /// One `[[heal.service]]` with `probe` (line 11) after `[heal]`.

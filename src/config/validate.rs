@@ -9,7 +9,7 @@ use super::raw::{At, RawConfig, RawProtect, RawSlice};
 use super::size::{Limit, Size, human_bytes};
 use super::{
     Config, Controller, DriverSetting, Layout, MemorySettings, NodeFacts, Problem, ProtectPolicy,
-    ServicePlacement, Slice, UserSlice, parent_of,
+    Scope, ServicePlacement, Slice, UserSlice, parent_of,
 };
 use crate::layout::SESSIONS;
 
@@ -38,7 +38,12 @@ const TASK_SCOPE_MAX: usize = "memslice-".len() + TASK_GROUP_MAX + ".scope".len(
 /// The longest file name memslice writes in a group.
 const LONGEST_FILE: usize = "cgroup.subtree_control".len();
 
-pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -> Config {
+pub fn validate(
+    raw: &RawConfig,
+    host: NodeFacts,
+    scope: Scope,
+    problems: &mut Vec<Problem>,
+) -> Config {
     let node_memory = raw.node_memory.as_ref().map_or(host.memory, |at| at.value);
     let resolve = |size: &Option<At<Size>>| {
         size.as_ref()
@@ -137,7 +142,7 @@ pub fn validate(raw: &RawConfig, host: NodeFacts, problems: &mut Vec<Problem>) -
     let heal = raw
         .heal
         .as_ref()
-        .map(|heal| super::heal::validate(heal, &slices, default_target, &layout, problems));
+        .map(|heal| super::heal::validate(heal, &slices, default_target, &layout, scope, problems));
     check_services_once(&raw.slices, &slices, problems);
     Config {
         slices,

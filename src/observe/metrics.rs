@@ -6,7 +6,8 @@
 //! (`_bytes`, `_seconds`), `_total` on counters, ratios instead of
 //! percentages, `+Inf` for "no limit".
 
-use std::fmt::Write as _;
+use std::borrow::Cow;
+use std::fmt::{self, Write as _};
 
 use super::status::{GroupStatus, Status};
 use crate::config::Limit;
@@ -33,187 +34,243 @@ pub struct DecisionCounts {
     pub lock_busy: u64,
 }
 
+/// The labels of one sample, written with their braces.
+#[derive(Debug, Clone, Copy)]
+enum Labels<'a> {
+    None,
+    /// An escaped group path.
+    Group(&'a str),
+    GroupEvent(&'a str, &'a str),
+    Decision(&'a str),
+}
+
+impl fmt::Display for Labels<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Labels::None => Ok(()),
+            Labels::Group(group) => write!(f, "{{group=\"{group}\"}}"),
+            Labels::GroupEvent(group, event) => {
+                write!(f, "{{group=\"{group}\",event=\"{event}\"}}")
+            }
+            Labels::Decision(decision) => write!(f, "{{decision=\"{decision}\"}}"),
+        }
+    }
+}
+
+/// A metric family, written straight into the output: a tree of ten
+/// thousand groups is a hundred thousand samples.
 struct Family<'a> {
     name: &'a str,
     kind: &'a str,
     help: &'a str,
-    samples: Vec<(String, String)>,
 }
 
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn limit_value(limit: Limit) -> String {
-    match limit {
-        Limit::Max => "+Inf".to_string(),
-        Limit::Bytes(bytes) => bytes.to_string(),
+impl Family<'_> {
+    /// HELP and TYPE, then one line per sample; nothing at all without a
+    /// sample (an empty family is noise to Prometheus).
+    fn write<'l, V: fmt::Display>(
+        &self,
+        out: &mut String,
+        samples: impl IntoIterator<Item = (Labels<'l>, V)>,
+    ) {
+        let mut first = true;
+        for (labels, value) in samples {
+            if std::mem::take(&mut first) {
+                let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
+                let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind);
+            }
+            let _ = writeln!(out, "{}{labels} {value}", self.name);
+        }
     }
 }
 
-fn group_label(group: &GroupStatus) -> String {
-    format!("group=\"{}\"", escape(&group.path))
+/// A label value as the text format wants it; most need no escaping.
+fn escape(value: &str) -> Cow<'_, str> {
+    if !value.contains(['\\', '"', '\n']) {
+        return Cow::Borrowed(value);
+    }
+    Cow::Owned(
+        value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n"),
+    )
+}
+
+/// A limit as a sample value: bytes, or `+Inf` for none.
+#[derive(Debug, Clone, Copy)]
+struct LimitValue(Limit);
+
+impl fmt::Display for LimitValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Limit::Max => f.write_str("+Inf"),
+            Limit::Bytes(bytes) => write!(f, "{bytes}"),
+        }
+    }
 }
 
 pub fn render(status: &Status, heal: Option<&HealMetrics>) -> String {
-    let groups: Vec<&GroupStatus> = status.groups.iter().filter(|g| g.exists).collect();
-    let per_group = |pick: &dyn Fn(&GroupStatus) -> Option<String>| -> Vec<(String, String)> {
+    let groups: Vec<(&GroupStatus, Cow<'_, str>)> = status
+        .groups
+        .iter()
+        .filter(|g| g.exists)
+        .map(|g| (g, escape(&g.path)))
+        .collect();
+    let mut text = String::with_capacity(groups.len().saturating_mul(1024));
+    let out = &mut text;
+    let limits = |pick: fn(&GroupStatus) -> Option<Limit>| {
+        groups.iter().filter_map(move |(g, label)| {
+            pick(g).map(|limit| (Labels::Group(label), LimitValue(limit)))
+        })
+    };
+    Family {
+        name: "memslice_memory_current_bytes",
+        kind: "gauge",
+        help: "Memory charged to the group (memory.current).",
+    }
+    .write(
+        out,
         groups
             .iter()
-            .filter_map(|g| pick(g).map(|value| (group_label(g), value)))
-            .collect()
-    };
-    let mut families = vec![
-        Family {
-            name: "memslice_memory_current_bytes",
-            kind: "gauge",
-            help: "Memory charged to the group (memory.current).",
-            samples: per_group(&|g| g.current_bytes.map(|b| b.to_string())),
-        },
-        Family {
-            name: "memslice_memory_max_bytes",
-            kind: "gauge",
-            help: "Hard limit of the group (memory.max); +Inf when unlimited.",
-            samples: per_group(&|g| g.max.map(limit_value)),
-        },
-        Family {
-            name: "memslice_memory_high_bytes",
-            kind: "gauge",
-            help: "Throttling limit of the group (memory.high); +Inf when unlimited.",
-            samples: per_group(&|g| g.high.map(limit_value)),
-        },
-        Family {
-            name: "memslice_memory_low_bytes",
-            kind: "gauge",
-            help: "Best-effort protection of the group (memory.low).",
-            samples: per_group(&|g| g.low.map(limit_value)),
-        },
-        Family {
-            name: "memslice_memory_min_bytes",
-            kind: "gauge",
-            help: "Hard protection of the group (memory.min).",
-            samples: per_group(&|g| g.min.map(limit_value)),
-        },
-    ];
-    let mut events = Vec::new();
-    for group in &groups {
-        let Some(counters) = group.events else {
-            continue;
-        };
-        for (event, value) in [
-            ("low", counters.low),
-            ("high", counters.high),
-            ("max", counters.max),
-            ("oom", counters.oom),
-            ("oom_kill", counters.oom_kill),
-            ("oom_group_kill", counters.oom_group_kill),
-        ] {
-            events.push((
-                format!("{},event=\"{event}\"", group_label(group)),
-                value.to_string(),
-            ));
-        }
+            .filter_map(|(g, label)| g.current_bytes.map(|bytes| (Labels::Group(label), bytes))),
+    );
+    Family {
+        name: "memslice_memory_max_bytes",
+        kind: "gauge",
+        help: "Hard limit of the group (memory.max); +Inf when unlimited.",
     }
-    families.push(Family {
+    .write(out, limits(|g| g.max));
+    Family {
+        name: "memslice_memory_high_bytes",
+        kind: "gauge",
+        help: "Throttling limit of the group (memory.high); +Inf when unlimited.",
+    }
+    .write(out, limits(|g| g.high));
+    Family {
+        name: "memslice_memory_low_bytes",
+        kind: "gauge",
+        help: "Best-effort protection of the group (memory.low).",
+    }
+    .write(out, limits(|g| g.low));
+    Family {
+        name: "memslice_memory_min_bytes",
+        kind: "gauge",
+        help: "Hard protection of the group (memory.min).",
+    }
+    .write(out, limits(|g| g.min));
+    Family {
         name: "memslice_memory_events_total",
         kind: "counter",
         help: "memory.events counters of the group and its descendants.",
-        samples: events,
-    });
-    families.push(Family {
+    }
+    .write(
+        out,
+        groups.iter().flat_map(|(g, label)| {
+            g.events.into_iter().flat_map(move |counters| {
+                [
+                    ("low", counters.low),
+                    ("high", counters.high),
+                    ("max", counters.max),
+                    ("oom", counters.oom),
+                    ("oom_kill", counters.oom_kill),
+                    ("oom_group_kill", counters.oom_group_kill),
+                ]
+                .map(|(event, value)| (Labels::GroupEvent(label, event), value))
+            })
+        }),
+    );
+    Family {
         name: "memslice_memory_pressure_avg10_ratio",
         kind: "gauge",
         help: "Share of the last 10 s in which some task of the group stalled on memory (memory.pressure some avg10).",
-        samples: per_group(&|g| g.pressure_some_avg10.map(|avg| format!("{}", avg / 100.0))),
-    });
-    families.push(Family {
+    }
+    .write(
+        out,
+        groups.iter().filter_map(|(g, label)| {
+            g.pressure_some_avg10
+                .map(|avg| (Labels::Group(label), avg / 100.0))
+        }),
+    );
+    Family {
         name: "memslice_processes",
         kind: "gauge",
         help: "Processes directly in the group (cgroup.procs).",
-        samples: per_group(&|g| Some(g.procs.to_string())),
-    });
-    families.push(Family {
+    }
+    .write(
+        out,
+        groups
+            .iter()
+            .map(|(g, label)| (Labels::Group(label), g.procs)),
+    );
+    Family {
         name: "memslice_tasks",
         kind: "gauge",
         help: "Running task groups (memslice run/protect) directly below the slice.",
-        samples: per_group(&|g| g.managed.then(|| g.tasks.to_string())),
-    });
+    }
+    .write(
+        out,
+        groups
+            .iter()
+            .filter(|(g, _)| g.managed)
+            .map(|(g, label)| (Labels::Group(label), g.tasks)),
+    );
     if let Some(heal) = heal {
-        families.extend(heal_families(heal));
+        write_heal(out, heal);
     }
-    let mut out = String::new();
-    for family in families.iter().filter(|f| !f.samples.is_empty()) {
-        let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
-        let _ = writeln!(out, "# TYPE {} {}", family.name, family.kind);
-        for (labels, value) in &family.samples {
-            if labels.is_empty() {
-                let _ = writeln!(out, "{} {value}", family.name);
-            } else {
-                let _ = writeln!(out, "{}{{{labels}}} {value}", family.name);
-            }
-        }
-    }
-    out
+    text
 }
 
-fn heal_families(heal: &HealMetrics) -> Vec<Family<'static>> {
-    let flag = |value: bool| vec![(String::new(), u8::from(value).to_string())];
-    let mut families = vec![
-        Family {
-            name: "memslice_heal_down",
-            kind: "gauge",
-            help: "1 while the healer counts the site as down.",
-            samples: flag(heal.down),
-        },
-        Family {
-            name: "memslice_heal_downtime_seconds",
-            kind: "gauge",
-            help: "How long the current outage has lasted; 0 when up.",
-            samples: vec![(String::new(), heal.downtime_seconds.to_string())],
-        },
-        Family {
-            name: "memslice_heal_flapping",
-            kind: "gauge",
-            help: "1 while the flap limiter holds the healer back (memslice heal reset).",
-            samples: flag(heal.flapping),
-        },
-        Family {
-            name: "memslice_heal_recent_actions",
-            kind: "gauge",
-            help: "Heal actions within the flap limiter's window.",
-            samples: vec![(String::new(), heal.recent_actions.to_string())],
-        },
-        Family {
-            name: "memslice_heal_last_action_timestamp_seconds",
-            kind: "gauge",
-            help: "Unix time of the last heal action.",
-            samples: heal
-                .last_action_unix
-                .map(|t| vec![(String::new(), t.to_string())])
-                .unwrap_or_default(),
-        },
-    ];
+fn write_heal(out: &mut String, heal: &HealMetrics) {
+    let one = |value: u64| [(Labels::None, value)];
+    Family {
+        name: "memslice_heal_down",
+        kind: "gauge",
+        help: "1 while the healer counts the site as down.",
+    }
+    .write(out, one(u64::from(heal.down)));
+    Family {
+        name: "memslice_heal_downtime_seconds",
+        kind: "gauge",
+        help: "How long the current outage has lasted; 0 when up.",
+    }
+    .write(out, one(heal.downtime_seconds));
+    Family {
+        name: "memslice_heal_flapping",
+        kind: "gauge",
+        help: "1 while the flap limiter holds the healer back (memslice heal reset).",
+    }
+    .write(out, one(u64::from(heal.flapping)));
+    Family {
+        name: "memslice_heal_recent_actions",
+        kind: "gauge",
+        help: "Heal actions within the flap limiter's window.",
+    }
+    .write(out, [(Labels::None, heal.recent_actions)]);
+    Family {
+        name: "memslice_heal_last_action_timestamp_seconds",
+        kind: "gauge",
+        help: "Unix time of the last heal action.",
+    }
+    .write(out, heal.last_action_unix.map(|t| (Labels::None, t)));
     if let Some(counts) = heal.decisions {
-        families.push(Family {
+        Family {
             name: "memslice_heal_decisions_total",
             kind: "counter",
             help: "Heal checks by outcome since heal watch started (lock_busy: skipped, another process held the lock).",
-            samples: [
+        }
+        .write(
+            out,
+            [
                 ("up", counts.up),
                 ("down", counts.down),
                 ("acted", counts.acted),
                 ("held_back", counts.held_back),
                 ("lock_busy", counts.lock_busy),
             ]
-            .into_iter()
-            .map(|(decision, n)| (format!("decision=\"{decision}\""), n.to_string()))
-            .collect(),
-        });
+            .map(|(decision, n)| (Labels::Decision(decision), n)),
+        );
     }
-    families
 }
 
 #[cfg(test)]

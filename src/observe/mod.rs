@@ -7,4 +7,4 @@ pub mod metrics;
 pub mod serve;
 mod status;
 
-pub use status::{GroupStatus, Status, limit_json, status};
+pub use status::{GroupStatus, Status, limit_json, status, summary};

@@ -57,7 +57,28 @@ pub fn limit_json<S: Serializer>(limit: &Option<Limit>, serializer: S) -> Result
 /// sub-groups are its business.
 const DEPTH_BELOW_SLICE: usize = 2;
 
+/// How much of each group to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Detail {
+    /// Everything: `status --json` and the metrics.
+    Full,
+    /// What the table shows: usage, max, high, OOM counters and pressure.
+    /// Processes, low and min are not read (0 and null).
+    Table,
+}
+
+/// Every group with every field, for JSON and the metrics.
 pub fn status(root: &Root, config: &Config) -> Result<Status, cgroupfs::Error> {
+    collect(root, config, Detail::Full)
+}
+
+/// Every group with what [`Status::render_text`] shows and nothing more:
+/// processes, low and min are left at 0 and null, unread.
+pub fn summary(root: &Root, config: &Config) -> Result<Status, cgroupfs::Error> {
+    collect(root, config, Detail::Table)
+}
+
+fn collect(root: &Root, config: &Config, detail: Detail) -> Result<Status, cgroupfs::Error> {
     let managed: HashSet<String> = config
         .slices
         .iter()
@@ -68,12 +89,13 @@ pub fn status(root: &Root, config: &Config) -> Result<Status, cgroupfs::Error> {
     for slice in &config.slices {
         let index = groups.len();
         let cgroup = config.layout.cgroup_of(&slice.path);
-        let mut group = group_status(root, &cgroup, true)?;
+        let mut group = group_status(root, &cgroup, true, detail)?;
         group.path.clone_from(&slice.path);
         let exists = group.exists;
         groups.push(group);
         if exists {
-            collect_unmanaged(root, &managed, &cgroup, DEPTH_BELOW_SLICE, &mut groups)?;
+            let depth = DEPTH_BELOW_SLICE;
+            collect_unmanaged(root, &managed, &cgroup, depth, detail, &mut groups)?;
             let depth = cgroup.matches('/').count() + 1;
             let mut tasks = 0;
             for task in groups[index + 1..]
@@ -87,7 +109,7 @@ pub fn status(root: &Root, config: &Config) -> Result<Status, cgroupfs::Error> {
             groups[index].tasks = tasks;
         }
         if let Some(leaf) = config.sessions_leaf(slice) {
-            groups.push(group_status(root, &leaf, true)?);
+            groups.push(group_status(root, &leaf, true, detail)?);
         }
     }
     Ok(Status {
@@ -101,11 +123,12 @@ fn collect_unmanaged(
     managed: &HashSet<String>,
     parent: &str,
     depth: usize,
+    detail: Detail,
     out: &mut Vec<GroupStatus>,
 ) -> Result<(), cgroupfs::Error> {
-    if depth == 0 {
+    let Some(below) = depth.checked_sub(1) else {
         return Ok(());
-    }
+    };
     let children = match root.children(parent) {
         Err(err) if err.group_vanished() => return Ok(()),
         other => other?,
@@ -115,11 +138,11 @@ fn collect_unmanaged(
         if managed.contains(&path) {
             continue;
         }
-        let status = group_status(root, &path, false)?;
+        let status = group_status(root, &path, false, detail)?;
         // Task groups and scopes come and go while they are read.
         if status.exists {
             out.push(status);
-            collect_unmanaged(root, managed, &path, depth - 1, out)?;
+            collect_unmanaged(root, managed, &path, below, detail, out)?;
         }
     }
     Ok(())
@@ -127,8 +150,13 @@ fn collect_unmanaged(
 
 /// A group that is missing, or removed while it is read (systemd removes
 /// an empty scope at once), is reported as missing, not as an error.
-fn group_status(root: &Root, path: &str, managed: bool) -> Result<GroupStatus, cgroupfs::Error> {
-    match read_group_status(root, path, managed) {
+fn group_status(
+    root: &Root,
+    path: &str,
+    managed: bool,
+    detail: Detail,
+) -> Result<GroupStatus, cgroupfs::Error> {
+    match read_group_status(root, path, managed, detail) {
         Err(err) if err.group_vanished() => Ok(missing(path, managed)),
         other => other,
     }
@@ -155,18 +183,34 @@ fn read_group_status(
     root: &Root,
     path: &str,
     managed: bool,
+    detail: Detail,
 ) -> Result<GroupStatus, cgroupfs::Error> {
+    let full = detail == Detail::Full;
+    // cgroup.procs is in every group: a group without it is gone.
+    let procs = if full { root.procs(path)?.len() } else { 0 };
+    let current_bytes = root.memory_current(path)?;
+    // The table reads no file every group has: a group without
+    // memory.current has no memory controller, or is gone.
+    if !full && current_bytes.is_none() && !root.exists(path) {
+        return Ok(missing(path, managed));
+    }
     Ok(GroupStatus {
         path: path.to_string(),
         managed,
         exists: true,
-        procs: root.procs(path)?.len(),
+        procs,
         tasks: 0,
-        current_bytes: root.memory_current(path)?,
+        current_bytes,
         max: root.limit(path, "memory.max")?,
         high: root.limit(path, "memory.high")?,
-        low: root.limit(path, "memory.low")?,
-        min: root.limit(path, "memory.min")?,
+        low: full
+            .then(|| root.limit(path, "memory.low"))
+            .transpose()?
+            .flatten(),
+        min: full
+            .then(|| root.limit(path, "memory.min"))
+            .transpose()?
+            .flatten(),
         events: root.memory_events_if_enabled(path)?,
         pressure_some_avg10: root.memory_pressure(path)?.map(|p| p.some.avg10),
     })

@@ -9,7 +9,7 @@
 //!    are brought within the new bound before the parent is, so reclaim
 //!    starts in the narrowest group, and every group exists first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use super::observe::{KnobState, ObservedGroup};
@@ -64,6 +64,9 @@ pub fn diff(desired: &[DesiredGroup], observed: &BTreeMap<String, ObservedGroup>
     let mut plan = Plan::default();
     let mut lowered = Vec::new();
     let mut relaxed = Vec::new();
+    // Groups whose memory controller this plan enables: their children's
+    // memory files appear only then. A set, so the diff stays linear.
+    let mut enabling_memory: HashSet<&str> = HashSet::new();
     for group in desired {
         let path = &group.path;
         let seen = observed.get(path);
@@ -83,10 +86,10 @@ pub fn diff(desired: &[DesiredGroup], observed: &BTreeMap<String, ObservedGroup>
             .collect();
         if !missing.is_empty() {
             if let Some(seen) = seen {
-                if !path.is_empty() && seen.procs > 0 {
+                if let Some(procs) = seen.procs.filter(|n| *n > 0 && !path.is_empty()) {
                     plan.blockers.push(Blocker::InternalProcesses {
                         group: path.clone(),
-                        procs: seen.procs,
+                        procs,
                     });
                 }
                 if path.is_empty() {
@@ -98,22 +101,16 @@ pub fn diff(desired: &[DesiredGroup], observed: &BTreeMap<String, ObservedGroup>
                     }
                 }
             }
+            if missing.contains(&Controller::Memory) {
+                enabling_memory.insert(path);
+            }
             plan.changes.push(Change::Enable {
                 group: path.clone(),
                 controllers: missing,
             });
         }
-        let parent = if path.is_empty() {
-            None
-        } else {
-            Some(parent_of(path).unwrap_or(""))
-        };
-        let parent_enables_memory_now = parent.is_some_and(|parent| {
-            plan.changes.iter().any(|change| {
-                matches!(change, Change::Enable { group, controllers }
-                    if group == parent && controllers.contains(&Controller::Memory))
-            })
-        });
+        let parent_enables_memory_now =
+            !path.is_empty() && enabling_memory.contains(parent_of(path).unwrap_or(""));
         for (knob, to) in &group.knobs {
             let from = match seen.map(|s| s.knobs.get(knob)) {
                 None | Some(None) => None,
@@ -236,7 +233,7 @@ mod tests {
             knobs: knobs.iter().map(|(k, v)| (*k, KnobState::Is(*v))).collect(),
             subtree_control: controllers.to_vec(),
             offered: vec![Controller::Memory, Controller::Pids],
-            procs: 0,
+            procs: None,
             unmanaged_children: Vec::new(),
         }
     }
@@ -360,7 +357,7 @@ mod tests {
     #[test]
     fn internal_processes_block_enabling_controllers() {
         let mut busy = seen(&[(Knob::Max, bytes(8 * G))], &[]);
-        busy.procs = 3;
+        busy.procs = Some(3);
         let observed = BTreeMap::from([
             ("".to_string(), seen(&[], &[Controller::Memory])),
             ("app".to_string(), busy),

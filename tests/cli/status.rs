@@ -93,3 +93,20 @@ fn status_and_metrics_skip_a_group_removed_while_read() {
     assert!(!metrics.contains("ending-1"), "{metrics}");
     assert!(metrics.contains("group=\"app/tasks\""), "{metrics}");
 }
+
+/// The table reads what it shows and no more: a group whose cgroup.procs,
+/// memory.low and memory.min cannot be read still gets its row, while
+/// `status --json`, which shows them, says what it could not read.
+#[test]
+fn the_table_reads_only_what_it_shows() {
+    let fx = Fixture::new(&shipped_on_16g());
+    fx.memslice(&["apply"]).success();
+    for file in ["cgroup.procs", "memory.low", "memory.min"] {
+        let path = fx.root().join("app/web").join(file);
+        std::fs::remove_file(&path).expect("rm");
+        std::fs::create_dir(&path).expect("unreadable stand-in");
+    }
+    let table = stdout(&fx.memslice(&["status"]).success());
+    assert!(table.lines().any(|l| l.starts_with("  web ")), "{table}");
+    fx.memslice(&["status", "--json"]).failure();
+}

@@ -1,25 +1,33 @@
-# Spawn overhead on the real kernel (clone3 into a real group, cgroup.kill,
-# rmdir): `memslice run -- /bin/true` against a bare /bin/true, 50 rounds
-# each. Under TCG both sides are slowed alike; the ratio is what counts.
+# Spawn overhead on the real kernel: `memslice run -- /bin/true` (mkdir,
+# clone3 into the group, wait, cgroup.kill, rmdir) against the C spawn
+# floor doing the same kernel work (benches/floors/spawn.c), a bare
+# /bin/true, and Debian's cgexec into an existing leaf (it neither creates
+# nor removes a group). Start-up dominates, so once with ASLR on (the
+# guest's default) and once off. Under TCG every side is slowed alike;
+# the ratios are what count.
 . /scenarios/lib.sh
+. /scenarios/bench.sh
 reset_tree
-ms --config /scenarios/tasks.toml apply > /dev/null 2>&1 || fail "apply tasks.toml"
-rounds=50
-now() { cut -d' ' -f1 /proc/uptime; }
-start=$(now)
-i=0
-while [ $i -lt $rounds ]; do /bin/true; i=$((i + 1)); done
-bare=$(awk -v a="$start" -v b="$(now)" 'BEGIN { print b - a }')
-start=$(now)
-i=0
-while [ $i -lt $rounds ]; do
-    ms --config /scenarios/tasks.toml run --slice app/tasks -- /bin/true || fail "run failed"
-    i=$((i + 1))
+TASKS=/scenarios/tasks.toml
+ms --config $TASKS apply > /dev/null 2>&1 || fail "apply tasks.toml"
+mkdir "$CG/app/tasks/cgexec-leaf" || fail "cannot make cgexec's leaf"
+
+run_true() { timeit /bin/true; }
+run_floor() { timeit /bin/floor-spawn "$CG/app/tasks/floor" -- /bin/true; }
+run_memslice() { timeit /bin/memslice --cgroup-root "$CG" --config $TASKS run --slice app/tasks -- /bin/true; }
+run_cgexec() { timeit /usr/bin/cgexec -g memory:app/tasks/cgexec-leaf /bin/true; }
+# The systemd driver's run against systemd-run --scope is measured in the
+# systemd guest (vagrant/systemd/), where systemd runs.
+
+rounds=$(rounds_for 5 41)
+for setting in 2 0; do
+    echo $setting > /proc/sys/kernel/randomize_va_space
+    interleave $rounds true floor memslice cgexec
+    ratio_note "run -- /bin/true (cgroupfs)" memslice floor
+    ratio_note "run -- /bin/true (cgroupfs)" memslice true
+    ratio_note "run -- /bin/true (cgroupfs)" memslice cgexec
+    ratio_note "spawn floor against bare /bin/true" floor true
 done
-run=$(awk -v a="$start" -v b="$(now)" 'BEGIN { print b - a }')
+echo 2 > /proc/sys/kernel/randomize_va_space
 [ -z "$(ls -d $CG/app/tasks/true-* 2>/dev/null)" ] || fail "task groups left behind"
-awk -v bare="$bare" -v run="$run" -v n=$rounds 'BEGIN {
-    printf "run overhead (real kernel, TCG): bare /bin/true %.1f ms, memslice run %.1f ms, ratio %.1f\n",
-        bare * 1000 / n, run * 1000 / n, (bare > 0 ? run / bare : 0)
-}' > "$NOTES"
-cat "$NOTES"
+[ ! -d "$CG/app/tasks/floor" ] || fail "the floor left its group behind"
