@@ -213,7 +213,9 @@ pub fn get_xattr(fd: BorrowedFd<'_>, name: &str) -> io::Result<Option<Vec<u8>>> 
             Ok(Some(buffer))
         }
         Err(_) => match io::Error::last_os_error() {
-            err if err.raw_os_error() == Some(libc::ENODATA) => Ok(None),
+            // Not set, or a file system (cgroupfs before Linux 5.7) that
+            // holds no such attribute at all.
+            err if matches!(err.raw_os_error(), Some(libc::ENODATA | libc::EOPNOTSUPP)) => Ok(None),
             err => Err(err),
         },
     }

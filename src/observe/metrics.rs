@@ -41,6 +41,8 @@ enum Labels<'a> {
     /// An escaped group path.
     Group(&'a str),
     GroupEvent(&'a str, &'a str),
+    /// An escaped task group path and its slice's.
+    GroupSlice(&'a str, &'a str),
     Decision(&'a str),
 }
 
@@ -51,6 +53,9 @@ impl fmt::Display for Labels<'_> {
             Labels::Group(group) => write!(f, "{{group=\"{group}\"}}"),
             Labels::GroupEvent(group, event) => {
                 write!(f, "{{group=\"{group}\",event=\"{event}\"}}")
+            }
+            Labels::GroupSlice(group, slice) => {
+                write!(f, "{{group=\"{group}\",slice=\"{slice}\"}}")
             }
             Labels::Decision(decision) => write!(f, "{{decision=\"{decision}\"}}"),
         }
@@ -214,6 +219,25 @@ pub fn render(status: &Status, heal: Option<&HealMetrics>) -> String {
             .iter()
             .filter(|(g, _)| g.managed)
             .map(|(g, label)| (Labels::Group(label), g.tasks)),
+    );
+    let stalled: Vec<(&str, Cow<'_, str>, bool)> = groups
+        .iter()
+        .filter_map(|(g, label)| {
+            g.task
+                .as_ref()
+                .map(|task| (&**label, escape(&task.slice), task.stalled_since.is_some()))
+        })
+        .collect();
+    Family {
+        name: "memslice_task_stalled",
+        kind: "gauge",
+        help: "1 while a task below a slice stalls at its own memory cap with nothing the kernel may kill (recorded by its memslice).",
+    }
+    .write(
+        out,
+        stalled
+            .iter()
+            .map(|(group, slice, stalled)| (Labels::GroupSlice(group, slice), u8::from(*stalled))),
     );
     if let Some(heal) = heal {
         write_heal(out, heal);

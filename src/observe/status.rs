@@ -5,7 +5,8 @@
 //! `{"root": str, "groups": [{"path": str, "managed": bool, "exists": bool,
 //! "procs": int, "tasks": int, "current_bytes": int|null, "max": int|"max"|null,
 //! "high": …, "low": …, "min": …, "events": {"low","high","max","oom",
-//! "oom_kill","oom_group_kill": int}|null, "pressure_some_avg10": float|null}]}`.
+//! "oom_kill","oom_group_kill": int}|null, "pressure_some_avg10": float|null,
+//! "task": {"slice": str, "stalled_since": int|null}|null}]}`.
 //! A limit is bytes, `"max"` for none, or null when the file is absent.
 
 use std::collections::HashSet;
@@ -15,6 +16,7 @@ use serde::{Serialize, Serializer};
 
 use crate::cgroupfs::{self, MemoryEvents, Root};
 use crate::config::{Config, Limit, size::human_bytes};
+use crate::spawn::task;
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -42,6 +44,18 @@ pub struct GroupStatus {
     pub min: Option<Limit>,
     pub events: Option<MemoryEvents>,
     pub pressure_some_avg10: Option<f64>,
+    /// Set on a group directly below a slice (a task of run/protect, or a
+    /// group made by hand there) by `status --json` and the metrics.
+    pub task: Option<TaskStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TaskStatus {
+    /// The slice it runs in, as slices.toml names it.
+    pub slice: String,
+    /// Unix time since which it stalls at its own memory cap, as its
+    /// memslice recorded it; null while it makes progress.
+    pub stalled_since: Option<i64>,
 }
 
 /// A limit in JSON: bytes, `"max"` for none, null when the file is absent.
@@ -99,11 +113,17 @@ fn collect(root: &Root, config: &Config, detail: Detail) -> Result<Status, cgrou
             let depth = cgroup.matches('/').count() + 1;
             let mut tasks = 0;
             for task in groups[index + 1..]
-                .iter()
+                .iter_mut()
                 .filter(|g| g.path.matches('/').count() == depth)
             {
                 if root.populated(&task.path)? {
                     tasks += 1;
+                }
+                if detail == Detail::Full {
+                    task.task = Some(TaskStatus {
+                        slice: slice.path.clone(),
+                        stalled_since: stalled_since(root, &task.path)?,
+                    });
                 }
             }
             groups[index].tasks = tasks;
@@ -176,6 +196,19 @@ fn missing(path: &str, managed: bool) -> GroupStatus {
         min: None,
         events: None,
         pressure_some_avg10: None,
+        task: None,
+    }
+}
+
+/// A group removed while it is read no longer stalls.
+fn stalled_since(root: &Root, path: &str) -> Result<Option<i64>, cgroupfs::Error> {
+    match root
+        .open_group(path)
+        .and_then(|group| task::stalled_since(&group))
+    {
+        Ok(since) => Ok(since.map(|at| at.as_second())),
+        Err(err) if err.group_vanished() => Ok(None),
+        Err(err) => Err(err),
     }
 }
 
@@ -213,6 +246,7 @@ fn read_group_status(
             .flatten(),
         events: root.memory_events_if_enabled(path)?,
         pressure_some_avg10: root.memory_pressure(path)?.map(|p| p.some.avg10),
+        task: None,
     })
 }
 

@@ -149,6 +149,15 @@ pub fn set_stalled(root: &Root, group: &str, since: Option<Timestamp>) {
     }
 }
 
+/// Since when the task has stalled at its cap, as its memslice recorded it;
+/// `None` while it makes progress (or is no task).
+pub fn stalled_since(handle: &GroupHandle) -> Result<Option<Timestamp>, cgroupfs::Error> {
+    Ok(handle
+        .attribute(STALLED_SINCE)?
+        .and_then(|bytes| String::from_utf8_lossy(&bytes).trim().parse::<i64>().ok())
+        .and_then(|seconds| Timestamp::from_second(seconds).ok()))
+}
+
 /// Kills the task group, saying first who and why, so the task's memslice
 /// can tell its caller; waits up to `timeout` for it to empty.
 pub fn kill(
@@ -268,10 +277,7 @@ fn describe(root: &Root, slice: &str, group: &str) -> Result<Option<TaskInfo>, c
     let supervisor = handle
         .attribute(SUPERVISOR)?
         .and_then(|bytes| Supervisor::parse(&String::from_utf8_lossy(&bytes)));
-    let stalled_since = handle
-        .attribute(STALLED_SINCE)?
-        .and_then(|bytes| String::from_utf8_lossy(&bytes).trim().parse::<i64>().ok())
-        .and_then(|seconds| Timestamp::from_second(seconds).ok());
+    let stalled_since = stalled_since(&handle)?;
     let populated = root.populated(group)?;
     let watched = supervisor.filter(|s| s.alive());
     let state = match (populated, watched) {

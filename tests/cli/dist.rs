@@ -60,9 +60,6 @@ pub fn queried_metrics() -> Vec<(&'static str, BTreeSet<String>)> {
         .lines()
         .filter_map(|line| line.trim_start().strip_prefix("expr:"))
         .for_each(|expr| metric_names(expr, &mut in_rules));
-    // Per-task metrics come with the task listing (another change): the
-    // stalled-task rule is written against the gauge it will export.
-    in_rules.remove("memslice_task_stalled");
     vec![
         ("dist/grafana/memslice.json", in_dashboard),
         ("dist/prometheus/memslice.rules.yml", in_rules),

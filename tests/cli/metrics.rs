@@ -155,6 +155,23 @@ fn heal_watch_serves_metrics_with_its_decisions() {
         r#"{"down_since": null, "failures": {}, "last_action": {"at": "2026-01-01T00:00:00Z", "reason": "test", "killed": [], "restarted": []}}"#,
     )
     .expect("state file");
+    // Two tasks: one its memslice recorded as stalled at its cap, one
+    // making progress.
+    let root = memslice::cgroupfs::Root::emulated(fx.root());
+    for task in ["import-1", "import-2"] {
+        std::fs::create_dir(fx.root().join("app/tasks").join(task)).expect("task group");
+        std::fs::write(
+            fx.root().join("app/tasks").join(task).join("cgroup.procs"),
+            "",
+        )
+        .expect("procs");
+    }
+    root.set_attribute(
+        "app/tasks/import-1",
+        "user.memslice.stalled_since",
+        b"1764000000",
+    )
+    .expect("stalled_since");
     let port = free_port();
     let mut watch = Command::new(env!("CARGO_BIN_EXE_memslice"))
         .arg("--config")
@@ -199,5 +216,11 @@ fn heal_watch_serves_metrics_with_its_decisions() {
         metrics.contains("memslice_memory_current_bytes{group=\"app\"} 0\n"),
         "{metrics}"
     );
+    for (task, stalled) in [("import-1", 1), ("import-2", 0)] {
+        let sample = format!(
+            "memslice_task_stalled{{group=\"app/tasks/{task}\",slice=\"app/tasks\"}} {stalled}\n"
+        );
+        assert!(metrics.contains(&sample), "no {sample:?} in {metrics}");
+    }
     let _ = std::fs::remove_dir_all(state_dir);
 }

@@ -15,6 +15,9 @@ grep -q "warning: app/tasks/stuck-[0-9]* is at its memory.max (160M) .*memslice 
 group=$(ls -d $CG/app/tasks/stuck-*)
 expect_eq "$(event app/tasks/$(basename $group) oom_kill)" "0" "kills in the stalled group"
 ms --config /scenarios/stall.toml tasks | grep -q "stuck-.* stalled" || fail "tasks does not show the stall: $(ms --config /scenarios/stall.toml tasks)"
+# The metric the shipped alert rule MemsliceProtectedTaskStalled reads.
+ms --config /scenarios/stall.toml metrics | grep -q "^memslice_task_stalled{group=\"app/tasks/$(basename $group)\",slice=\"app/tasks\"} 1$" \
+    || fail "metrics do not show the stall: $(ms --config /scenarios/stall.toml metrics | grep task_stalled)"
 wait $wrapper
 status=$?
 ended=$(cut -d' ' -f1 /proc/uptime)
