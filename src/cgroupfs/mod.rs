@@ -82,7 +82,9 @@ impl Error {
     /// removes an empty scope the moment its last process exits).
     pub fn group_vanished(&self) -> bool {
         match self {
-            Error::Read { source, .. } | Error::Write { source, .. } => {
+            Error::Read { source, .. }
+            | Error::Write { source, .. }
+            | Error::Open { source, .. } => {
                 source.kind() == ErrorKind::NotFound || source.raw_os_error() == Some(libc::ENODEV)
             }
             _ => false,
@@ -826,6 +828,12 @@ mod tests {
         assert!(read_error(enodev).group_vanished());
         assert!(read_error(enoent).group_vanished());
         assert!(!read_error(eacces).group_vanished());
+        // Listed, then gone before its directory was opened.
+        let open = Error::Open {
+            path: PathBuf::from("/sys/fs/cgroup/app/tasks/churn-4"),
+            source: std::io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        assert!(open.group_vanished());
         let parse = Error::Parse {
             path: PathBuf::from("cgroup.events"),
             source: parse::populated("frozen 0\n").expect_err("no populated line"),
