@@ -6,43 +6,18 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
-use common::{Floors, Tree, Variant};
-use memslice::cgroupfs::emulated;
+use common::{Floors, Scratch, Tree, Variant};
 use memslice::config::Controller;
 
 fn main() {
-    let floors = Floors::build();
-    let (trees, rounds) = if common::full_run() {
-        (vec![Tree::THOUSAND, Tree::TEN_THOUSAND], 9)
-    } else {
-        (vec![Tree::SMOKE], 1)
-    };
-    for tree in trees {
-        bench(&floors, tree, rounds);
-    }
+    common::each_tree(&[Controller::Memory, Controller::Pids], bench);
 }
 
-fn bench(floors: &Floors, tree: Tree, rounds: usize) {
-    let dir = common::scratch();
-    let root = dir.path().join("cgroup");
-    emulated::create_root(&root, &[Controller::Memory, Controller::Pids]).expect("root");
-    let config_path = dir.path().join("slices.toml");
-    std::fs::write(&config_path, tree.config_text()).expect("config");
-    let spec = dir.path().join("tree.spec");
-    std::fs::write(&spec, common::floor_spec(&tree.config())).expect("spec");
-    let memslice = |subcommand: &str| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_memslice"));
-        command
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--cgroup-root")
-            .arg(&root)
-            .arg(subcommand);
-        command
-    };
+fn bench(floors: &Floors, scratch: &Scratch, tree: Tree, rounds: usize) {
+    let (root, spec) = (&scratch.root, scratch.spec());
+    let memslice = |subcommand: &str| scratch.memslice(&[subcommand]);
 
     let started = Instant::now();
     common::run_quiet(&mut memslice("apply"));
@@ -60,7 +35,7 @@ fn bench(floors: &Floors, tree: Tree, rounds: usize) {
     let mut variants = [
         Variant::command("memslice apply (0 writes)", || memslice("apply")),
         Variant::command("memslice plan", || memslice("plan")),
-        Variant::command("floor-readback", || readback(&root)),
+        Variant::command("floor-readback", || readback(root)),
     ];
     let timings = common::interleave(rounds, &mut variants);
     println!(

@@ -7,30 +7,15 @@ mod common;
 
 use std::process::Command;
 
-use common::Variant;
-use memslice::cgroupfs::emulated;
+use common::{Scratch, Variant};
 use memslice::config::Controller;
 
 fn main() {
-    let dir = common::scratch();
-    let root = dir.path().join("cgroup");
-    emulated::create_root(&root, &[Controller::Memory]).expect("root");
-    let config = dir.path().join("slices.toml");
-    std::fs::write(
-        &config,
+    let scratch = Scratch::new(
         "[node]\nmemory = \"16G\"\n[slice.app]\n[slice.app.tasks]\ncontrollers = [\"memory\"]\n",
-    )
-    .expect("config");
-    let memslice = |args: &[&str]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_memslice"));
-        command
-            .arg("--config")
-            .arg(&config)
-            .arg("--cgroup-root")
-            .arg(&root)
-            .args(args);
-        command
-    };
+        &[Controller::Memory],
+    );
+    let memslice = |args: &[&str]| scratch.memslice(args);
     common::run_quiet(&mut memslice(&["apply"]));
     let rounds = if common::full_run() { 301 } else { 5 };
     let mut variants = [

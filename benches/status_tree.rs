@@ -6,10 +6,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{Floors, Tree, Variant};
-use memslice::cgroupfs::emulated;
+use common::{Floors, Scratch, Tree, Variant};
 use memslice::config::Controller;
 
 /// What `status --json` and `metrics` show of each group.
@@ -34,39 +31,16 @@ const SUMMARY: [&str; 5] = [
 ];
 
 fn main() {
-    let floors = Floors::build();
-    let (trees, rounds) = if common::full_run() {
-        (vec![Tree::THOUSAND, Tree::TEN_THOUSAND], 9)
-    } else {
-        (vec![Tree::SMOKE], 1)
-    };
-    for tree in trees {
-        bench(&floors, tree, rounds);
-    }
+    common::each_tree(&[Controller::Memory], bench);
 }
 
-fn bench(floors: &Floors, tree: Tree, rounds: usize) {
-    let dir = common::scratch();
-    let root = dir.path().join("cgroup");
-    emulated::create_root(&root, &[Controller::Memory]).expect("root");
-    let config_path = dir.path().join("slices.toml");
-    std::fs::write(&config_path, tree.config_text()).expect("config");
-    let spec = dir.path().join("tree.spec");
-    std::fs::write(&spec, common::floor_spec(&tree.config())).expect("spec");
-    let memslice = |args: &[&str]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_memslice"));
-        command
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--cgroup-root")
-            .arg(&root)
-            .args(args);
-        command
-    };
+fn bench(floors: &Floors, scratch: &Scratch, tree: Tree, rounds: usize) {
+    let (root, spec) = (&scratch.root, scratch.spec());
+    let memslice = |args: &[&str]| scratch.memslice(args);
     common::run_quiet(&mut memslice(&["apply"]));
     let floor = |files: &[&str]| {
         let mut command = floors.command("status");
-        command.arg(&root).arg(&spec).args(files);
+        command.arg(root).arg(&spec).args(files);
         command
     };
     let mut variants = [

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use memslice::config::{Config, NodeFacts};
+use memslice::cgroupfs::emulated;
+use memslice::config::{Config, Controller, NodeFacts};
 use memslice::plan;
 
 /// `cargo bench` passes --bench; under `cargo test` each bench is a smoke
@@ -20,12 +21,64 @@ pub fn full_run() -> bool {
     std::env::args().any(|arg| arg == "--bench")
 }
 
-/// A scratch directory on tmpfs when there is one: the emulated root is
-/// file I/O, and disk latency would drown what memslice itself costs.
-pub fn scratch() -> tempfile::TempDir {
-    tempfile::tempdir_in("/dev/shm")
-        .or_else(|_| tempfile::tempdir())
-        .expect("tempdir")
+/// An emulated root with a config beside it, in a scratch directory on
+/// tmpfs when there is one: the emulated root is file I/O, and disk
+/// latency would drown what memslice itself costs.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(config_text: &str, controllers: &[Controller]) -> Scratch {
+        let dir = tempfile::tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::tempdir())
+            .expect("tempdir");
+        let root = dir.path().join("cgroup");
+        emulated::create_root(&root, controllers).expect("root");
+        let config = dir.path().join("slices.toml");
+        std::fs::write(&config, config_text).expect("config");
+        Scratch { dir, root, config }
+    }
+
+    /// `tree`'s config, and its floor spec (see [`Scratch::spec`]).
+    pub fn for_tree(tree: Tree, controllers: &[Controller]) -> Scratch {
+        let scratch = Scratch::new(&tree.config_text(), controllers);
+        std::fs::write(scratch.spec(), floor_spec(&tree.config())).expect("spec");
+        scratch
+    }
+
+    pub fn spec(&self) -> PathBuf {
+        self.dir.path().join("tree.spec")
+    }
+
+    /// memslice on this root and config.
+    pub fn memslice(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_memslice"));
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--cgroup-root")
+            .arg(&self.root)
+            .args(args);
+        command
+    }
+}
+
+/// Runs `bench` on each tree, each in a fresh scratch root with its
+/// floor spec, the floors built once: 1,000 and 10,010 groups nine rounds
+/// each under `cargo bench`, one small tree once under `cargo test`.
+pub fn each_tree(controllers: &[Controller], bench: impl Fn(&Floors, &Scratch, Tree, usize)) {
+    let floors = Floors::build();
+    let (trees, rounds) = if full_run() {
+        (vec![Tree::THOUSAND, Tree::TEN_THOUSAND], 9)
+    } else {
+        (vec![Tree::SMOKE], 1)
+    };
+    for tree in trees {
+        bench(&floors, &Scratch::for_tree(tree, controllers), tree, rounds);
+    }
 }
 
 /// The floors, built once per bench run with `$CC` (default `cc`).
