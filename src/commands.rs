@@ -227,9 +227,10 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
         return run_doctor(cli, asked_driver, *json);
     }
     let node = host::node_facts()?;
-    let scope = match cli.command {
-        Command::Run { .. } | Command::Protect { .. } => Scope::Task,
-        _ => Scope::Node,
+    let scope = if asked.starts_a_task {
+        Scope::Task
+    } else {
+        Scope::Node
     };
     let mut config = Config::load_for(&global.config, node, scope)?;
     let setting = asked_driver.unwrap_or(config.setting);

@@ -30,7 +30,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::cgroupfs::{self, Root};
-use crate::config::{Config, ConfigError, Driver, parent_of, slice_list};
+use crate::config::{Config, ConfigError, Driver, Scope, parent_of, slice_list};
 use crate::driver::{self, DriverError, Resolved};
 use crate::host::{self, HostError};
 
@@ -304,7 +304,10 @@ pub fn pam_session(request: &PamRequest, host: &PamHost<'_>) -> PamOutcome {
     let mut config = match host::node_facts()
         .map_err(|err| err.to_string())
         .and_then(|node| {
-            Config::load(host.config, node).map_err(|err: ConfigError| err.to_string())
+            // A login never heals: no time zone lookup, and nothing read
+            // from the PAM environment's TZ.
+            Config::load_for(host.config, node, Scope::Task)
+                .map_err(|err: ConfigError| err.to_string())
         }) {
         Ok(config) => config,
         Err(err) => return unplaced(err),

@@ -72,6 +72,13 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A group's directory, listed a moment ago, cannot be opened: gone
+    /// when the error is ENOENT (see [`Error::group_vanished`]).
+    #[error("cannot open the group {}: {source}", path.display())]
+    OpenGroup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{} is not a cgroup v2 hierarchy", path.display())]
     NotCgroup2 { path: PathBuf },
 }
@@ -84,7 +91,7 @@ impl Error {
         match self {
             Error::Read { source, .. }
             | Error::Write { source, .. }
-            | Error::Open { source, .. } => {
+            | Error::OpenGroup { source, .. } => {
                 source.kind() == ErrorKind::NotFound || source.raw_os_error() == Some(libc::ENODEV)
             }
             _ => false,
@@ -582,7 +589,7 @@ impl Root {
                 dir,
                 path: path.clone(),
             })
-            .map_err(|source| Error::Open { path, source })
+            .map_err(|source| Error::OpenGroup { path, source })
     }
 
     /// An attribute of the group; `None` when it is not set.
@@ -693,6 +700,20 @@ pub struct GroupHandle {
 }
 
 impl GroupHandle {
+    /// Whether root owns the group's directory: only then are the records
+    /// on it memslice's (a user may set `user.*` attributes on a group
+    /// delegated to them).
+    pub fn owned_by_root(&self) -> Result<bool, Error> {
+        use std::os::unix::fs::MetadataExt;
+        self.dir
+            .metadata()
+            .map(|meta| meta.uid() == 0)
+            .map_err(|source| Error::Read {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
     pub fn attribute(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
         use std::os::fd::AsFd;
         crate::sys::get_xattr(self.dir.as_fd(), name).map_err(|source| Error::Read {
@@ -829,11 +850,17 @@ mod tests {
         assert!(read_error(enoent).group_vanished());
         assert!(!read_error(eacces).group_vanished());
         // Listed, then gone before its directory was opened.
-        let open = Error::Open {
+        let open_group = Error::OpenGroup {
             path: PathBuf::from("/sys/fs/cgroup/app/tasks/churn-4"),
             source: std::io::Error::from_raw_os_error(libc::ENOENT),
         };
-        assert!(open.group_vanished());
+        assert!(open_group.group_vanished());
+        // A root or a lock directory that is missing is no churn.
+        let open = Error::Open {
+            path: PathBuf::from("/sys/fs/cgroup/app/tasks"),
+            source: std::io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        assert!(!open.group_vanished());
         let parse = Error::Parse {
             path: PathBuf::from("cgroup.events"),
             source: parse::populated("frozen 0\n").expect_err("no populated line"),

@@ -23,7 +23,8 @@ pub struct HealConfig {
     pub grace_day: Duration,
     pub grace_night: Duration,
     pub night: Option<NightWindow>,
-    /// Resolved at load: `heal.timezone`, or the system's zone.
+    /// Resolved at load: `heal.timezone`, or the system's zone; UTC, never
+    /// used, when loaded for a task (see `Scope::Task`).
     pub timezone: TimeZone,
     /// Probe interval of `heal watch`.
     pub interval: Duration,

@@ -39,13 +39,16 @@ pub struct NodeFacts {
     pub page_size: u64,
 }
 
-/// What a command needs of the config: the checks are the same for every
-/// scope; only what is resolved against the host differs.
+/// What a command needs of the config. Every rule is checked in every
+/// scope but one: the time zone's name is looked up only for the node, so
+/// an unknown zone is refused by plan, apply and heal, not by a task's
+/// start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     /// Everything: plan, apply, heal, and what reads the tree.
     Node,
-    /// A task's start (`run`, `protect`), which never heals: `[heal]` is
+    /// A task's start (`run`, `protect`, the PAM hook's placing of a
+    /// login), which never heals: `[heal]` is
     /// checked as for the node and kept (a stalled task is reported through
     /// its notify hook), but its time zone is not looked up and stays UTC
     /// (jiff walks the whole tz database for any zone, which costs a task's

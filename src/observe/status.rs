@@ -44,8 +44,8 @@ pub struct GroupStatus {
     pub min: Option<Limit>,
     pub events: Option<MemoryEvents>,
     pub pressure_some_avg10: Option<f64>,
-    /// Set on a group directly below a slice (a task of run/protect, or a
-    /// group made by hand there) by `status --json` and the metrics.
+    /// Set on a task of run/protect directly below a slice (as `memslice
+    /// tasks` lists them) by `status --json` and the metrics.
     pub task: Option<TaskStatus>,
 }
 
@@ -54,7 +54,8 @@ pub struct TaskStatus {
     /// The slice it runs in, as slices.toml names it.
     pub slice: String,
     /// Unix time since which it stalls at its own memory cap, as its
-    /// memslice recorded it; null while it makes progress.
+    /// memslice recorded it; null while it makes progress, and once no
+    /// memslice watches it or it has no process left.
     pub stalled_since: Option<i64>,
 }
 
@@ -120,10 +121,7 @@ fn collect(root: &Root, config: &Config, detail: Detail) -> Result<Status, cgrou
                     tasks += 1;
                 }
                 if detail == Detail::Full {
-                    task.task = Some(TaskStatus {
-                        slice: slice.path.clone(),
-                        stalled_since: stalled_since(root, &task.path)?,
-                    });
+                    task.task = task_status(root, &slice.path, &cgroup, &task.path);
                 }
             }
             groups[index].tasks = tasks;
@@ -200,15 +198,24 @@ fn missing(path: &str, managed: bool) -> GroupStatus {
     }
 }
 
-/// A group removed while it is read no longer stalls.
-fn stalled_since(root: &Root, path: &str) -> Result<Option<i64>, cgroupfs::Error> {
-    match root
-        .open_group(path)
-        .and_then(|group| task::stalled_since(&group))
-    {
-        Ok(since) => Ok(since.map(|at| at.as_second())),
-        Err(err) if err.group_vanished() => Ok(None),
-        Err(err) => Err(err),
+/// The task in `path`, judged as `memslice tasks` judges it (a stall
+/// counts while the task has processes and its memslice watches it);
+/// `None` for a group that is no task of memslice's or is gone. A record
+/// that cannot be read costs a warning, not the whole status.
+fn task_status(root: &Root, slice: &str, slice_cgroup: &str, path: &str) -> Option<TaskStatus> {
+    match task::describe(root, slice_cgroup, path) {
+        Ok(info) => info.map(|info| TaskStatus {
+            slice: slice.to_string(),
+            stalled_since: info
+                .stalled_since
+                .filter(|_| info.state == task::State::Stalled)
+                .map(|at| at.as_second()),
+        }),
+        Err(err) if err.group_vanished() => None,
+        Err(err) => {
+            tracing::warn!("cannot read the task record of {path}: {err}");
+            None
+        }
     }
 }
 

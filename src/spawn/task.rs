@@ -151,7 +151,7 @@ pub fn set_stalled(root: &Root, group: &str, since: Option<Timestamp>) {
 
 /// Since when the task has stalled at its cap, as its memslice recorded it;
 /// `None` while it makes progress (or is no task).
-pub fn stalled_since(handle: &GroupHandle) -> Result<Option<Timestamp>, cgroupfs::Error> {
+fn stalled_since(handle: &GroupHandle) -> Result<Option<Timestamp>, cgroupfs::Error> {
     Ok(handle
         .attribute(STALLED_SINCE)?
         .and_then(|bytes| String::from_utf8_lossy(&bytes).trim().parse::<i64>().ok())
@@ -262,8 +262,18 @@ pub fn list(root: &Root, slices: &[String]) -> Result<Vec<TaskInfo>, cgroupfs::E
     Ok(tasks)
 }
 
-fn describe(root: &Root, slice: &str, group: &str) -> Result<Option<TaskInfo>, cgroupfs::Error> {
+/// The task in `group` below `slice`, or `None` when it is no task of
+/// memslice's: no record and no scope of memslice's name, or a directory
+/// root does not own (a record there is the owner's forgery).
+pub fn describe(
+    root: &Root,
+    slice: &str,
+    group: &str,
+) -> Result<Option<TaskInfo>, cgroupfs::Error> {
     let handle = root.open_group(group)?;
+    if !handle.owned_by_root()? {
+        return Ok(None);
+    }
     let record: Option<TaskRecord> = handle
         .attribute(RECORD)?
         .and_then(|bytes| serde_json::from_slice(&bytes).ok());

@@ -155,23 +155,7 @@ fn heal_watch_serves_metrics_with_its_decisions() {
         r#"{"down_since": null, "failures": {}, "last_action": {"at": "2026-01-01T00:00:00Z", "reason": "test", "killed": [], "restarted": []}}"#,
     )
     .expect("state file");
-    // Two tasks: one its memslice recorded as stalled at its cap, one
-    // making progress.
-    let root = memslice::cgroupfs::Root::emulated(fx.root());
-    for task in ["import-1", "import-2"] {
-        std::fs::create_dir(fx.root().join("app/tasks").join(task)).expect("task group");
-        std::fs::write(
-            fx.root().join("app/tasks").join(task).join("cgroup.procs"),
-            "",
-        )
-        .expect("procs");
-    }
-    root.set_attribute(
-        "app/tasks/import-1",
-        "user.memslice.stalled_since",
-        b"1764000000",
-    )
-    .expect("stalled_since");
+    plant_tasks(&fx);
     let port = free_port();
     let mut watch = Command::new(env!("CARGO_BIN_EXE_memslice"))
         .arg("--config")
@@ -216,11 +200,61 @@ fn heal_watch_serves_metrics_with_its_decisions() {
         metrics.contains("memslice_memory_current_bytes{group=\"app\"} 0\n"),
         "{metrics}"
     );
-    for (task, stalled) in [("import-1", 1), ("import-2", 0)] {
+    for (task, stalled) in [("stuck", 1), ("busy", 0), ("orphaned", 0)] {
         let sample = format!(
             "memslice_task_stalled{{group=\"app/tasks/{task}\",slice=\"app/tasks\"}} {stalled}\n"
         );
         assert!(metrics.contains(&sample), "no {sample:?} in {metrics}");
     }
+    assert!(
+        !metrics.contains("memslice_task_stalled{group=\"app/tasks/forged\""),
+        "{metrics}"
+    );
     let _ = std::fs::remove_dir_all(state_dir);
+}
+
+/// Task groups in app/tasks, each with a live process: `stuck`, whose
+/// memslice (this test) watches it and recorded a stall; `busy`, watched
+/// and making progress; `orphaned`, with a recorded stall but whose
+/// memslice is gone; `forged`, a stalled task's records on a group another
+/// user owns (a delegated subtree), which is no task of memslice's.
+fn plant_tasks(fx: &Fixture) {
+    use memslice::spawn::task::{self, Role, Supervisor, TaskRecord};
+    let root = memslice::cgroupfs::Root::emulated(fx.root());
+    let stalled_since = Some(jiff::Timestamp::from_second(1_764_000_000).expect("time"));
+    for name in ["stuck", "busy", "orphaned", "forged"] {
+        let group = format!("app/tasks/{name}");
+        let dir = fx.root().join(&group);
+        std::fs::create_dir(&dir).expect("task group");
+        std::fs::write(
+            dir.join("cgroup.procs"),
+            format!("{}\n", std::process::id()),
+        )
+        .expect("procs");
+        std::fs::write(dir.join("cgroup.events"), "populated 0\nfrozen 0\n").expect("events");
+        let record = TaskRecord {
+            name: name.to_string(),
+            mode: memslice::spawn::policy::Mode::Protect,
+            user: "root".to_string(),
+            uid: 0,
+            command: "import".to_string(),
+            started: jiff::Timestamp::now(),
+        };
+        task::mark(&root, &group, &record, true).expect("mark");
+        if name != "busy" {
+            task::set_stalled(&root, &group, stalled_since);
+        }
+        if name == "orphaned" {
+            let gone = Supervisor {
+                pid: u32::MAX,
+                start_time: 1,
+                role: Role::Foreground,
+            };
+            task::set_supervisor(&root, &group, gone).expect("supervisor");
+        }
+        if name == "forged" {
+            std::os::unix::fs::chown(&dir, Some(crate::fixture::nobody().uid.as_raw()), None)
+                .expect("chown");
+        }
+    }
 }
