@@ -355,6 +355,21 @@ enum Field<'a> {
     Signature(&'a str),
 }
 
+impl Field<'_> {
+    /// The header field's code and the signature of its variant value.
+    fn code_and_signature(&self) -> (u8, &'static str) {
+        match self {
+            Field::Path(_) => (FIELD_PATH, "o"),
+            Field::Interface(_) => (FIELD_INTERFACE, "s"),
+            Field::Member(_) => (FIELD_MEMBER, "s"),
+            Field::ErrorName(_) => (FIELD_ERROR_NAME, "s"),
+            Field::ReplySerial(_) => (FIELD_REPLY_SERIAL, "u"),
+            Field::Destination(_) => (FIELD_DESTINATION, "s"),
+            Field::Signature(_) => (FIELD_SIGNATURE, "g"),
+        }
+    }
+}
+
 /// One whole message: the fixed header, the fields `a(yv)`, padding to 8,
 /// the body. Fails only when the message would pass `MAX_MESSAGE`.
 fn encode_message(
@@ -373,41 +388,18 @@ fn encode_message(
     out.u32(serial);
     out.array(8, |array| {
         for field in fields {
-            array.structure(|entry| match *field {
-                Field::Path(path) => {
-                    entry.u8(FIELD_PATH);
-                    entry.signature("o");
-                    entry.string(path);
-                }
-                Field::Interface(name) => {
-                    entry.u8(FIELD_INTERFACE);
-                    entry.signature("s");
-                    entry.string(name);
-                }
-                Field::Member(name) => {
-                    entry.u8(FIELD_MEMBER);
-                    entry.signature("s");
-                    entry.string(name);
-                }
-                Field::ErrorName(name) => {
-                    entry.u8(FIELD_ERROR_NAME);
-                    entry.signature("s");
-                    entry.string(name);
-                }
-                Field::ReplySerial(serial) => {
-                    entry.u8(FIELD_REPLY_SERIAL);
-                    entry.signature("u");
-                    entry.u32(serial);
-                }
-                Field::Destination(name) => {
-                    entry.u8(FIELD_DESTINATION);
-                    entry.signature("s");
-                    entry.string(name);
-                }
-                Field::Signature(signature) => {
-                    entry.u8(FIELD_SIGNATURE);
-                    entry.signature("g");
-                    entry.signature(signature);
+            array.structure(|entry| {
+                let (code, signature) = field.code_and_signature();
+                entry.u8(code);
+                entry.signature(signature);
+                match *field {
+                    Field::ReplySerial(serial) => entry.u32(serial),
+                    Field::Signature(signature) => entry.signature(signature),
+                    Field::Path(text)
+                    | Field::Interface(text)
+                    | Field::Member(text)
+                    | Field::ErrorName(text)
+                    | Field::Destination(text) => entry.string(text),
                 }
             });
         }
