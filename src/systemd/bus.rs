@@ -1697,6 +1697,14 @@ mod tests {
         }
     }
 
+    /// What most exchanges ask: the test scope's StartTransientUnit, 5 s.
+    fn start_the_unit(connection: Result<Connection, BusError>) -> Result<String, BusError> {
+        let deadline = Deadline::after(Duration::from_secs(5));
+        connection
+            .expect("authenticated")
+            .start_transient_unit(&body(), deadline)
+    }
+
     fn with_peer<T>(
         kind: Kind,
         peer: impl FnOnce(Peer) + Send + 'static,
@@ -1807,12 +1815,7 @@ mod tests {
                     "Unit memslice-probe-1.scope was already loaded or has a fragment file.",
                 ));
             },
-            |connection| {
-                let deadline = Deadline::after(Duration::from_secs(5));
-                connection
-                    .expect("authenticated")
-                    .start_transient_unit(&body(), deadline)
-            },
+            start_the_unit,
         )
         .expect_err("refused");
         assert!(
@@ -1841,12 +1844,7 @@ mod tests {
                     "no",
                 ));
             },
-            |connection| {
-                let deadline = Deadline::after(Duration::from_secs(5));
-                connection
-                    .expect("authenticated")
-                    .start_transient_unit(&body(), deadline)
-            },
+            start_the_unit,
         )
         .expect_err("refused");
         assert!(
@@ -1988,12 +1986,7 @@ mod tests {
                 let call = peer.message();
                 peer.send(&method_return(1, call.serial, "s", &string_body("job")));
             },
-            |connection| {
-                let deadline = Deadline::after(Duration::from_secs(5));
-                connection
-                    .expect("authenticated")
-                    .start_transient_unit(&body(), deadline)
-            },
+            start_the_unit,
         )
         .expect_err("wrong signature");
         assert!(
@@ -2031,12 +2024,7 @@ mod tests {
                 peer.accept_auth();
                 peer.message();
             },
-            |connection| {
-                let deadline = Deadline::after(Duration::from_secs(5));
-                connection
-                    .expect("authenticated")
-                    .start_transient_unit(&body(), deadline)
-            },
+            start_the_unit,
         )
         .expect_err("closed");
         assert!(matches!(err, BusError::Closed { .. }), "{err:?}");
