@@ -76,19 +76,7 @@ pub fn run(root: &Root, spec: &TaskSpec<'_>) -> Result<super::Outcome, SpawnErro
         })?;
     let pid = spawn(root, &group, &mut prepared, &report_write)?;
     drop(report_write);
-    let mut warnings = Vec::new();
-    if let Some((step, errno)) = read_reports(report_read, &mut warnings) {
-        let _ = nix::sys::wait::waitpid(pid, None);
-        return Err(SpawnError::Child {
-            program: spec
-                .command
-                .first()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            step,
-            errno,
-        });
-    }
+    let warnings = read_reports(report_read, pid, spec)?;
     // The command runs in its group: the next protect counts it.
     drop(slice_lock);
     guard.armed = false;

@@ -333,11 +333,16 @@ fn command_cstrings(command: &[OsString]) -> Result<(CString, Vec<CString>), Spa
     Ok((program, argv))
 }
 
-/// Reads the child's reports until exec closes the pipe. Returns the fatal
-/// step, if one failed; warnings are collected.
-fn read_reports(read_end: OwnedFd, warnings: &mut Vec<String>) -> Option<(Step, Errno)> {
+/// Reads the child's reports until exec closes the pipe: the warnings it
+/// sent, or, when a step failed, the error, with the child reaped.
+fn read_reports(
+    read_end: OwnedFd,
+    pid: Pid,
+    spec: &TaskSpec<'_>,
+) -> Result<Vec<String>, SpawnError> {
     let mut bytes = Vec::new();
     let _ = File::from(read_end).read_to_end(&mut bytes);
+    let mut warnings = Vec::new();
     let mut fatal = None;
     for (step, errno) in child::parse_reports(&bytes) {
         if step == Step::OomScoreAdjSkipped {
@@ -346,7 +351,19 @@ fn read_reports(read_end: OwnedFd, warnings: &mut Vec<String>) -> Option<(Step, 
             fatal = Some((step, errno));
         }
     }
-    fatal
+    let Some((step, errno)) = fatal else {
+        return Ok(warnings);
+    };
+    let _ = nix::sys::wait::waitpid(pid, None);
+    Err(SpawnError::Child {
+        program: spec
+            .command
+            .first()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        step,
+        errno,
+    })
 }
 
 /// Other task groups of the slice that still have processes (running or

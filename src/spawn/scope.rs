@@ -110,19 +110,7 @@ pub fn run(
     let _ = nix::unistd::write(&go_write, &[1]);
     drop(go_write);
     tracing::debug!(%unit, pid = pid.as_raw(), "started in a transient scope");
-    let mut warnings = Vec::new();
-    if let Some((step, errno)) = read_reports(report_read, &mut warnings) {
-        let _ = nix::sys::wait::waitpid(pid, None);
-        return Err(SpawnError::Child {
-            program: spec
-                .command
-                .first()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            step,
-            errno,
-        });
-    }
+    let warnings = read_reports(report_read, pid, spec)?;
     // The scope holds the command: the next protect counts it.
     drop(slice_lock);
     follow(
