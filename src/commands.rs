@@ -3,7 +3,6 @@
 //! exit codes in one place.
 
 use std::io::{self, IsTerminal, Write};
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
@@ -27,9 +26,13 @@ use memslice::signals::{Signals, Use};
 use memslice::spawn::policy::{self, Mode, Request};
 use memslice::spawn::{self, Leftovers, Notify, SpawnError, TaskSpec, task};
 
-use crate::cli::{Cli, Command, HealCommand, TaskArgs, TasksCommand};
+use crate::cli::{Cli, Command, HealCommand, TaskArgs, TaskCommand, TasksCommand};
 
-const EXIT_CHANGES_PENDING: u8 = 2;
+/// The process's exit status (see `main`, which hands it to `exit`).
+pub type ExitCode = u8;
+const EXIT_SUCCESS: ExitCode = 0;
+const EXIT_FAILURE: ExitCode = 1;
+const EXIT_CHANGES_PENDING: ExitCode = 2;
 
 pub fn init_logging(cli: &Cli) {
     // The healer's decisions are its log: heal commands log them by default.
@@ -108,7 +111,7 @@ fn init_journal(level: tracing::Level) -> io::Result<()> {
 pub fn main(cli: &Cli, asked: &Asked) -> ExitCode {
     match run(cli, asked) {
         Ok(code) => code,
-        Err(err) if broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) if broken_pipe(&err) => EXIT_SUCCESS,
         Err(err) => {
             say(&format!("error: {}", render_error(&err)));
             exit_code_for(cli, &err)
@@ -158,14 +161,14 @@ fn exit_code_for(cli: &Cli, err: &anyhow::Error) -> ExitCode {
         let code = err
             .downcast_ref::<FootprintError>()
             .map_or(125, FootprintError::exec_status);
-        return ExitCode::from(code);
+        return code;
     }
-    if matches!(cli.command, Command::Run { .. } | Command::Protect { .. }) {
+    if matches!(cli.command, Command::Task(_)) {
         // Like env(1): the command's own codes stay unambiguous.
         let code = err
             .downcast_ref::<SpawnError>()
             .map_or(125, SpawnError::exit_code);
-        return ExitCode::from(code);
+        return code;
     }
     for cause in err.chain() {
         if cause.downcast_ref::<ConfigError>().is_some()
@@ -178,7 +181,7 @@ fn exit_code_for(cli: &Cli, err: &anyhow::Error) -> ExitCode {
                 .downcast_ref::<ProvisionError>()
                 .is_some_and(ProvisionError::driver_refused)
         {
-            return ExitCode::from(2);
+            return 2;
         }
         let unusable = cause
             .downcast_ref::<host::HostError>()
@@ -187,16 +190,16 @@ fn exit_code_for(cli: &Cli, err: &anyhow::Error) -> ExitCode {
                 .downcast_ref::<ProvisionError>()
                 .is_some_and(ProvisionError::host_unusable);
         if unusable {
-            return ExitCode::from(3);
+            return 3;
         }
     }
-    ExitCode::FAILURE
+    EXIT_FAILURE
 }
 
 /// Which signals the command reads; blocked here, before any thread starts.
 fn signal_use(command: &Command) -> Option<Use> {
     match command {
-        Command::Run { .. } | Command::Protect { .. } => Some(Use::Supervise),
+        Command::Task(_) => Some(Use::Supervise),
         Command::Heal(HealCommand::Watch { .. }) => Some(Use::Stop),
         _ => None,
     }
@@ -251,9 +254,9 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
             let planned = provision::plan(&target)?;
             print(&render_planned(&planned))?;
             Ok(if *detailed_exitcode && planned.pending() {
-                ExitCode::from(EXIT_CHANGES_PENDING)
+                EXIT_CHANGES_PENDING
             } else {
-                ExitCode::SUCCESS
+                EXIT_SUCCESS
             })
         }
         Command::Apply => {
@@ -262,15 +265,15 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
                 &applied,
                 &global.config.display().to_string(),
             ))?;
-            Ok(ExitCode::SUCCESS)
+            Ok(EXIT_SUCCESS)
         }
-        Command::Run {
+        Command::Task(TaskCommand::Run {
             slice,
             oom_group,
             no_oom_group,
             oom_score_adj,
             task,
-        } => {
+        }) => {
             // A task group is a write to the tree, as apply's are.
             resolved.check_writes(&global.cgroup_root)?;
             let oom_group = match (oom_group, no_oom_group) {
@@ -289,7 +292,7 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
             )?;
             run_task(cli, &config, &caller, &request, task, signals.as_ref())
         }
-        Command::Protect { task } => {
+        Command::Task(TaskCommand::Protect { task }) => {
             resolved.check_writes(&global.cgroup_root)?;
             let request = request(Mode::Protect, None, None, None, task, &config, node)?;
             run_task(cli, &config, &caller, &request, task, signals.as_ref())
@@ -319,7 +322,7 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
                     }
                 }
                 print(&out)?;
-                return Ok(ExitCode::SUCCESS);
+                return Ok(EXIT_SUCCESS);
             }
             loop {
                 let mut out = String::new();
@@ -360,15 +363,15 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
             }
             print(&out)?;
             Ok(if failed == 0 {
-                ExitCode::SUCCESS
+                EXIT_SUCCESS
             } else {
-                ExitCode::FAILURE
+                EXIT_FAILURE
             })
         }
         Command::Metrics => {
             let root = open_root(cli)?;
             print(&render_metrics(&root, &config, None))?;
-            Ok(ExitCode::SUCCESS)
+            Ok(EXIT_SUCCESS)
         }
         Command::Tasks { action, json } => run_tasks(cli, &config, action.as_ref(), *json),
         Command::Status { json } => {
@@ -381,7 +384,7 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
                 status.render_text(io::stdout().is_terminal())
             };
             print(&text)?;
-            Ok(ExitCode::SUCCESS)
+            Ok(EXIT_SUCCESS)
         }
     }
 }
@@ -401,9 +404,9 @@ fn run_doctor(cli: &Cli, asked_driver: Option<DriverSetting>, json: bool) -> Res
     };
     print(&text)?;
     Ok(if report.status == doctor::Status::Fail {
-        ExitCode::FAILURE
+        EXIT_FAILURE
     } else {
-        ExitCode::SUCCESS
+        EXIT_SUCCESS
     })
 }
 
@@ -450,7 +453,7 @@ fn pam_session() -> ExitCode {
             }
         }
     }
-    ExitCode::SUCCESS
+    EXIT_SUCCESS
 }
 
 /// What the task's command line asked for, sizes resolved on this node.
@@ -549,7 +552,7 @@ fn run_task(
             outcome.oom_kills, outcome.group
         ));
     }
-    Ok(ExitCode::from(outcome.exit_code()))
+    Ok(outcome.exit_code())
 }
 
 fn run_heal(
@@ -575,21 +578,21 @@ fn run_heal(
                 tracing::info!(%bound, "serving metrics at /metrics");
             }
             heal::watch(&root, heal_config, &tz, &groups, Some(&counts), signals)?;
-            Ok(ExitCode::SUCCESS)
+            Ok(EXIT_SUCCESS)
         }
         HealCommand::Reset => match heal::reset(heal_config)? {
             Some(forgotten) => {
                 print(&format!(
                     "flap limiter reset: {forgotten} recorded action(s) forgotten\n"
                 ))?;
-                Ok(ExitCode::SUCCESS)
+                Ok(EXIT_SUCCESS)
             }
             None => {
                 say(&format!(
                     "another heal run holds {}; try again",
                     heal_config.lock_file.display()
                 ));
-                Ok(ExitCode::FAILURE)
+                Ok(EXIT_FAILURE)
             }
         },
         HealCommand::Check { dry_run, json } => {
@@ -605,7 +608,7 @@ fn run_heal(
                         "another process holds {} past the wait; this check did nothing",
                         heal_config.lock_file.display()
                     );
-                    return Ok(ExitCode::SUCCESS);
+                    return Ok(EXIT_SUCCESS);
                 }
             };
             let text = if *json {
@@ -618,11 +621,7 @@ fn run_heal(
                 .actions
                 .as_ref()
                 .is_some_and(|a| !a.failures.is_empty());
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(if failed { EXIT_FAILURE } else { EXIT_SUCCESS })
         }
     }
 }
@@ -647,7 +646,7 @@ fn run_tasks(
                 render_tasks(&tasks)
             };
             print(&text)?;
-            Ok(ExitCode::SUCCESS)
+            Ok(EXIT_SUCCESS)
         }
         Some(TasksCommand::Gc) => {
             let removed = task::gc(&root, &slices).context("cannot collect the task groups")?;
@@ -660,7 +659,7 @@ fn run_tasks(
             } else {
                 &text
             })?;
-            Ok(ExitCode::SUCCESS)
+            Ok(EXIT_SUCCESS)
         }
         Some(TasksCommand::Kill { name }) => {
             let tasks = task::list(&root, &slices).context("cannot read the task groups")?;
@@ -680,14 +679,14 @@ fn run_tasks(
             let reason = format!("memslice tasks kill, by {}", caller_name());
             if task::kill(&root, &target.group, &reason, task::KILL_TIMEOUT)? {
                 print(&format!("killed {}\n", target.group))?;
-                Ok(ExitCode::SUCCESS)
+                Ok(EXIT_SUCCESS)
             } else {
                 say(&format!(
                     "{} still has processes {}s after cgroup.kill (stuck in the kernel?)",
                     target.group,
                     task::KILL_TIMEOUT.as_secs()
                 ));
-                Ok(ExitCode::FAILURE)
+                Ok(EXIT_FAILURE)
             }
         }
     }

@@ -23,4 +23,6 @@ pub mod provision;
 pub mod signals;
 pub mod spawn;
 mod sys;
+/// For memslice's own `main` (see main.rs), which std's start-up does not run.
+pub use sys::start_process;
 pub mod systemd;

@@ -106,6 +106,43 @@ pub fn fork(child: impl FnOnce()) -> io::Result<Pid> {
     }
 }
 
+/// What std's own start-up does before `main`, for memslice's own `main`
+/// (see main.rs): descriptors 0, 1 and 2 open, on /dev/null where the
+/// caller closed them (else the first file memslice opens would become its
+/// stdout or stderr), and SIGPIPE ignored, so that a reader going away is
+/// an EPIPE error (`memslice plan | head -1` ends quietly). Programs
+/// memslice starts get SIGPIPE's default back (`reset_signal_dispositions`,
+/// and std's `Command`).
+pub fn start_process() -> io::Result<()> {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only reads the descriptor's flags.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1 {
+            continue;
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EBADF) {
+            return Err(err);
+        }
+        // Lower descriptors are open, so this one takes `fd`; it stays
+        // open, across exec too (no O_CLOEXEC): a task inherits 0-2.
+        let null = nix::fcntl::open(
+            "/dev/null",
+            nix::fcntl::OFlag::O_RDWR,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        std::mem::forget(null);
+    }
+    // SAFETY: SIG_IGN installs no handler; no code of ours runs on delivery.
+    unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+    }
+    .map(drop)
+    .map_err(io::Error::from)
+}
+
 /// Sets every catchable signal, real-time ones included, back to its
 /// default action, as a process started by a shell has it: Rust ignores
 /// SIGPIPE at start-up, a parent may have ignored others, and an ignored

@@ -355,3 +355,43 @@ fn through_sudo_a_user_the_policy_does_not_name_is_refused_as_root() {
         stderr(&out)
     );
 }
+
+/// Started with descriptors 0, 1 and 2 closed (a careless cron line, a
+/// daemon's child), memslice opens them on /dev/null before anything else,
+/// as std's start-up would: otherwise its signalfd or the task group's
+/// directory would take them, and the task would inherit root's
+/// descriptors as its standard input and output.
+#[test]
+fn a_task_started_with_closed_standard_descriptors_gets_dev_null() {
+    let fx = fixture();
+    let out = fx.root().join("task-fds");
+    let script = format!(
+        "readlink /proc/$$/fd/0 /proc/$$/fd/1 /proc/$$/fd/2 | cat > {}",
+        out.display()
+    );
+    let status = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(r#"exec "$@" <&- >&- 2>&-"#)
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_memslice"))
+        .arg("--config")
+        .arg(fx.config())
+        .arg("--cgroup-root")
+        .arg(fx.root())
+        .args([
+            "run",
+            "--slice",
+            "app/tasks",
+            "--",
+            "/bin/sh",
+            "-c",
+            &script,
+        ])
+        .status()
+        .expect("run");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("the task wrote its descriptors"),
+        "/dev/null\n/dev/null\n/dev/null\n"
+    );
+}
