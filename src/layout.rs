@@ -10,7 +10,7 @@
 //! `user-UID-web.slice` and so on, so everything the user runs shares its
 //! cap.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// Who writes the cgroup tree, as kubelet and runc have it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -171,34 +171,38 @@ impl Layout {
     fn units_down_to(&self, slice: &str) -> Vec<String> {
         let mut segments = slice.split('/');
         let top = segments.next().unwrap_or_default();
-        let mut name: Vec<String> = match self.user_of(top) {
-            Some(uid) => vec!["user".to_string(), uid.to_string()],
-            None => vec![escape(top)],
+        // Plain concatenation: every config load names each slice's units.
+        let unit = |name: &str| [name, ".slice"].concat();
+        let mut units = Vec::new();
+        let mut name = match self.user_of(top) {
+            Some(uid) => {
+                units.push(unit("user"));
+                ["user-", &uid.to_string()].concat()
+            }
+            None => escape(top),
         };
-        let mut units: Vec<String> = (1..=name.len())
-            .map(|depth| format!("{}.slice", name[..depth].join("-")))
-            .collect();
+        units.push(unit(&name));
         for segment in segments {
-            name.push(escape(segment));
-            units.push(format!("{}.slice", name.join("-")));
+            name.push('-');
+            name.push_str(&escape(segment));
+            units.push(unit(&name));
         }
         units
     }
 }
 
 /// systemd's escaping of a name segment (systemd-escape): `-` would read
-/// as a level of the slice tree.
+/// as a level of the slice tree. Byte by byte, as systemd does.
 fn escape(segment: &str) -> String {
-    segment
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c.to_string()
-            } else {
-                format!("\\x{:02x}", c as u32)
-            }
-        })
-        .collect()
+    let mut escaped = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'_' {
+            escaped.push(char::from(byte));
+        } else {
+            let _ = write!(escaped, "\\x{byte:02x}");
+        }
+    }
+    escaped
 }
 
 #[cfg(test)]

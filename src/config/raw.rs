@@ -544,7 +544,7 @@ fn join_key(dotted: &str, name: &str) -> String {
     if dotted.is_empty() {
         name.to_string()
     } else {
-        format!("{dotted}.{name}")
+        [dotted, ".", name].concat()
     }
 }
 
@@ -575,7 +575,7 @@ fn read_slice(
     raw: &mut RawConfig,
     problems: &mut Vec<Problem>,
 ) {
-    let dotted = format!("slice.{}", path.join("."));
+    let dotted = ["slice.", &path.join(".")].concat();
     let Some(body) = table(value, &dotted, problems) else {
         return;
     };
@@ -588,7 +588,7 @@ fn read_slice(
     for (key, value) in body {
         let field = key.get_ref().as_ref();
         let known = SLICE.iter().find(|known| known.name == field);
-        let full = format!("{dotted}.{field}");
+        let full = join_key(&dotted, field);
         match (known, value.get_ref()) {
             (None, DeValue::Table(_)) => {
                 path.push(field.to_string());

@@ -56,6 +56,9 @@ impl Sources {
         let mut merged = DeTable::new();
         for file in &self.files {
             match DeTable::parse(&file.text) {
+                // The main file sits at 0: nothing to shift, and copying
+                // the document was an eighth of a 1,000-slice `metrics`.
+                Ok(document) if file.base == 0 => merge(&mut merged, document.into_inner()),
                 Ok(document) => merge(&mut merged, shift_table(document.into_inner(), file.base)),
                 Err(err) => {
                     let span = err
