@@ -4,5 +4,5 @@
 . /scenarios/lib.sh
 . /scenarios/bench.sh
 TOPS=10 MIDDLES=9 LEAVES=10
-ROUNDS=$(rounds_for 1 9) FIRST_ROUNDS=$(rounds_for 1 3)
+ROUNDS=$(rounds_for 1 9) FIRST_ROUNDS=$(rounds_for 1 3) ASLR_SETTINGS="2 0"
 . /scenarios/tree-bench.sh
