@@ -3,10 +3,10 @@
 # the private socket and, with that hidden, on the system bus; the scope
 # has the asked Slice, MemoryMax, ManagedOOMPreference and CollectMode,
 # the child is in it, a duplicate name is refused by name, and the scope
-# goes once its process ends. Then, 20 times each, interleaved: the whole
-# `memslice run` (supervised, in a scope via the client) and the client
-# alone against `systemd-run --scope` with the same properties; medians and
-# ratios.
+# goes once its process ends. Then, 20 times each, interleaved, with ASLR
+# on and off: the whole `memslice run` (supervised, in a scope via the
+# client) and the client alone against `systemd-run --scope` with the same
+# properties; medians and ratios.
 CFG=/usr/local/lib/memslice-vm/scenarios/slices.toml
 fail() { echo "FAIL: $*"; exit 1; }
 memslice --config $CFG apply > /dev/null 2>&1 || fail "apply"
@@ -70,55 +70,67 @@ kill "$(field pid /tmp/bus.log)"
 echo "system bus: Hello, the JobRemoved match and the call work through dbus-daemon"
 
 # --- time: the client against systemd-run --scope, same properties ------
+# Once with ASLR on (the guest's default), once off: under TCG every start
+# with ASLR on translates the program's code anew, which costs memslice's
+# larger code far more than it costs systemd-run (vagrant/scenarios/90).
 now() { date +%s%N; }
-: > /tmp/probe.times
-: > /tmp/memslice.times
-: > /tmp/run.times
-: > /tmp/call.times
-: > /tmp/called.times
-i=0
-while [ $i -lt 20 ]; do
-    a=$(now)
-    scope-probe exec --unit memslice-time-$$-$i.scope --slice app-tasks.slice \
-        --memory-max $((64 << 20)) -- /bin/true || fail "scope-probe exec $i"
-    b=$(now)
-    systemd-run --quiet --scope --slice=app-tasks.slice -p MemoryMax=64M /bin/true || fail "systemd-run $i"
-    c=$(now)
-    memslice --config $CFG run --slice app/tasks --memory-max 64M -- /bin/true || fail "memslice run $i"
-    d=$(now)
-    echo $(((b - a) / 1000)) >> /tmp/probe.times
-    echo $(((c - b) / 1000)) >> /tmp/run.times
-    echo $(((d - c) / 1000)) >> /tmp/memslice.times
-    # The child must outlive the call: a PID that has exited when systemd
-    # attaches it leaves a "running" scope whose cgroup never fills.
-    scope-probe spawn --detach --unit memslice-call-$$-$i.scope --slice app-tasks.slice \
-        --memory-max $((64 << 20)) -- sleep 60 > /tmp/call.log 2>&1 || fail "scope-probe spawn $i: $(cat /tmp/call.log)"
-    field job_us /tmp/call.log >> /tmp/call.times
-    field call_us /tmp/call.log >> /tmp/called.times
-    kill "$(field pid /tmp/call.log)"
-    i=$((i + 1))
-done
 median() { sort -n "$1" | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
-probe=$(median /tmp/probe.times)
-run=$(median /tmp/run.times)
-whole=$(median /tmp/memslice.times)
-call=$(median /tmp/call.times)
-called=$(median /tmp/called.times)
 ms() { echo "$(($1 / 1000)).$(($1 % 1000 / 100)) ms"; }
 spread() { echo "min $(ms "$(sort -n "$1" | head -n 1)"), max $(ms "$(sort -n "$1" | tail -n 1)")"; }
-ratio=$(awk -v a="$probe" -v b="$run" 'BEGIN { printf "%.2f", a / b }')
-whole_ratio=$(awk -v a="$whole" -v b="$run" 'BEGIN { printf "%.2f", a / b }')
-echo "scope-probe exec (us): $(sort -n /tmp/probe.times | tr '\n' ' ')"
-echo "systemd-run --scope (us): $(sort -n /tmp/run.times | tr '\n' ' ')"
-echo "in-process call, call+job (us): $(sort -n /tmp/called.times | tr '\n' ' '); $(sort -n /tmp/call.times | tr '\n' ' ')"
+: > /tmp/timing.notes
+for setting in 2 0; do
+    echo $setting > /proc/sys/kernel/randomize_va_space
+    aslr=$([ $setting = 0 ] && echo off || echo on)
+    : > /tmp/probe.times
+    : > /tmp/memslice.times
+    : > /tmp/run.times
+    : > /tmp/call.times
+    : > /tmp/called.times
+    i=0
+    while [ $i -lt 20 ]; do
+        a=$(now)
+        scope-probe exec --unit memslice-time-$$-$setting-$i.scope --slice app-tasks.slice \
+            --memory-max $((64 << 20)) -- /bin/true || fail "scope-probe exec $i"
+        b=$(now)
+        systemd-run --quiet --scope --slice=app-tasks.slice -p MemoryMax=64M /bin/true || fail "systemd-run $i"
+        c=$(now)
+        memslice --config $CFG run --slice app/tasks --memory-max 64M -- /bin/true || fail "memslice run $i"
+        d=$(now)
+        echo $(((b - a) / 1000)) >> /tmp/probe.times
+        echo $(((c - b) / 1000)) >> /tmp/run.times
+        echo $(((d - c) / 1000)) >> /tmp/memslice.times
+        # The child must outlive the call: a PID that has exited when systemd
+        # attaches it leaves a "running" scope whose cgroup never fills.
+        scope-probe spawn --detach --unit memslice-call-$$-$setting-$i.scope --slice app-tasks.slice \
+            --memory-max $((64 << 20)) -- sleep 60 > /tmp/call.log 2>&1 || fail "scope-probe spawn $i: $(cat /tmp/call.log)"
+        field job_us /tmp/call.log >> /tmp/call.times
+        field call_us /tmp/call.log >> /tmp/called.times
+        kill "$(field pid /tmp/call.log)"
+        i=$((i + 1))
+    done
+    probe=$(median /tmp/probe.times)
+    run=$(median /tmp/run.times)
+    whole=$(median /tmp/memslice.times)
+    call=$(median /tmp/call.times)
+    called=$(median /tmp/called.times)
+    ratio=$(awk -v a="$probe" -v b="$run" 'BEGIN { printf "%.2f", a / b }')
+    whole_ratio=$(awk -v a="$whole" -v b="$run" 'BEGIN { printf "%.2f", a / b }')
+    echo "ASLR $aslr: scope-probe exec (us): $(sort -n /tmp/probe.times | tr '\n' ' ')"
+    echo "ASLR $aslr: systemd-run --scope (us): $(sort -n /tmp/run.times | tr '\n' ' ')"
+    echo "ASLR $aslr: in-process call, call+job (us): $(sort -n /tmp/called.times | tr '\n' ' '); $(sort -n /tmp/call.times | tr '\n' ' ')"
+    {
+        echo "20 runs interleaved, medians under TCG (ASLR $aslr): memslice run --memory-max 64M -- /bin/true $(ms "$whole") vs systemd-run --scope -p MemoryMax=64M /bin/true $(ms "$run"), ratio $whole_ratio"
+        echo "ASLR $aslr: the client alone (scope-probe exec /bin/true) $(ms "$probe"), ratio $ratio; memslice run spread $(spread /tmp/memslice.times)"
+        echo "ASLR $aslr: spread: scope-probe $(spread /tmp/probe.times); systemd-run $(spread /tmp/run.times)"
+        echo "ASLR $aslr: inside the process (median): the call $(ms "$called"), the call and its job $(ms "$call")"
+    } >> /tmp/timing.notes
+done
+echo 2 > /proc/sys/kernel/randomize_va_space
 i=0
 while systemctl list-units --all --type=scope --no-legend | grep -q "memslice-" && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 systemctl list-units --all --type=scope --no-legend | grep -q "memslice-" && fail "a probe scope was left: $(systemctl list-units --all --type=scope --no-legend)"
 {
     echo "StartTransientUnit from memslice's own client: private socket and system bus as asked"
-    echo "20 runs interleaved, medians under TCG (ASLR on): memslice run --memory-max 64M -- /bin/true $(ms "$whole") vs systemd-run --scope -p MemoryMax=64M /bin/true $(ms "$run"), ratio $whole_ratio"
-    echo "the client alone (scope-probe exec /bin/true) $(ms "$probe"), ratio $ratio; memslice run spread $(spread /tmp/memslice.times)"
-    echo "spread: scope-probe $(spread /tmp/probe.times); systemd-run $(spread /tmp/run.times)"
-    echo "inside the process (median): the call $(ms "$called"), the call and its job $(ms "$call")"
+    cat /tmp/timing.notes
     echo "a child already exited when systemd attached it: $early"
 } > "$NOTES"
