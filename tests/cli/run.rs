@@ -3,6 +3,7 @@
 //! decides (OOM kills, clone3 into a real group) is in vagrant/scenarios.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -369,26 +370,27 @@ fn a_task_started_with_closed_standard_descriptors_gets_dev_null() {
         "readlink /proc/$$/fd/0 /proc/$$/fd/1 /proc/$$/fd/2 | cat > {}",
         out.display()
     );
-    let status = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(r#"exec "$@" <&- >&- 2>&-"#)
-        .arg("sh")
-        .arg(env!("CARGO_BIN_EXE_memslice"))
-        .arg("--config")
-        .arg(fx.config())
-        .arg("--cgroup-root")
-        .arg(fx.root())
-        .args([
-            "run",
-            "--slice",
-            "app/tasks",
-            "--",
-            "/bin/sh",
-            "-c",
-            &script,
-        ])
-        .status()
-        .expect("run");
+    let mut command = fx.command_on(&fx.root());
+    command.args([
+        "run",
+        "--slice",
+        "app/tasks",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    // SAFETY: close(2) is async-signal-safe and touches no memory; the
+    // forked child runs nothing else before exec.
+    unsafe {
+        command.pre_exec(|| {
+            for fd in 0..=2 {
+                libc::close(fd);
+            }
+            Ok(())
+        });
+    }
+    let status = command.status().expect("run");
     assert_eq!(status.code(), Some(0));
     assert_eq!(
         std::fs::read_to_string(&out).expect("the task wrote its descriptors"),
