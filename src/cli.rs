@@ -450,6 +450,8 @@ mod tests {
             "memslice -v protect --name import --wait --user app -- php artisan import",
             "memslice run --oom-score-adj -500 --no-oom-group --kill-leftovers -- protect",
             "memslice protect --unit-dir /run/u --allow-unprotected -- run",
+            "memslice --config=run run -- a",
+            "memslice --config protect run -- a",
         ];
         for line in lines {
             let (cli, matches) = parse_fast(&args(line)).expect("the task parser takes it");
@@ -467,6 +469,8 @@ mod tests {
             "memslice help run",
             "memslice run --help",
             "memslice run --version",
+            "memslice -V run -- a",
+            "memslice --config run -- a",
             "memslice run --no-such-option -- a",
             "memslice run",
             "memslice protect --slice app -- a",

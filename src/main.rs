@@ -7,8 +7,12 @@
 //! is now a plain SIGSEGV. The rest of that start-up is done here:
 //! descriptors 0-2 open and SIGPIPE ignored (`memslice::start_process`),
 //! a panic reported with exit status 101, stdout flushed by `exit`.
-//! std reads argv through glibc's init hook either way.
+//! std reads argv through glibc's init hook either way, which other C
+//! libraries do not run: hence glibc only.
 #![cfg_attr(not(test), no_main)]
+
+#[cfg(not(target_env = "gnu"))]
+compile_error!("memslice's own main needs glibc: std reads argv through glibc's init hook");
 
 mod cli;
 mod commands;
