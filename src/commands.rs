@@ -32,7 +32,12 @@ use crate::cli::{Cli, Command, HealCommand, TaskArgs, TaskCommand, TasksCommand}
 pub type ExitCode = u8;
 const EXIT_SUCCESS: ExitCode = 0;
 const EXIT_FAILURE: ExitCode = 1;
+/// `plan --detailed-exitcode`: the tree does not match the config.
 const EXIT_CHANGES_PENDING: ExitCode = 2;
+/// An invalid config or command line, or a refusal (see `--help`).
+const EXIT_INVALID: ExitCode = 2;
+/// No usable cgroup v2 memory controller on this host.
+const EXIT_HOST_UNUSABLE: ExitCode = 3;
 
 pub fn init_logging(cli: &Cli) {
     // The healer's decisions are its log: heal commands log them by default.
@@ -181,7 +186,7 @@ fn exit_code_for(cli: &Cli, err: &anyhow::Error) -> ExitCode {
                 .downcast_ref::<ProvisionError>()
                 .is_some_and(ProvisionError::driver_refused)
         {
-            return 2;
+            return EXIT_INVALID;
         }
         let unusable = cause
             .downcast_ref::<host::HostError>()
@@ -190,7 +195,7 @@ fn exit_code_for(cli: &Cli, err: &anyhow::Error) -> ExitCode {
                 .downcast_ref::<ProvisionError>()
                 .is_some_and(ProvisionError::host_unusable);
         if unusable {
-            return 3;
+            return EXIT_HOST_UNUSABLE;
         }
     }
     EXIT_FAILURE
