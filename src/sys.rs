@@ -2,11 +2,18 @@
 //! lines with typed arguments. The only `unsafe` in memslice lives here.
 //!
 //! - Creating a task's process: clone3(2) with CLONE_INTO_CGROUP, so the
-//!   child is charged to its group from its first instruction, or fork(2)
-//!   on kernels without it. Both duplicate the process; the child runs
-//!   `child`, which ends in exec or `_exit` (a return would `_exit(127)`).
-//!   memslice is single-threaded when it spawns (nothing before this point
-//!   starts a thread), so the child may allocate.
+//!   child is charged to its group from its first instruction, or a clone
+//!   that moves itself through cgroup.procs on kernels without it. The
+//!   child shares memslice's memory on a stack of its own until it execs,
+//!   memslice suspended meanwhile (CLONE_VM | CLONE_VFORK, as posix_spawn
+//!   does; the clone3 entry is x86-64 assembly, elsewhere clone3 copies the
+//!   process as fork does). The child runs `child`, which ends in exec or
+//!   `_exit` (a return would `_exit(127)`). memslice is single-threaded when
+//!   it spawns (nothing before this point starts a thread), so the child
+//!   may allocate. fork(2) for the processes that run beside memslice (the
+//!   scope path's child waits for systemd, the detached keeper).
+//! - Credentials of a child (setgroups(2), setgid(2), setuid(2)) without
+//!   glibc's broadcast to memslice's threads.
 //! - Default signal dispositions for a task (rt_sigaction(2)).
 //! - Extended attributes on cgroup directories (setxattr(2), getxattr(2)):
 //!   what memslice records about a task group, and the markers userspace
@@ -14,7 +21,9 @@
 //!   the group is removed, as long as the descriptor is open.
 //!
 //! # References
-//! - clone3(2), CLONE_INTO_CGROUP (Linux 5.7)
+//! - clone3(2), CLONE_INTO_CGROUP (Linux 5.7); clone(2), CLONE_VM, CLONE_VFORK
+//! - glibc's sysdeps/unix/sysv/linux/spawni.c: the child's stack size, its
+//!   signals blocked, oom_score_adj for a vfork child (proc(5))
 //! - fork(2), _exit(2), rt_sigaction(2)
 //! - xattr(7); cgroup v2 user.* xattrs (Linux 5.7)
 
@@ -55,13 +64,81 @@ pub enum Spawned {
     Unsupported,
 }
 
-/// clone3 into the cgroup whose directory is open as `cgroup_dir`.
-pub fn clone_into_cgroup(cgroup_dir: BorrowedFd<'_>, child: impl FnOnce()) -> io::Result<Spawned> {
+/// clone3 into the cgroup whose directory is open as `cgroup_dir`, the
+/// child sharing memslice's memory until it execs (see [`vfork`]) where
+/// memslice has the entry code for it (x86-64), a copy of it elsewhere.
+pub fn clone_into_cgroup<F: FnOnce()>(
+    cgroup_dir: BorrowedFd<'_>,
+    argc: usize,
+    child: F,
+) -> io::Result<Spawned> {
+    let cgroup = u64::try_from(cgroup_dir.as_raw_fd())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    match clone3_into(cgroup, argc, child) {
+        Ok(pid) => Ok(Spawned::IntoCgroup(pid)),
+        // No clone3 (before 5.3), or clone_args without `cgroup` (before 5.7).
+        Err(err) if matches!(err.raw_os_error(), Some(libc::ENOSYS | libc::E2BIG)) => {
+            Ok(Spawned::Unsupported)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn clone3_into<F: FnOnce()>(cgroup: u64, argc: usize, child: F) -> io::Result<Pid> {
+    let stack = ChildStack::new(argc)?;
+    let mut args = CloneArgs {
+        flags: CLONE_INTO_CGROUP | libc::CLONE_VM as u64 | libc::CLONE_VFORK as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: stack.base as u64,
+        stack_size: stack.size as u64,
+        cgroup,
+        ..CloneArgs::default()
+    };
+    let mut slot = Some(child);
+    let _blocked = AllSignalsBlocked::new()?;
+    let result: i64;
+    // SAFETY: `args` is a valid clone_args of the size passed. The parent
+    // is suspended until the child execs or exits (CLONE_VFORK), so the
+    // child may use `slot`, which lives in this frame, and the stack,
+    // which is unmapped only after the parent resumes. In the child the
+    // kernel returns 0 with rsp at the top of that stack (16-byte aligned),
+    // and the child calls `enter_child`, which never returns; the parent
+    // returns the pid or -errno in rax. syscall clobbers rcx and r11,
+    // declared as outputs so that no input lives in them.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov rdi, {slot}",
+            "call {entry}",
+            "ud2",
+            "2:",
+            slot = in(reg) std::ptr::from_mut(&mut slot),
+            entry = sym enter_child::<F>,
+            inlateout("rax") libc::SYS_clone3 => result,
+            in("rdi") std::ptr::from_mut(&mut args),
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            out("rcx") _,
+            out("r11") _,
+            options(nostack),
+        );
+    }
+    if result < 0 {
+        let errno = i32::try_from(-result).unwrap_or(libc::EINVAL);
+        return Err(io::Error::from_raw_os_error(errno));
+    }
+    pid_of(result)
+}
+
+/// Elsewhere, a clone3 like fork's: no stack given, the child a copy.
+#[cfg(not(target_arch = "x86_64"))]
+fn clone3_into<F: FnOnce()>(cgroup: u64, _argc: usize, child: F) -> io::Result<Pid> {
     let mut args = CloneArgs {
         flags: CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
-        cgroup: u64::try_from(cgroup_dir.as_raw_fd())
-            .map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?,
+        cgroup,
         ..CloneArgs::default()
     };
     // SAFETY: `args` is a valid clone_args of the size passed; with no stack
@@ -79,18 +156,166 @@ pub fn clone_into_cgroup(cgroup_dir: BorrowedFd<'_>, child: impl FnOnce()) -> io
             child();
             exit_child(127)
         }
-        pid if pid > 0 => Ok(Spawned::IntoCgroup(Pid::from_raw(
-            i32::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?,
-        ))),
-        _ => {
-            let err = io::Error::last_os_error();
-            match err.raw_os_error() {
-                // No clone3 (before 5.3), or clone_args without `cgroup` (before 5.7).
-                Some(libc::ENOSYS | libc::E2BIG) => Ok(Spawned::Unsupported),
-                _ => Err(err),
-            }
+        pid if pid > 0 => pid_of(pid.into()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// A child that shares memslice's memory, and runs `child` on a stack of
+/// its own while memslice waits (CLONE_VM | CLONE_VFORK, as posix_spawn
+/// starts a program): nothing of memslice's memory is copied or
+/// write-protected, so neither process takes a fault for each page it then
+/// writes (a fifth of a task's start, counted in page faults). `child` runs
+/// with every signal blocked and must end in exec or `_exit`; what it
+/// changes in memory (the heap included) memslice sees afterwards.
+pub fn vfork<F: FnOnce()>(argc: usize, child: F) -> io::Result<Pid> {
+    let stack = ChildStack::new(argc)?;
+    let mut slot = Some(child);
+    let _blocked = AllSignalsBlocked::new()?;
+    // SAFETY: glibc's clone runs `enter_child` on the given stack top,
+    // which outlives the child's use of it (the parent is suspended until
+    // the child execs or exits); `slot` lives in this frame, likewise.
+    let pid = unsafe {
+        libc::clone(
+            enter_child::<F>,
+            stack.top().cast(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            std::ptr::from_mut(&mut slot).cast(),
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Pid::from_raw(pid))
+}
+
+/// The first frame of a child on its own stack: runs the closure in `slot`
+/// (an `Option<F>`), then ends the child if the closure returned.
+extern "C" fn enter_child<F: FnOnce()>(slot: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: the parent passed a pointer to its `Option<F>`, alive and
+    // untouched by it until this child execs or exits.
+    let slot = unsafe { &mut *slot.cast::<Option<F>>() };
+    if let Some(child) = slot.take() {
+        child();
+    }
+    exit_child(127)
+}
+
+/// A task's stack between clone and exec, below a guard page, so that a
+/// deeper stack faults instead of writing into memslice's memory. Sized as
+/// glibc's posix_spawn sizes its own: execvpe may put a PATH_MAX buffer on
+/// it (the PATH search) and a copy of argv's pointers (a script without
+/// `#!` goes to /bin/sh). Pages nothing touches are never allocated.
+struct ChildStack {
+    /// The lowest usable address, above the guard page.
+    base: *mut u8,
+    size: usize,
+    mapping: *mut libc::c_void,
+    mapped: usize,
+}
+
+impl ChildStack {
+    /// What memslice's own code and glibc's exec need beyond argv.
+    const BASE_SIZE: usize = 64 * 1024 + libc::PATH_MAX as usize;
+    const GUARD: usize = 64 * 1024;
+
+    fn new(argc: usize) -> io::Result<ChildStack> {
+        let too_big = || io::Error::from_raw_os_error(libc::E2BIG);
+        // SAFETY: sysconf only reads a constant of the system.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+            .map_err(|_| io::Error::last_os_error())?;
+        let round_up = |size: usize| size.checked_next_multiple_of(page).ok_or_else(too_big);
+        let size = argc
+            .checked_add(3)
+            .and_then(|pointers| pointers.checked_mul(std::mem::size_of::<*const u8>()))
+            .and_then(|argv| argv.checked_add(Self::BASE_SIZE))
+            .ok_or_else(too_big)
+            .and_then(round_up)?;
+        let guard = round_up(Self::GUARD)?;
+        let mapped = size.checked_add(guard).ok_or_else(too_big)?;
+        // SAFETY: a new anonymous mapping; no existing memory is touched.
+        let mapping = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                mapped,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if mapping == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = ChildStack {
+            // SAFETY: guard < mapped: inside the mapping.
+            base: unsafe { mapping.cast::<u8>().add(guard) },
+            size,
+            mapping,
+            mapped,
+        };
+        // SAFETY: the range is the upper part of the mapping just made.
+        let result = unsafe {
+            libc::mprotect(
+                stack.base.cast(),
+                stack.size,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        };
+        if result != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stack)
+    }
+
+    /// The initial stack pointer: the top, page-aligned (so 16-byte aligned).
+    fn top(&self) -> *mut u8 {
+        // SAFETY: one past the end of the usable range, inside the mapping's bounds.
+        unsafe { self.base.add(self.size) }
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours, and the child no longer runs on it
+        // (the parent resumed, so it has exec'd or exited).
+        unsafe {
+            libc::munmap(self.mapping, self.mapped);
         }
     }
+}
+
+/// Every signal blocked while a child shares memslice's memory, so that no
+/// handler runs in the child on memslice's stack and data before the child
+/// sets its own dispositions and mask; the mask before, back on drop.
+struct AllSignalsBlocked {
+    before: nix::sys::signal::SigSet,
+}
+
+impl AllSignalsBlocked {
+    fn new() -> io::Result<AllSignalsBlocked> {
+        use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+        let mut before = SigSet::empty();
+        pthread_sigmask(
+            SigmaskHow::SIG_SETMASK,
+            Some(&SigSet::all()),
+            Some(&mut before),
+        )?;
+        Ok(AllSignalsBlocked { before })
+    }
+}
+
+impl Drop for AllSignalsBlocked {
+    fn drop(&mut self) {
+        use nix::sys::signal::{SigmaskHow, pthread_sigmask};
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.before), None);
+    }
+}
+
+fn pid_of(raw: i64) -> io::Result<Pid> {
+    i32::try_from(raw)
+        .map(Pid::from_raw)
+        .map_err(|_| io::Error::other("pid out of range"))
 }
 
 /// Plain fork; the child runs `child`.
@@ -176,6 +401,32 @@ pub fn reset_signal_dispositions() -> Result<(), nix::errno::Errno> {
         }
     }
     Ok(())
+}
+
+/// Sets the calling process's supplementary groups, group and user, in
+/// that order, through the system calls themselves: glibc's wrappers would
+/// have every thread of the process change with it (its setxid broadcast),
+/// and a child sharing memslice's memory (see [`vfork`]) shares glibc's
+/// list of memslice's threads. The kernel changes the calling process only.
+pub fn become_user(gids: &[u32], gid: u32, uid: u32) -> Result<(), nix::errno::Errno> {
+    #[cfg(not(any(target_arch = "x86", target_arch = "arm")))]
+    use libc::{SYS_setgid as SETGID, SYS_setgroups as SETGROUPS, SYS_setuid as SETUID};
+    #[cfg(any(target_arch = "x86", target_arch = "arm"))]
+    use libc::{SYS_setgid32 as SETGID, SYS_setgroups32 as SETGROUPS, SYS_setuid32 as SETUID};
+    let check = |result: libc::c_long| {
+        if result == 0 {
+            Ok(())
+        } else {
+            Err(nix::errno::Errno::last())
+        }
+    };
+    // SAFETY: setgroups reads `gids.len()` gid_t (u32) values from `gids`;
+    // setgid and setuid take plain numbers.
+    unsafe {
+        check(libc::syscall(SETGROUPS, gids.len(), gids.as_ptr()))?;
+        check(libc::syscall(SETGID, gid))?;
+        check(libc::syscall(SETUID, uid))
+    }
 }
 
 /// Ends a forked child at once: no exit handlers, no second flush of the

@@ -139,7 +139,7 @@ pub fn checks(facts: &Facts) -> Report {
             "clone3 into cgroup",
             &facts.kernel,
             (5, 7),
-            "tasks start with fork and a move through cgroup.procs: for an instant they are charged to memslice's own group",
+            "a task's process starts in memslice's own group and moves itself through cgroup.procs before it execs: a migration per start, and for an instant it counts there",
         ),
         driver_check(facts),
     ];

@@ -20,7 +20,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
-use nix::unistd::{Gid, Uid, execvpe, setgid, setgroups, setuid};
+use nix::unistd::execvpe;
 
 use super::SpawnError;
 use crate::caller::{Credentials, Person};
@@ -131,10 +131,7 @@ pub fn clean_signal_state() -> Result<(), Errno> {
 /// Becomes `who`: supplementary groups, then the group, then the user. The
 /// one place memslice drops privileges.
 pub fn drop_privileges(who: &Credentials) -> Result<(), Errno> {
-    let groups: Vec<Gid> = who.gids.iter().copied().map(Gid::from_raw).collect();
-    setgroups(&groups)?;
-    setgid(Gid::from_raw(who.gid))?;
-    setuid(Uid::from_raw(who.uid))
+    crate::sys::become_user(&who.gids, who.gid, who.uid)
 }
 
 /// Runs in the child; never returns.

@@ -1,8 +1,8 @@
 //! The cgroupfs launcher: memslice makes the task's group `SLICE/NAME-PID`
 //! with its memory.max and memory.oom.group, marks it as a task, and starts
 //! the command in it with clone3(CLONE_INTO_CGROUP) where the kernel can
-//! (fork and a move through cgroup.procs before 5.7), so the command is
-//! charged there from its first instruction.
+//! (before 5.7, a clone that moves itself through cgroup.procs before it
+//! execs), so the command is charged there from its first instruction.
 //!
 //! With `max_tasks`, counting the slice's running tasks and starting this
 //! one is one step under the slice's lock, so concurrent protects cannot
@@ -94,7 +94,7 @@ pub fn run(root: &Root, spec: &TaskSpec<'_>) -> Result<super::Outcome, SpawnErro
     )
 }
 
-/// clone3 into the group where the kernel can; otherwise fork and let the
+/// clone3 into the group where the kernel can; otherwise clone and let the
 /// child move itself before it does anything else.
 fn spawn(
     root: &Root,
@@ -103,12 +103,13 @@ fn spawn(
     report: &OwnedFd,
 ) -> Result<Pid, SpawnError> {
     if let Some(dir) = root.open_for_clone(group)? {
-        let spawned =
-            crate::sys::clone_into_cgroup(dir.as_fd(), || child::exec(prepared, report.as_fd()))
-                .map_err(|err| SpawnError::Setup {
-                    what: "clone3 into the task group",
-                    source: child::errno_of(&err),
-                })?;
+        let spawned = crate::sys::clone_into_cgroup(dir.as_fd(), prepared.argv.len(), || {
+            child::exec(prepared, report.as_fd())
+        })
+        .map_err(|err| SpawnError::Setup {
+            what: "clone3 into the task group",
+            source: child::errno_of(&err),
+        })?;
         if let crate::sys::Spawned::IntoCgroup(pid) = spawned {
             tracing::debug!(%group, pid = pid.as_raw(), "spawned with clone3(CLONE_INTO_CGROUP)");
             return Ok(pid);
@@ -116,14 +117,15 @@ fn spawn(
         tracing::debug!(%group, "kernel has no clone3 CLONE_INTO_CGROUP; falling back to fork and cgroup.procs");
     }
     prepared.move_into = Some(root.open_procs(group)?);
-    let pid = crate::sys::fork(|| child::exec(prepared, report.as_fd())).map_err(|err| {
+    let argc = prepared.argv.len();
+    let pid = crate::sys::vfork(argc, || child::exec(prepared, report.as_fd())).map_err(|err| {
         SpawnError::Setup {
-            what: "fork",
+            what: "clone",
             source: child::errno_of(&err),
         }
     })?;
     prepared.move_into = None;
-    tracing::debug!(%group, pid = pid.as_raw(), "spawned with fork, moved through cgroup.procs");
+    tracing::debug!(%group, pid = pid.as_raw(), "spawned with clone, moved through cgroup.procs");
     Ok(pid)
 }
 

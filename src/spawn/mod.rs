@@ -400,14 +400,35 @@ fn record(spec: &TaskSpec<'_>, group_name: &str) -> task::TaskRecord {
         mode: spec.launch.mode,
         user,
         uid,
-        command: spec
-            .command
-            .iter()
-            .map(|arg| arg.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" "),
+        command: recorded_command(spec.command),
         started: jiff::Timestamp::now(),
     }
+}
+
+/// The most of a command line a task record keeps. A command line may be
+/// 2 MiB, a cgroup's user xattr at most 64 KiB (kernfs; 128 KiB for all of
+/// a group's), and a file's on ext4 share one 4 KiB block (an emulated
+/// root); `memslice tasks` shows a line, as ps does.
+const RECORDED_COMMAND_MAX: usize = 2048;
+
+/// The command line, arguments joined by spaces, cut to
+/// [`RECORDED_COMMAND_MAX`] bytes with an ellipsis.
+fn recorded_command(command: &[OsString]) -> String {
+    const CUT: char = '…';
+    let mut line = command
+        .iter()
+        .map(|arg| arg.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if line.len() > RECORDED_COMMAND_MAX {
+        let mut end = RECORDED_COMMAND_MAX - CUT.len_utf8();
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+        line.push(CUT);
+    }
+    line
 }
 
 #[cfg(test)]
@@ -437,6 +458,18 @@ mod tests {
             group_name(Some(""), &command("php")),
             Err(SpawnError::BadName(_))
         ));
+    }
+
+    #[test]
+    fn a_long_command_line_is_recorded_cut_at_a_character() {
+        let short = command("php");
+        assert_eq!(recorded_command(&short), "php --flag");
+        // Two-byte characters from an odd offset: the cut falls inside one.
+        let long = [OsString::from("php"), OsString::from("é".repeat(1500))];
+        let line = recorded_command(&long);
+        assert_eq!(line.len(), RECORDED_COMMAND_MAX - 1);
+        assert!(line.starts_with("php ééé"), "{line}");
+        assert!(line.ends_with("é…"), "{line}");
     }
 
     #[test]

@@ -326,6 +326,38 @@ fn through_sudo_the_command_runs_as_the_invoking_user_as_root() {
         .memslice_as_sudo(&nobody, &[], &["run", "--", "id", "-u"])
         .success();
     assert_eq!(stdout(&out).trim(), nobody.uid.to_string());
+    // The child became nobody with memslice's memory shared until exec;
+    // memslice itself stays root, and removes the group root made.
+    assert!(
+        task_groups(&fx).is_empty(),
+        "the task group outlived the task: {:?}",
+        task_groups(&fx)
+    );
+}
+
+/// A script without a `#!` line goes to /bin/sh, and glibc's execvpe
+/// copies argv's pointers onto the stack for it: the stack of the task's
+/// process before exec (its own, below a guard page) must hold 800 kB of
+/// them here, sixteen times what memslice's own code needs.
+#[test]
+fn a_script_without_an_interpreter_line_gets_all_its_arguments() {
+    let fx = fixture();
+    let script = fx.root().join("count-arguments");
+    std::fs::write(&script, "echo \"$#\"\n").expect("script");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let arguments = 100_000;
+    let mut args = vec![
+        "run".to_string(),
+        "--slice".into(),
+        "app/tasks".into(),
+        "--".into(),
+        script.display().to_string(),
+    ];
+    args.extend(std::iter::repeat_n("x".to_string(), arguments));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = fx.memslice(&args).success();
+    assert_eq!(stdout(&out).trim(), arguments.to_string());
 }
 
 #[test]
