@@ -1,5 +1,5 @@
 //! Writes what the package ships about the CLI, from the CLI's own
-//! definitions (src/cli.rs): memslice(1) and one page per subcommand
+//! definitions (src/cli/): memslice(1) and one page per subcommand
 //! (memslice-protect(1), memslice-heal-check(1) ...), and the bash, zsh
 //! and fish completions. `dist/build-deb.sh` runs it:
 //!
@@ -19,7 +19,7 @@ use clap_complete::Shell;
 // The binary's own definitions; the rest of the file (the trust rules'
 // view of the command line) is the binary's business.
 #[allow(dead_code)]
-#[path = "../src/cli.rs"]
+#[path = "../src/cli/mod.rs"]
 mod cli;
 
 fn main() -> ExitCode {

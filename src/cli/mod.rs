@@ -9,6 +9,8 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand}
 use memslice::caller::Asked;
 use memslice::locations;
 
+mod task_line;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "memslice",
@@ -80,57 +82,24 @@ const PRIVILEGED_OPTIONS: [(&str, &str); 6] = [
 
 impl Cli {
     /// Parses the command line, and says what it asked for as far as the
-    /// trust rules care (see `memslice::caller`).
+    /// trust rules care (see `memslice::caller`). A plain task's start is
+    /// read by `task_line`; everything else, and whatever it gives up on,
+    /// by clap.
     pub fn parse_and_describe() -> (Cli, Asked) {
         let args: Vec<OsString> = std::env::args_os().collect();
-        let (cli, matches) = parse_fast(&args)
-            .unwrap_or_else(|| parse::<Cli>(&args).unwrap_or_else(|err| err.exit()));
+        let (cli, privileged_options) =
+            task_line::parse(&args, |name| std::env::var_os(name).is_some()).unwrap_or_else(|| {
+                let (cli, matches) = parse::<Cli>(&args).unwrap_or_else(|err| err.exit());
+                let privileged = set_by_caller(&matches);
+                std::mem::forget(matches);
+                (cli, privileged)
+            });
         let asked = Asked {
             command: cli.command.name(),
             starts_a_task: matches!(cli.command, Command::Task(_)),
-            privileged_options: set_by_caller(&matches),
+            privileged_options,
         };
-        std::mem::forget(matches);
         (cli, asked)
-    }
-}
-
-/// `args` parsed by `TaskCli` when they start a task, else nothing.
-fn parse_fast(args: &[OsString]) -> Option<(Cli, ArgMatches)> {
-    let for_a_task = args
-        .iter()
-        .skip(1)
-        .any(|arg| arg == "run" || arg == "protect");
-    if !for_a_task {
-        return None;
-    }
-    let (task, matches) = parse::<TaskCli>(args).ok()?;
-    Some((Cli::from(task), matches))
-}
-
-/// The command line of a task's start: the same global options, `run` and
-/// `protect`, and nothing else. clap builds every subcommand a parser
-/// holds before it parses, and a task's start is the one command whose
-/// cost is paid at every start: parsing with this first halves what clap
-/// costs there (about 200,000 instructions, callgrind). Whatever it does
-/// not parse (another subcommand, help, a mistake) goes to the full `Cli`,
-/// which says it as always; what it does parse, `Cli` parses the same way,
-/// with the same definitions.
-#[derive(Debug, Parser)]
-#[command(name = "memslice")]
-struct TaskCli {
-    #[command(flatten)]
-    global: Global,
-    #[command(subcommand)]
-    command: TaskCommand,
-}
-
-impl From<TaskCli> for Cli {
-    fn from(task: TaskCli) -> Cli {
-        Cli {
-            global: task.global,
-            command: Command::Task(task.command),
-        }
     }
 }
 
@@ -286,7 +255,7 @@ pub enum Command {
     },
 }
 
-/// The subcommands that start a task; `TaskCli` parses them alone.
+/// The subcommands that start a task (`task_line` reads their plain forms).
 #[derive(Debug, Subcommand)]
 pub enum TaskCommand {
     /// Start a command in its own transient group under a slice, and supervise it.
@@ -423,60 +392,4 @@ pub enum HealCommand {
     },
     /// Clear the flap limiter's action history, so a held-back healer acts again.
     Reset,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(line: &str) -> Vec<OsString> {
-        line.split(' ').map(OsString::from).collect()
-    }
-
-    /// What the full parser makes of `line`: the parsed command line and
-    /// the privileged options, as text.
-    fn full(line: &str) -> String {
-        let (cli, matches) = parse::<Cli>(&args(line)).expect("the full parser accepts it");
-        format!("{cli:?} {:?}", set_by_caller(&matches))
-    }
-
-    #[test]
-    fn the_task_parser_reads_a_task_start_as_the_full_parser_does() {
-        let lines = [
-            "memslice run -- /bin/true",
-            "memslice protect -- sh -c run",
-            "memslice --config /etc/x.toml run --slice app/tasks --memory-max 1G -- a b",
-            "memslice run --cgroup-root /sys/fs/cgroup/x --driver cgroupfs -vv --oom-group -- a",
-            "memslice -v protect --name import --wait --user app -- php artisan import",
-            "memslice run --oom-score-adj -500 --no-oom-group --kill-leftovers -- protect",
-            "memslice protect --unit-dir /run/u --allow-unprotected -- run",
-            "memslice --config=run run -- a",
-            "memslice --config protect run -- a",
-        ];
-        for line in lines {
-            let (cli, matches) = parse_fast(&args(line)).expect("the task parser takes it");
-            let fast = format!("{cli:?} {:?}", set_by_caller(&matches));
-            assert_eq!(fast, full(line), "{line}");
-        }
-    }
-
-    #[test]
-    fn everything_else_goes_to_the_full_parser() {
-        let lines = [
-            "memslice status",
-            "memslice --config run status",
-            "memslice tasks kill run",
-            "memslice help run",
-            "memslice run --help",
-            "memslice run --version",
-            "memslice -V run -- a",
-            "memslice --config run -- a",
-            "memslice run --no-such-option -- a",
-            "memslice run",
-            "memslice protect --slice app -- a",
-        ];
-        for line in lines {
-            assert!(parse_fast(&args(line)).is_none(), "{line}");
-        }
-    }
 }
