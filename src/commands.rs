@@ -68,12 +68,8 @@ pub fn init_logging(cli: &Cli) {
     } else {
         None
     };
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+    // Set once, first thing: nothing can have set another.
+    let _ = tracing::subscriber::set_global_default(memslice::stderr_log::StderrLog::new(level));
     if let Some(err) = journal_error {
         tracing::warn!("cannot log to the journal, logging to stderr: {err}");
     }

@@ -22,6 +22,7 @@ pub mod plan;
 pub mod provision;
 pub mod signals;
 pub mod spawn;
+pub mod stderr_log;
 mod sys;
 /// For memslice's own `main` (see main.rs), which std's start-up does not run.
 pub use sys::start_process;

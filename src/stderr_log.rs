@@ -1,0 +1,176 @@
+//! Log lines on stderr, where stderr is not the journal (see `journal`):
+//! `TIMESTAMP LEVEL message field=value …`, one write per line.
+//!
+//! memslice logs events with fields and no spans, so this is all a
+//! subscriber has to do. tracing-subscriber's fmt layer did the same
+//! through its span registry, which allocates 32 KiB and runs ~30,000
+//! instructions at every start, a task's too (callgrind); the lines are
+//! the ones it printed: RFC 3339 UTC time to the microsecond, the level
+//! right-aligned in five columns, the message, then each field as
+//! `name=value` (text quoted, as Debug prints it).
+
+use std::fmt::{self, Write as _};
+use std::io::{self, IsTerminal, Write as _};
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
+
+/// Writes the events at `max` and above to stderr.
+pub struct StderrLog {
+    max: Level,
+    colored: bool,
+}
+
+impl StderrLog {
+    /// Colored levels where stderr is a terminal.
+    pub fn new(max: Level) -> StderrLog {
+        StderrLog {
+            max,
+            colored: io::stderr().is_terminal(),
+        }
+    }
+}
+
+impl Subscriber for StderrLog {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        *metadata.level() <= self.max
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::from_level(self.max))
+    }
+
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        // memslice opens no spans; one id serves any a dependency opens.
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let line = line(
+            &jiff::Timestamp::now(),
+            *event.metadata().level(),
+            &fields,
+            self.colored,
+        );
+        // A closed stderr is no reason to fail.
+        let _ = io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
+}
+
+/// An event's message and its other fields, as text.
+#[derive(Default)]
+struct Fields {
+    message: String,
+    rest: String,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            let _ = write!(self.rest, " {}={value:?}", field.name());
+        }
+    }
+}
+
+/// One line. Pure.
+fn line(time: &jiff::Timestamp, level: Level, fields: &Fields, colored: bool) -> String {
+    let (start, end) = match (colored, level) {
+        (false, _) => ("", ""),
+        (true, Level::ERROR) => ("\x1b[31m", "\x1b[0m"),
+        (true, Level::WARN) => ("\x1b[33m", "\x1b[0m"),
+        (true, Level::INFO) => ("\x1b[32m", "\x1b[0m"),
+        (true, Level::DEBUG) => ("\x1b[34m", "\x1b[0m"),
+        (true, Level::TRACE) => ("\x1b[35m", "\x1b[0m"),
+    };
+    format!(
+        "{time:.6} {start}{level:>5}{end} {}{}\n",
+        fields.message, fields.rest
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(message: &str, rest: &str) -> Fields {
+        Fields {
+            message: message.into(),
+            rest: rest.into(),
+        }
+    }
+
+    #[test]
+    fn a_line_is_time_level_message_and_fields() {
+        let time: jiff::Timestamp = "2026-12-06T05:37:23.5591404Z".parse().expect("time");
+        assert_eq!(
+            line(&time, Level::INFO, &fields("unit file changed", " file=/x"), false),
+            "2026-12-06T05:37:23.559140Z  INFO unit file changed file=/x\n"
+        );
+        let whole: jiff::Timestamp = "2026-12-06T05:37:23Z".parse().expect("time");
+        assert_eq!(
+            line(&whole, Level::ERROR, &fields("failed", ""), false),
+            "2026-12-06T05:37:23.000000Z ERROR failed\n"
+        );
+        assert_eq!(
+            line(&whole, Level::WARN, &fields("w", ""), true),
+            "2026-12-06T05:37:23.000000Z \x1b[33m WARN\x1b[0m w\n"
+        );
+    }
+
+    #[test]
+    fn fields_print_as_tracing_records_them() {
+        let subscriber = Collect::default();
+        tracing::subscriber::with_default(subscriber.clone(), || {
+            let group = "app/x";
+            tracing::warn!(group = %group, event = "kill", count = 3, "killed {}", "them");
+        });
+        let seen = subscriber.lines.lock().expect("lock").clone();
+        assert_eq!(seen, ["killed them| group=app/x event=\"kill\" count=3"]);
+    }
+
+    /// Records events through `Fields`, as `StderrLog` does.
+    #[derive(Clone, Default)]
+    struct Collect {
+        lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl Subscriber for Collect {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut fields = Fields::default();
+            event.record(&mut fields);
+            let text = format!("{}|{}", fields.message, fields.rest);
+            self.lines.lock().expect("lock").push(text);
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+}
