@@ -20,6 +20,7 @@ use tracing::{Event, Level, Metadata, Subscriber};
 pub struct StderrLog {
     max: Level,
     colored: bool,
+    write: fn(&str),
 }
 
 impl StderrLog {
@@ -28,8 +29,14 @@ impl StderrLog {
         StderrLog {
             max,
             colored: io::stderr().is_terminal(),
+            write: write_stderr,
         }
     }
+}
+
+fn write_stderr(line: &str) {
+    // A closed stderr is no reason to fail.
+    let _ = io::stderr().lock().write_all(line.as_bytes());
 }
 
 impl Subscriber for StderrLog {
@@ -59,8 +66,7 @@ impl Subscriber for StderrLog {
             &fields,
             self.colored,
         );
-        // A closed stderr is no reason to fail.
-        let _ = io::stderr().lock().write_all(line.as_bytes());
+        (self.write)(&line);
     }
 
     fn enter(&self, _: &Id) {}
@@ -124,7 +130,12 @@ mod tests {
     fn a_line_is_time_level_message_and_fields() {
         let time: jiff::Timestamp = "2026-12-06T05:37:23.5591404Z".parse().expect("time");
         assert_eq!(
-            line(&time, Level::INFO, &fields("unit file changed", " file=/x"), false),
+            line(
+                &time,
+                Level::INFO,
+                &fields("unit file changed", " file=/x"),
+                false
+            ),
             "2026-12-06T05:37:23.559140Z  INFO unit file changed file=/x\n"
         );
         let whole: jiff::Timestamp = "2026-12-06T05:37:23Z".parse().expect("time");
@@ -138,39 +149,33 @@ mod tests {
         );
     }
 
+    thread_local! {
+        static WRITTEN: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    fn keep(line: &str) {
+        WRITTEN.with_borrow_mut(|lines| lines.push(line.to_string()));
+    }
+
     #[test]
-    fn fields_print_as_tracing_records_them() {
-        let subscriber = Collect::default();
-        tracing::subscriber::with_default(subscriber.clone(), || {
+    fn events_at_the_level_and_above_print_their_fields_as_tracing_records_them() {
+        let log = StderrLog {
+            max: Level::INFO,
+            colored: false,
+            write: keep,
+        };
+        tracing::subscriber::with_default(log, || {
             let group = "app/x";
             tracing::warn!(group = %group, event = "kill", count = 3, "killed {}", "them");
+            tracing::debug!("not at info");
         });
-        let seen = subscriber.lines.lock().expect("lock").clone();
-        assert_eq!(seen, ["killed them| group=app/x event=\"kill\" count=3"]);
-    }
-
-    /// Records events through `Fields`, as `StderrLog` does.
-    #[derive(Clone, Default)]
-    struct Collect {
-        lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    }
-
-    impl Subscriber for Collect {
-        fn enabled(&self, _: &Metadata<'_>) -> bool {
-            true
-        }
-        fn new_span(&self, _: &Attributes<'_>) -> Id {
-            Id::from_u64(1)
-        }
-        fn record(&self, _: &Id, _: &Record<'_>) {}
-        fn record_follows_from(&self, _: &Id, _: &Id) {}
-        fn event(&self, event: &Event<'_>) {
-            let mut fields = Fields::default();
-            event.record(&mut fields);
-            let text = format!("{}|{}", fields.message, fields.rest);
-            self.lines.lock().expect("lock").push(text);
-        }
-        fn enter(&self, _: &Id) {}
-        fn exit(&self, _: &Id) {}
+        let written = WRITTEN.with_borrow(Vec::clone);
+        assert_eq!(written.len(), 1, "{written:?}");
+        let (time, rest) = written[0].split_once(' ').expect("a time first");
+        assert!(time.parse::<jiff::Timestamp>().is_ok(), "{time}");
+        assert_eq!(
+            rest,
+            " WARN killed them group=app/x event=\"kill\" count=3\n"
+        );
     }
 }
