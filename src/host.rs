@@ -191,12 +191,15 @@ fn read(path: &str) -> Result<String, HostError> {
         path: PathBuf::from(path),
         source,
     };
-    // /proc reports a size of 0: read_to_string would grow its buffer from
-    // 32 bytes, one read(2) per step; /proc/meminfo fits in one page.
+    read_proc(path).map_err(fail)
+}
+
+/// A file of /proc. /proc reports a size of 0: `fs::read_to_string` would
+/// grow its buffer from 32 bytes, one read(2) per step (six for a stat
+/// line); what memslice reads there fits in one page.
+fn read_proc(path: impl AsRef<Path>) -> std::io::Result<String> {
     let mut text = String::with_capacity(4096);
-    std::fs::File::open(path)
-        .and_then(|mut file| std::io::Read::read_to_string(&mut file, &mut text))
-        .map_err(fail)?;
+    std::io::Read::read_to_string(&mut std::fs::File::open(path)?, &mut text)?;
     Ok(text)
 }
 
@@ -211,7 +214,7 @@ pub fn own_cgroup_dir(proc_self_cgroup: &str, cgroup2_mount: &Path) -> Option<Pa
 /// The fields of /proc/PID/stat after the command name (which may hold
 /// spaces and parentheses): state first, then ppid, and so on.
 pub fn process_stat(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_proc(format!("/proc/{pid}/stat")).ok()?;
     stat_after_command(&stat).map(str::to_string)
 }
 
@@ -221,7 +224,7 @@ fn stat_after_command(stat: &str) -> Option<&str> {
 
 /// The command name of `pid` (/proc/PID/comm), for messages.
 pub fn process_name(pid: u32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+    read_proc(format!("/proc/{pid}/comm"))
         .ok()
         .map(|name| name.trim_end().to_string())
 }
