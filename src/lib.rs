@@ -19,6 +19,7 @@ pub mod layout;
 pub mod locations;
 pub mod observe;
 pub mod plan;
+pub mod printable;
 pub mod provision;
 pub mod signals;
 pub mod spawn;

@@ -7,7 +7,10 @@
 //! instructions at every start, a task's too (callgrind); the lines are
 //! the ones it printed: RFC 3339 UTC time to the microsecond, the level
 //! right-aligned in five columns, the message, then each field as
-//! `name=value` (text quoted, as Debug prints it).
+//! `name=value` (text quoted, as Debug prints it). As fmt did, control
+//! characters in a message or a value are written out (`printable`): an
+//! error may carry text from outside (an HTTP reason, a probe's output).
+//! On a terminal the level is colored; fmt also dimmed the time.
 
 use std::fmt::{self, Write as _};
 use std::io::{self, IsTerminal, Write as _};
@@ -15,6 +18,8 @@ use std::io::{self, IsTerminal, Write as _};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Metadata, Subscriber};
+
+use crate::printable::printable;
 
 /// Writes the events at `max` and above to stderr.
 pub struct StderrLog {
@@ -60,8 +65,10 @@ impl Subscriber for StderrLog {
     fn event(&self, event: &Event<'_>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
+        // Timestamp::now panics on a clock beyond ±9999 years.
+        let time = jiff::Timestamp::try_from(std::time::SystemTime::now()).ok();
         let line = line(
-            &jiff::Timestamp::now(),
+            time.as_ref(),
             *event.metadata().level(),
             &fields,
             self.colored,
@@ -84,23 +91,24 @@ struct Fields {
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
-            self.message.push_str(value);
+            self.message.push_str(&printable(value));
         } else {
             self.record_debug(field, &value);
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let text = format!("{value:?}");
         if field.name() == "message" {
-            let _ = write!(self.message, "{value:?}");
+            self.message.push_str(&printable(&text));
         } else {
-            let _ = write!(self.rest, " {}={value:?}", field.name());
+            let _ = write!(self.rest, " {}={}", field.name(), printable(&text));
         }
     }
 }
 
 /// One line. Pure.
-fn line(time: &jiff::Timestamp, level: Level, fields: &Fields, colored: bool) -> String {
+fn line(time: Option<&jiff::Timestamp>, level: Level, fields: &Fields, colored: bool) -> String {
     let (start, end) = match (colored, level) {
         (false, _) => ("", ""),
         (true, Level::ERROR) => ("\x1b[31m", "\x1b[0m"),
@@ -109,10 +117,16 @@ fn line(time: &jiff::Timestamp, level: Level, fields: &Fields, colored: bool) ->
         (true, Level::DEBUG) => ("\x1b[34m", "\x1b[0m"),
         (true, Level::TRACE) => ("\x1b[35m", "\x1b[0m"),
     };
-    format!(
-        "{time:.6} {start}{level:>5}{end} {}{}\n",
-        fields.message, fields.rest
-    )
+    let time = match time {
+        Some(time) => format!("{time:.6}"),
+        None => "(clock out of range)".to_string(),
+    };
+    let rest = if fields.message.is_empty() {
+        fields.rest.trim_start()
+    } else {
+        &fields.rest
+    };
+    format!("{time} {start}{level:>5}{end} {}{rest}\n", fields.message)
 }
 
 #[cfg(test)]
@@ -131,7 +145,7 @@ mod tests {
         let time: jiff::Timestamp = "2026-12-06T05:37:23.5591404Z".parse().expect("time");
         assert_eq!(
             line(
-                &time,
+                Some(&time),
                 Level::INFO,
                 &fields("unit file changed", " file=/x"),
                 false
@@ -140,12 +154,16 @@ mod tests {
         );
         let whole: jiff::Timestamp = "2026-12-06T05:37:23Z".parse().expect("time");
         assert_eq!(
-            line(&whole, Level::ERROR, &fields("failed", ""), false),
+            line(Some(&whole), Level::ERROR, &fields("failed", ""), false),
             "2026-12-06T05:37:23.000000Z ERROR failed\n"
         );
         assert_eq!(
-            line(&whole, Level::WARN, &fields("w", ""), true),
+            line(Some(&whole), Level::WARN, &fields("w", ""), true),
             "2026-12-06T05:37:23.000000Z \x1b[33m WARN\x1b[0m w\n"
+        );
+        assert_eq!(
+            line(None, Level::INFO, &fields("", " group=a"), false),
+            "(clock out of range)  INFO group=a\n"
         );
     }
 
@@ -168,9 +186,17 @@ mod tests {
             let group = "app/x";
             tracing::warn!(group = %group, event = "kill", count = 3, "killed {}", "them");
             tracing::debug!("not at info");
+            let reason = "503 \x1b]0;owned\x07\nERROR fake";
+            tracing::error!(service = %reason, "probe failed: {reason}");
         });
         let written = WRITTEN.with_borrow(Vec::clone);
-        assert_eq!(written.len(), 1, "{written:?}");
+        assert_eq!(written.len(), 2, "{written:?}");
+        let (_, forged) = written[1].split_once(' ').expect("a time first");
+        assert_eq!(
+            forged,
+            "ERROR probe failed: 503 \\x1b]0;owned\\x07\\x0aERROR fake \
+             service=503 \\x1b]0;owned\\x07\\x0aERROR fake\n"
+        );
         let (time, rest) = written[0].split_once(' ').expect("a time first");
         assert!(time.parse::<jiff::Timestamp>().is_ok(), "{time}");
         assert_eq!(

@@ -8,9 +8,8 @@
 //!   memslice suspended meanwhile (CLONE_VM | CLONE_VFORK, as posix_spawn
 //!   does; the clone3 entry is x86-64 assembly, elsewhere clone3 copies the
 //!   process as fork does). The child runs `child`, which ends in exec or
-//!   `_exit` (a return would `_exit(127)`). memslice is single-threaded when
-//!   it spawns (nothing before this point starts a thread), so the child
-//!   may allocate. fork(2) for the processes that run beside memslice (the
+//!   `_exit` (a return would `_exit(127)`), and allocates nothing (see
+//!   spawn::child). fork(2) for the processes that run beside memslice (the
 //!   scope path's child waits for systemd, the detached keeper).
 //! - Credentials of a child (setgroups(2), setgid(2), setuid(2)) without
 //!   glibc's broadcast to memslice's threads.
@@ -166,8 +165,12 @@ fn clone3_into<F: FnOnce()>(cgroup: u64, _argc: usize, child: F) -> io::Result<P
 /// starts a program): nothing of memslice's memory is copied or
 /// write-protected, so neither process takes a fault for each page it then
 /// writes (a fifth of a task's start, counted in page faults). `child` runs
-/// with every signal blocked and must end in exec or `_exit`; what it
-/// changes in memory (the heap included) memslice sees afterwards.
+/// with every signal blocked and must end in exec or `_exit` without
+/// allocating or panicking: the heap and the thread-local state it would
+/// change are memslice's (a panic would leave memslice's panic count
+/// raised). A user it switches to marks the shared memory not dumpable
+/// (commit_creds), as posix_spawn's child does: memslice dumps no core
+/// after it started a task as another user.
 pub fn vfork<F: FnOnce()>(argc: usize, child: F) -> io::Result<Pid> {
     let stack = ChildStack::new(argc)?;
     let mut slot = Some(child);
@@ -220,7 +223,8 @@ impl ChildStack {
     const GUARD: usize = 64 * 1024;
 
     fn new(argc: usize) -> io::Result<ChildStack> {
-        let too_big = || io::Error::from_raw_os_error(libc::E2BIG);
+        // Not E2BIG: that is what clone3 says when it has no CLONE_INTO_CGROUP.
+        let too_big = || io::Error::from_raw_os_error(libc::ENOMEM);
         // SAFETY: sysconf only reads a constant of the system.
         let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
             .map_err(|_| io::Error::last_os_error())?;

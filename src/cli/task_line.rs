@@ -375,8 +375,15 @@ mod tests {
             let set = |variable: &str| variable == name;
             assert!(parse(&args("memslice run -- a"), set).is_none(), "{name}");
         }
-        let declared: Vec<String> = Cli::command()
+        // Every variable clap reads on a task's line is one this leaves to it.
+        let cli = Cli::command();
+        let task_options = ["run", "protect"]
+            .into_iter()
+            .filter_map(|name| cli.find_subcommand(name))
+            .flat_map(clap::Command::get_arguments);
+        let declared: Vec<String> = cli
             .get_arguments()
+            .chain(task_options)
             .filter_map(|arg| arg.get_env())
             .map(|name| name.to_string_lossy().into_owned())
             .collect();
@@ -411,21 +418,26 @@ mod tests {
     /// What generated lines are made of: every option in its forms, with
     /// values good and bad, and what clap treats apart. Mostly good ones,
     /// so that a fair share of the lines are a task's start this reads.
-    const GOOD: [&[&str]; 22] = [
+    const GOOD: [&[&str]; 30] = [
         &["--config", "c"],
         &["--config=c"],
         &["--config", "run"],
         &["--cgroup-root", "/r"],
+        &["--cgroup-root=/r"],
         &["--driver", "systemd"],
+        &["--driver=x"],
         &["--unit-dir", "/u"],
+        &["--unit-dir=/u"],
         &["-v"],
         &["-vv"],
         &["--verbose"],
         &["--slice", "app/tasks"],
         &["--slice=a"],
         &["--memory-max", "1G"],
+        &["--memory-max=25%"],
         &["--name", "n"],
         &["--user", "app"],
+        &["--user=app"],
         &["--allow-unprotected"],
         &["--wait"],
         &["--kill-leftovers"],
@@ -433,17 +445,24 @@ mod tests {
         &["--no-oom-group"],
         &["--oom-score-adj", "-500"],
         &["--oom-score-adj=-1000"],
+        &["--oom-score-adj", "9999"],
+        &["--oom-score-adj=0042"],
         &["--name==x"],
+        &["--name", "run"],
     ];
-    const BAD: [&[&str]; 15] = [
+    const BAD: [&[&str]; 20] = [
         &["--oom-score-adj", "12x"],
+        &["--oom-score-adj=+5"],
+        &["--oom-score-adj", "99999999999"],
         &["--name", ""],
         &["--name", "-x"],
+        &["--name=-x"],
         &["--name", "--"],
         &["--name="],
         &["--wait=1"],
         &["-x"],
         &["-"],
+        &["--"],
         &["--help"],
         &["-V"],
         &["help"],
@@ -451,6 +470,7 @@ mod tests {
         &["--nope"],
         &["run"],
         &["--memory-max"],
+        &["--verbose=2"],
     ];
     const SUBCOMMANDS: [&[&str]; 2] = [&["run"], &["protect"]];
     const OTHER_SUBCOMMANDS: [&[&str]; 3] = [&["status"], &["help"], &[]];

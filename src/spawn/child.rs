@@ -3,16 +3,16 @@
 //! record (step, errno) to a close-on-exec pipe, so the parent reads EOF
 //! when exec succeeded and the failing step otherwise.
 //!
-//! Order matters: the process moves into its group (fork path only), gets
-//! default signal dispositions and an empty mask (memslice blocks some and
-//! Rust ignores SIGPIPE; a task must start as a shell would start it),
+//! Order matters: the process moves into its group (clone fallback only),
+//! gets default signal dispositions and an empty mask (memslice blocks some
+//! and Rust ignores SIGPIPE; a task must start as a shell would start it),
 //! lowers oom_score_adj while it is still root (lowering needs
 //! CAP_SYS_RESOURCE), then drops to the target user (which clears every
 //! capability), then execs with the environment made for that user. Every
 //! descriptor memslice opened is close-on-exec, so the task gets only what
 //! its caller passed.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsStr, OsString, c_char};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -20,7 +20,6 @@ use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
-use nix::unistd::execvpe;
 
 use super::SpawnError;
 use crate::caller::{Credentials, Person};
@@ -61,21 +60,74 @@ impl Step {
     }
 }
 
-/// Everything the child needs, built before cloning.
+/// Everything the child needs, built before cloning: the child allocates
+/// nothing, since on the cgroupfs path it runs in memslice's memory.
 pub struct Prepared {
-    pub program: CString,
-    pub argv: Vec<CString>,
-    /// `NAME=value` entries, made for the user the task runs as.
-    pub env: Vec<CString>,
-    /// Fork path: the group's cgroup.procs, opened by the parent.
+    pub line: ExecLine,
+    /// The clone fallback (no CLONE_INTO_CGROUP): the group's cgroup.procs,
+    /// opened by the parent.
     pub move_into: Option<File>,
     /// A pipe to wait on before anything else, until the parent has had the
     /// child placed (systemd moves it into its scope); a closed pipe with
-    /// no byte means the parent gave up.
+    /// no byte means the parent gave up. Only for a child made by fork: a
+    /// child sharing memslice's memory holds memslice suspended, and would
+    /// wait forever.
     pub wait_for: Option<OwnedFd>,
     pub oom_score_adj: Option<i32>,
     pub allow_unprotected: bool,
     pub run_as: Option<Credentials>,
+}
+
+/// The program, argv and environment, with the NULL-terminated arrays of
+/// pointers execvpe takes, made before the clone.
+pub struct ExecLine {
+    program: CString,
+    argv: Vec<CString>,
+    /// `NAME=value` entries, made for the user the task runs as; read
+    /// through `env_pointers`.
+    _env: Vec<CString>,
+    argv_pointers: Vec<*const c_char>,
+    env_pointers: Vec<*const c_char>,
+}
+
+impl ExecLine {
+    pub fn new(program: CString, argv: Vec<CString>, env: Vec<CString>) -> ExecLine {
+        // Each pointer is to a CString's own heap buffer, which stays where
+        // it is for as long as the ExecLine holds the (never changed) CString.
+        let pointers = |strings: &[CString]| {
+            strings
+                .iter()
+                .map(|string| string.as_ptr())
+                .chain([std::ptr::null()])
+                .collect()
+        };
+        ExecLine {
+            argv_pointers: pointers(&argv),
+            env_pointers: pointers(&env),
+            program,
+            argv,
+            _env: env,
+        }
+    }
+
+    pub fn argc(&self) -> usize {
+        self.argv.len()
+    }
+
+    /// execvpe(3); returns only when it failed.
+    fn exec(&self) -> Errno {
+        // SAFETY: the program is a C string, and both arrays are
+        // NULL-terminated arrays of pointers to C strings that `self` keeps
+        // alive (see `new`).
+        unsafe {
+            libc::execvpe(
+                self.program.as_ptr(),
+                self.argv_pointers.as_ptr(),
+                self.env_pointers.as_ptr(),
+            );
+        }
+        Errno::last()
+    }
 }
 
 /// The task's environment: memslice's own, without memslice's variables;
@@ -146,9 +198,10 @@ pub fn exec(prepared: &Prepared, report: BorrowedFd<'_>) -> ! {
             exit_child(125);
         }
     }
+    let mut digits = [0u8; 16];
     if let Some(procs) = &prepared.move_into {
         let mut procs: &File = procs;
-        if let Err(err) = procs.write_all(std::process::id().to_string().as_bytes()) {
+        if let Err(err) = procs.write_all(decimal(std::process::id(), &mut digits)) {
             fail(Step::MoveIntoGroup, errno_of(&err), 126);
         }
     }
@@ -156,7 +209,10 @@ pub fn exec(prepared: &Prepared, report: BorrowedFd<'_>) -> ! {
         fail(Step::Exec, errno, 126);
     }
     if let Some(adj) = prepared.oom_score_adj
-        && let Err(err) = std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+        && let Err(err) = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/proc/self/oom_score_adj")
+            .and_then(|mut file| file.write_all(decimal(adj, &mut digits)))
     {
         if prepared.allow_unprotected {
             send(report, Step::OomScoreAdjSkipped, errno_of(&err));
@@ -169,9 +225,19 @@ pub fn exec(prepared: &Prepared, report: BorrowedFd<'_>) -> ! {
     {
         fail(Step::DropPrivileges, errno, 126);
     }
-    let Err(errno) = execvpe(&prepared.program, &prepared.argv, &prepared.env);
+    let errno = prepared.line.exec();
     let code = if errno == Errno::ENOENT { 127 } else { 126 };
     fail(Step::Exec, errno, code)
+}
+
+/// `number` in decimal, written into `buffer` (no allocation: the child
+/// must not touch memslice's heap).
+fn decimal(number: impl std::fmt::Display, buffer: &mut [u8; 16]) -> &[u8] {
+    let mut rest = &mut buffer[..];
+    // 16 bytes hold any i32 or u32.
+    let _ = write!(rest, "{number}");
+    let written = 16 - rest.len();
+    &buffer[..written]
 }
 
 fn send(report: BorrowedFd<'_>, step: Step, errno: Errno) {

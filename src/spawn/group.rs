@@ -14,7 +14,7 @@ use std::time::Duration;
 use nix::fcntl::OFlag;
 use nix::unistd::{Pid, pipe2};
 
-use super::child::{self, Prepared};
+use super::child::{self, ExecLine, Prepared};
 use super::{
     SpawnError, Started, TaskSpec, become_subreaper, command_cstrings, follow, group_name, policy,
     protected, read_reports, record, running_tasks, supervise, task,
@@ -60,9 +60,11 @@ pub fn run(root: &Root, spec: &TaskSpec<'_>) -> Result<super::Outcome, SpawnErro
     let handle = root.open_group(&group)?;
     become_subreaper()?;
     let mut prepared = Prepared {
-        program,
-        argv,
-        env: child::task_environment(launch.run_as.as_ref())?,
+        line: ExecLine::new(
+            program,
+            argv,
+            child::task_environment(launch.run_as.as_ref())?,
+        ),
         move_into: None,
         wait_for: None,
         oom_score_adj: launch.oom_score_adj,
@@ -102,8 +104,12 @@ fn spawn(
     prepared: &mut Prepared,
     report: &OwnedFd,
 ) -> Result<Pid, SpawnError> {
+    // A child sharing memslice's memory holds memslice suspended: it must
+    // not wait for memslice (`wait_for` is the scope path's, with fork).
+    debug_assert!(prepared.wait_for.is_none());
+    let argc = prepared.line.argc();
     if let Some(dir) = root.open_for_clone(group)? {
-        let spawned = crate::sys::clone_into_cgroup(dir.as_fd(), prepared.argv.len(), || {
+        let spawned = crate::sys::clone_into_cgroup(dir.as_fd(), argc, || {
             child::exec(prepared, report.as_fd())
         })
         .map_err(|err| SpawnError::Setup {
@@ -114,10 +120,9 @@ fn spawn(
             tracing::debug!(%group, pid = pid.as_raw(), "spawned with clone3(CLONE_INTO_CGROUP)");
             return Ok(pid);
         }
-        tracing::debug!(%group, "kernel has no clone3 CLONE_INTO_CGROUP; falling back to fork and cgroup.procs");
+        tracing::debug!(%group, "kernel has no clone3 CLONE_INTO_CGROUP; falling back to clone and cgroup.procs");
     }
     prepared.move_into = Some(root.open_procs(group)?);
-    let argc = prepared.argv.len();
     let pid = crate::sys::vfork(argc, || child::exec(prepared, report.as_fd())).map_err(|err| {
         SpawnError::Setup {
             what: "clone",

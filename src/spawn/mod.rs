@@ -408,18 +408,21 @@ fn record(spec: &TaskSpec<'_>, group_name: &str) -> task::TaskRecord {
 /// The most of a command line a task record keeps. A command line may be
 /// 2 MiB, a cgroup's user xattr at most 64 KiB (kernfs; 128 KiB for all of
 /// a group's), and a file's on ext4 share one 4 KiB block (an emulated
-/// root); `memslice tasks` shows a line, as ps does.
-const RECORDED_COMMAND_MAX: usize = 2048;
+/// root): 1 KiB, at most 2 KiB once the record's JSON escapes it, and
+/// `memslice tasks` shows a line, as ps does.
+const RECORDED_COMMAND_MAX: usize = 1024;
 
-/// The command line, arguments joined by spaces, cut to
-/// [`RECORDED_COMMAND_MAX`] bytes with an ellipsis.
+/// The command line, arguments joined by spaces, control characters
+/// written out (`memslice tasks` prints it on root's terminal, and the
+/// caller chose it), cut to [`RECORDED_COMMAND_MAX`] bytes with an ellipsis.
 fn recorded_command(command: &[OsString]) -> String {
     const CUT: char = '…';
-    let mut line = command
+    let joined = command
         .iter()
         .map(|arg| arg.to_string_lossy())
         .collect::<Vec<_>>()
         .join(" ");
+    let mut line = crate::printable::printable(&joined).into_owned();
     if line.len() > RECORDED_COMMAND_MAX {
         let mut end = RECORDED_COMMAND_MAX - CUT.len_utf8();
         while !line.is_char_boundary(end) {
@@ -461,15 +464,17 @@ mod tests {
     }
 
     #[test]
-    fn a_long_command_line_is_recorded_cut_at_a_character() {
+    fn a_command_line_is_recorded_printable_and_cut_at_a_character() {
         let short = command("php");
         assert_eq!(recorded_command(&short), "php --flag");
         // Two-byte characters from an odd offset: the cut falls inside one.
-        let long = [OsString::from("php"), OsString::from("é".repeat(1500))];
+        let long = [OsString::from("php"), OsString::from("é".repeat(800))];
         let line = recorded_command(&long);
         assert_eq!(line.len(), RECORDED_COMMAND_MAX - 1);
         assert!(line.starts_with("php ééé"), "{line}");
         assert!(line.ends_with("é…"), "{line}");
+        let escape = [OsString::from("echo"), OsString::from("\x1b]0;x\x07")];
+        assert_eq!(recorded_command(&escape), "echo \\x1b]0;x\\x07");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, pipe2};
 
-use super::child::{self, Prepared};
+use super::child::{self, ExecLine, Prepared};
 use super::{
     Outcome, SpawnError, Started, TaskSpec, become_subreaper, command_cstrings, follow, group_name,
     policy, protected, read_reports, record, running_tasks, task,
@@ -70,9 +70,11 @@ pub fn run(
     let (go_read, go_write) = pipe()?;
     let (report_read, report_write) = pipe()?;
     let mut prepared = Prepared {
-        program,
-        argv,
-        env: child::task_environment(launch.run_as.as_ref())?,
+        line: ExecLine::new(
+            program,
+            argv,
+            child::task_environment(launch.run_as.as_ref())?,
+        ),
         move_into: None,
         wait_for: Some(go_read),
         oom_score_adj: launch.oom_score_adj,
