@@ -412,10 +412,19 @@ fn record(spec: &TaskSpec<'_>, group_name: &str) -> task::TaskRecord {
 /// `memslice tasks` shows a line, as ps does.
 const RECORDED_COMMAND_MAX: usize = 1024;
 
-/// The command line, arguments joined by spaces, control characters
-/// written out (`memslice tasks` prints it on root's terminal, and the
-/// caller chose it), cut to [`RECORDED_COMMAND_MAX`] bytes with an ellipsis.
+/// The most of a command line a scope's Description keeps (`systemctl
+/// status` shows it on one line).
+const DESCRIPTION_COMMAND_MAX: usize = 200;
+
+/// The command line as a task record keeps it.
 fn recorded_command(command: &[OsString]) -> String {
+    command_line(command, RECORDED_COMMAND_MAX)
+}
+
+/// The command line to show: arguments joined by spaces, control
+/// characters written out (the caller chose them, and root's terminal or
+/// journal shows them), cut to `max` bytes with an ellipsis.
+fn command_line(command: &[OsString], max: usize) -> String {
     const CUT: char = '…';
     let joined = command
         .iter()
@@ -423,8 +432,8 @@ fn recorded_command(command: &[OsString]) -> String {
         .collect::<Vec<_>>()
         .join(" ");
     let mut line = crate::printable::printable(&joined).into_owned();
-    if line.len() > RECORDED_COMMAND_MAX {
-        let mut end = RECORDED_COMMAND_MAX - CUT.len_utf8();
+    if line.len() > max {
+        let mut end = max.saturating_sub(CUT.len_utf8());
         while !line.is_char_boundary(end) {
             end -= 1;
         }

@@ -19,8 +19,9 @@ use nix::unistd::{Pid, pipe2};
 
 use super::child::{self, ExecLine, Prepared};
 use super::{
-    Outcome, SpawnError, Started, TaskSpec, become_subreaper, command_cstrings, follow, group_name,
-    policy, protected, read_reports, record, running_tasks, task,
+    DESCRIPTION_COMMAND_MAX, Outcome, SpawnError, Started, TaskSpec, become_subreaper,
+    command_cstrings, command_line, follow, group_name, policy, protected, read_reports, record,
+    running_tasks, task,
 };
 use crate::cgroupfs::{self, Root};
 use crate::systemd::bus::{self, ScopeRequest};
@@ -144,15 +145,7 @@ fn place_in_scope(
             policy::Mode::Run => "run",
             policy::Mode::Protect => "protect",
         },
-        spec.command
-            .iter()
-            .map(|arg| arg.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" ")
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(200)
-            .collect::<String>()
+        command_line(spec.command, DESCRIPTION_COMMAND_MAX)
     );
     let pids = [pid.as_raw().unsigned_abs()];
     let request = ScopeRequest {
