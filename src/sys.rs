@@ -11,6 +11,8 @@
 //!   `_exit` (a return would `_exit(127)`), and allocates nothing (see
 //!   spawn::child). fork(2) for the processes that run beside memslice (the
 //!   scope path's child waits for systemd, the detached keeper).
+//! - A task's exec: its argv and environment as the pointer arrays
+//!   execvpe(3) takes, made before the clone ([`ExecLine`]).
 //! - Credentials of a child (setgroups(2), setgid(2), setuid(2)) without
 //!   glibc's broadcast to memslice's threads.
 //! - Default signal dispositions for a task (rt_sigaction(2)).
@@ -405,6 +407,58 @@ pub fn reset_signal_dispositions() -> Result<(), nix::errno::Errno> {
         }
     }
     Ok(())
+}
+
+/// The program, argv and environment, with the NULL-terminated arrays of
+/// pointers execvpe takes, made before the clone.
+pub struct ExecLine {
+    program: CString,
+    argv: Vec<CString>,
+    /// `NAME=value` entries, made for the user the task runs as; read
+    /// through `env_pointers`.
+    _env: Vec<CString>,
+    argv_pointers: Vec<*const std::ffi::c_char>,
+    env_pointers: Vec<*const std::ffi::c_char>,
+}
+
+impl ExecLine {
+    pub fn new(program: CString, argv: Vec<CString>, env: Vec<CString>) -> ExecLine {
+        // Each pointer is to a CString's own heap buffer, which stays where
+        // it is for as long as the ExecLine holds the (never changed) CString.
+        let pointers = |strings: &[CString]| {
+            strings
+                .iter()
+                .map(|string| string.as_ptr())
+                .chain([std::ptr::null()])
+                .collect()
+        };
+        ExecLine {
+            argv_pointers: pointers(&argv),
+            env_pointers: pointers(&env),
+            program,
+            argv,
+            _env: env,
+        }
+    }
+
+    pub fn argc(&self) -> usize {
+        self.argv.len()
+    }
+
+    /// execvpe(3); returns only when it failed.
+    pub fn exec(&self) -> nix::errno::Errno {
+        // SAFETY: the program is a C string, and both arrays are
+        // NULL-terminated arrays of pointers to C strings that `self` keeps
+        // alive (see `new`).
+        unsafe {
+            libc::execvpe(
+                self.program.as_ptr(),
+                self.argv_pointers.as_ptr(),
+                self.env_pointers.as_ptr(),
+            );
+        }
+        nix::errno::Errno::last()
+    }
 }
 
 /// Sets the calling process's supplementary groups, group and user, in

@@ -12,7 +12,7 @@
 //! descriptor memslice opened is close-on-exec, so the task gets only what
 //! its caller passed.
 
-use std::ffi::{CString, OsStr, OsString, c_char};
+use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -23,7 +23,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 
 use super::SpawnError;
 use crate::caller::{Credentials, Person};
-use crate::sys::{exit_child, reset_signal_dispositions};
+use crate::sys::{ExecLine, exit_child, reset_signal_dispositions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -76,58 +76,6 @@ pub struct Prepared {
     pub oom_score_adj: Option<i32>,
     pub allow_unprotected: bool,
     pub run_as: Option<Credentials>,
-}
-
-/// The program, argv and environment, with the NULL-terminated arrays of
-/// pointers execvpe takes, made before the clone.
-pub struct ExecLine {
-    program: CString,
-    argv: Vec<CString>,
-    /// `NAME=value` entries, made for the user the task runs as; read
-    /// through `env_pointers`.
-    _env: Vec<CString>,
-    argv_pointers: Vec<*const c_char>,
-    env_pointers: Vec<*const c_char>,
-}
-
-impl ExecLine {
-    pub fn new(program: CString, argv: Vec<CString>, env: Vec<CString>) -> ExecLine {
-        // Each pointer is to a CString's own heap buffer, which stays where
-        // it is for as long as the ExecLine holds the (never changed) CString.
-        let pointers = |strings: &[CString]| {
-            strings
-                .iter()
-                .map(|string| string.as_ptr())
-                .chain([std::ptr::null()])
-                .collect()
-        };
-        ExecLine {
-            argv_pointers: pointers(&argv),
-            env_pointers: pointers(&env),
-            program,
-            argv,
-            _env: env,
-        }
-    }
-
-    pub fn argc(&self) -> usize {
-        self.argv.len()
-    }
-
-    /// execvpe(3); returns only when it failed.
-    fn exec(&self) -> Errno {
-        // SAFETY: the program is a C string, and both arrays are
-        // NULL-terminated arrays of pointers to C strings that `self` keeps
-        // alive (see `new`).
-        unsafe {
-            libc::execvpe(
-                self.program.as_ptr(),
-                self.argv_pointers.as_ptr(),
-                self.env_pointers.as_ptr(),
-            );
-        }
-        Errno::last()
-    }
 }
 
 /// The task's environment: memslice's own, without memslice's variables;

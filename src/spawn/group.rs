@@ -14,12 +14,13 @@ use std::time::Duration;
 use nix::fcntl::OFlag;
 use nix::unistd::{Pid, pipe2};
 
-use super::child::{self, ExecLine, Prepared};
+use super::child::{self, Prepared};
 use super::{
     SpawnError, Started, TaskSpec, become_subreaper, command_cstrings, follow, group_name, policy,
     protected, read_reports, record, running_tasks, supervise, task,
 };
 use crate::cgroupfs::{self, Root};
+use crate::sys::ExecLine;
 
 /// How long a protect waits for another to finish starting in the slice.
 const SLICE_LOCK_WAIT: Duration = Duration::from_secs(10);

@@ -17,13 +17,14 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, pipe2};
 
-use super::child::{self, ExecLine, Prepared};
+use super::child::{self, Prepared};
 use super::{
     DESCRIPTION_COMMAND_MAX, Outcome, SpawnError, Started, TaskSpec, become_subreaper,
     command_cstrings, command_line, follow, group_name, policy, protected, read_reports, record,
     running_tasks, task,
 };
 use crate::cgroupfs::{self, Root};
+use crate::sys::ExecLine;
 use crate::systemd::bus::{self, ScopeRequest};
 
 /// Where the task's scope lives.
