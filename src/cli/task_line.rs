@@ -204,11 +204,12 @@ pub fn parse(
         return None;
     }
     let cli = build(subcommand?, &given, command).ok()?;
-    let privileged = PRIVILEGED_OPTIONS
-        .iter()
-        .filter(|(id, _)| privileged_given(&given, id))
-        .map(|(_, option)| *option)
-        .collect();
+    let mut privileged = Vec::new();
+    for (id, option) in PRIVILEGED_OPTIONS {
+        if privileged_given(&given, id)? {
+            privileged.push(option);
+        }
+    }
     Some((cli, privileged))
 }
 
@@ -225,16 +226,19 @@ fn plain_value(option: Known, value: &OsStr) -> Option<()> {
     (!bytes.is_empty() && !bytes.starts_with(b"-")).then_some(())
 }
 
-fn privileged_given(given: &Given, id: &str) -> bool {
-    match id {
+/// Whether the line set the privileged option clap knows as `id`; `None`
+/// for an id this does not know, so that a privileged option added to
+/// `Cli` alone leaves every line to clap rather than slipping through.
+fn privileged_given(given: &Given, id: &str) -> Option<bool> {
+    Some(match id {
         "config" => given.has(Known::Config),
         "cgroup_root" => given.has(Known::CgroupRoot),
         "driver" => given.has(Known::Driver),
         "unit_dir" => given.has(Known::UnitDir),
         "verbose" => given.verbose.is_some(),
         "user" => given.has(Known::User),
-        _ => false,
-    }
+        _ => return None,
+    })
 }
 
 fn build(subcommand: Subcommand, given: &Given, command: Vec<OsString>) -> Result<Cli, ()> {
