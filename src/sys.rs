@@ -412,7 +412,7 @@ pub fn reset_signal_dispositions() -> Result<(), nix::errno::Errno> {
 /// The program, argv and environment, with the NULL-terminated arrays of
 /// pointers execvpe takes, made before the clone.
 pub struct ExecLine {
-    program: CString,
+    /// The program first (execvpe's file is argv[0]), then its arguments.
     argv: Vec<CString>,
     /// `NAME=value` entries, made for the user the task runs as; read
     /// through `env_pointers`.
@@ -422,7 +422,8 @@ pub struct ExecLine {
 }
 
 impl ExecLine {
-    pub fn new(program: CString, argv: Vec<CString>, env: Vec<CString>) -> ExecLine {
+    pub fn new(program: CString, arguments: Vec<CString>, env: Vec<CString>) -> ExecLine {
+        let argv: Vec<CString> = std::iter::once(program).chain(arguments).collect();
         // Each pointer is to a CString's own heap buffer, which stays where
         // it is for as long as the ExecLine holds the (never changed) CString.
         let pointers = |strings: &[CString]| {
@@ -435,7 +436,6 @@ impl ExecLine {
         ExecLine {
             argv_pointers: pointers(&argv),
             env_pointers: pointers(&env),
-            program,
             argv,
             _env: env,
         }
@@ -447,12 +447,12 @@ impl ExecLine {
 
     /// execvpe(3); returns only when it failed.
     pub fn exec(&self) -> nix::errno::Errno {
-        // SAFETY: the program is a C string, and both arrays are
-        // NULL-terminated arrays of pointers to C strings that `self` keeps
-        // alive (see `new`).
+        // SAFETY: argv_pointers[0] is the program (argv holds it first) and
+        // both arrays are NULL-terminated arrays of pointers to C strings
+        // that `self` keeps alive (see `new`).
         unsafe {
             libc::execvpe(
-                self.program.as_ptr(),
+                self.argv_pointers[0],
                 self.argv_pointers.as_ptr(),
                 self.env_pointers.as_ptr(),
             );

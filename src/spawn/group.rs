@@ -29,7 +29,7 @@ pub fn run(root: &Root, spec: &TaskSpec<'_>) -> Result<super::Outcome, SpawnErro
     let launch = spec.launch;
     let name = group_name(spec.name, spec.command)?;
     let group = cgroupfs::join(&launch.slice, &name);
-    let (program, argv) = command_cstrings(spec.command)?;
+    let (program, arguments) = command_cstrings(spec.command)?;
     let slice_lock = match launch.max_tasks {
         Some(_) => Some(
             root.lock_group(&launch.slice, SLICE_LOCK_WAIT)?
@@ -63,7 +63,7 @@ pub fn run(root: &Root, spec: &TaskSpec<'_>) -> Result<super::Outcome, SpawnErro
     let mut prepared = Prepared {
         line: ExecLine::new(
             program,
-            argv,
+            arguments,
             child::task_environment(launch.run_as.as_ref())?,
         ),
         move_into: None,

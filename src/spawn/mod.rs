@@ -324,13 +324,13 @@ fn become_subreaper() -> Result<(), SpawnError> {
     })
 }
 
+/// The command as C strings: the program, then its arguments.
 fn command_cstrings(command: &[OsString]) -> Result<(CString, Vec<CString>), SpawnError> {
-    let argv: Vec<CString> = command
+    let mut argv = command
         .iter()
-        .map(|arg| CString::new(arg.as_bytes()).map_err(|_| SpawnError::NulInCommand))
-        .collect::<Result<_, _>>()?;
-    let program = argv.first().cloned().ok_or(SpawnError::NulInCommand)?;
-    Ok((program, argv))
+        .map(|arg| CString::new(arg.as_bytes()).map_err(|_| SpawnError::NulInCommand));
+    let program = argv.next().ok_or(SpawnError::NulInCommand)??;
+    Ok((program, argv.collect::<Result<_, _>>()?))
 }
 
 /// Reads the child's reports until exec closes the pipe: the warnings it

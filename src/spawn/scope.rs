@@ -47,7 +47,7 @@ pub fn run(
     let name = group_name(spec.name, spec.command)?;
     let unit = format!("memslice-{name}.scope");
     let scope = cgroupfs::join(place.slice_cgroup, &unit);
-    let (program, argv) = command_cstrings(spec.command)?;
+    let (program, arguments) = command_cstrings(spec.command)?;
     let slice_lock = match launch.max_tasks {
         Some(_) => Some(
             root.lock_group(place.slice_cgroup, SCOPE_TIMEOUT)?
@@ -74,7 +74,7 @@ pub fn run(
     let mut prepared = Prepared {
         line: ExecLine::new(
             program,
-            argv,
+            arguments,
             child::task_environment(launch.run_as.as_ref())?,
         ),
         move_into: None,
