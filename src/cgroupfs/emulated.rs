@@ -270,11 +270,13 @@ fn forget_pid(dir: &Path, pid: u32) -> io::Result<()> {
 }
 
 /// rmdir with the kernel's refusals: EBUSY while processes or child groups
-/// remain.
+/// remain. A listed pid that no longer runs is gone, as the kernel drops
+/// an exited process from cgroup.procs.
 pub fn remove(dir: &Path) -> io::Result<()> {
-    let busy = !fs::read_to_string(dir.join("cgroup.procs"))?
-        .trim()
-        .is_empty()
+    let busy = fs::read_to_string(dir.join("cgroup.procs"))?
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .any(crate::host::process_runs)
         || fs::read_dir(dir)?
             .any(|entry| entry.is_ok_and(|e| e.file_type().is_ok_and(|t| t.is_dir())));
     if busy {
@@ -317,15 +319,22 @@ mod tests {
         let child = dir.path().join("busy");
         fs::create_dir(&child).expect("mkdir");
         populate(&child).expect("populate");
-        fs::write(child.join("cgroup.procs"), "42\n").expect("fake a process");
+        fs::write(
+            child.join("cgroup.procs"),
+            format!("{}\n", std::process::id()),
+        )
+        .expect("list this process");
         let err = write_subtree_control(&child, "+memory").expect_err("internal process");
         assert_eq!(err.raw_os_error(), Some(libc::EBUSY));
         assert_eq!(
             remove(&child).expect_err("busy").raw_os_error(),
             Some(libc::EBUSY)
         );
-        fs::write(child.join("cgroup.procs"), "").expect("empty it");
-        remove(&child).expect("now empty");
+        let mut ended = std::process::Command::new("true").spawn().expect("spawn");
+        ended.wait().expect("wait");
+        fs::write(child.join("cgroup.procs"), format!("{}\n", ended.id()))
+            .expect("list a process that ended");
+        remove(&child).expect("an ended process holds no group");
         assert!(!child.exists());
     }
 

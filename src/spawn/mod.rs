@@ -295,7 +295,6 @@ fn follow(root: &Root, spec: &TaskSpec<'_>, started: Started) -> Result<Outcome,
             },
         )?;
     } else if started.ours {
-        supervise::empty(root, group)?;
         root.remove(group)?;
     }
     Ok(Outcome {
