@@ -713,7 +713,10 @@ fn render_tasks(tasks: &[task::TaskInfo]) -> String {
             [
                 t.group.clone(),
                 format!("{:?}", t.state).to_lowercase(),
-                t.user.clone().unwrap_or_else(|| "-".into()),
+                t.user
+                    .clone()
+                    .or_else(|| t.uid.map(|uid| format!("uid {uid}")))
+                    .unwrap_or_else(|| "-".into()),
                 t.started.map_or_else(
                     || "-".into(),
                     |at| at.strftime("%Y-%m-%d %H:%M:%S").to_string(),

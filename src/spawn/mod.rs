@@ -383,21 +383,14 @@ fn running_tasks(root: &Root, slice: &str, own: &str) -> Result<usize, cgroupfs:
 fn record(spec: &TaskSpec<'_>, group_name: &str) -> task::TaskRecord {
     let suffix = format!("-{}", std::process::id());
     let name = group_name.strip_suffix(&suffix).unwrap_or(group_name);
-    let (user, uid) = match &spec.launch.run_as {
-        Some(person) => (person.name.clone(), person.uid),
-        None => {
-            let uid = nix::unistd::Uid::current();
-            let name = nix::unistd::User::from_uid(uid)
-                .ok()
-                .flatten()
-                .map_or_else(|| uid.to_string(), |user| user.name);
-            (name, uid.as_raw())
-        }
-    };
+    let uid = spec
+        .launch
+        .run_as
+        .as_ref()
+        .map_or_else(|| nix::unistd::Uid::current().as_raw(), |person| person.uid);
     task::TaskRecord {
         name: name.to_string(),
         mode: spec.launch.mode,
-        user,
         uid,
         command: recorded_command(spec.command),
         started: jiff::Timestamp::now(),

@@ -35,12 +35,15 @@ pub const KILL_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub use super::policy::Mode;
 
-/// Who started what, and when.
+/// Who started what, and when. The user is kept as the uid alone and
+/// named when the task is listed: a name lookup goes through NSS (nscd,
+/// nsswitch.conf, /etc/passwd, maybe LDAP), and took a tenth of a task's
+/// start as root. Records from before this carry a `user` name too; it is
+/// ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub name: String,
     pub mode: Mode,
-    pub user: String,
     pub uid: u32,
     /// The command line, arguments joined by spaces.
     pub command: String,
@@ -262,6 +265,15 @@ pub fn list(root: &Root, slices: &[String]) -> Result<Vec<TaskInfo>, cgroupfs::E
     Ok(tasks)
 }
 
+/// The name the user database gives `uid` now; `None` for a uid it does
+/// not know (a user removed since the task started).
+fn user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|user| user.name)
+}
+
 /// The task in `group` below `slice`, or `None` when it is no task of
 /// memslice's: no record and no scope of memslice's name, or a directory
 /// root does not own (a record there is the owner's forgery).
@@ -302,7 +314,7 @@ pub fn describe(
         slice: slice.to_string(),
         name: record.as_ref().map(|r| r.name.clone()),
         mode: record.as_ref().map(|r| r.mode),
-        user: record.as_ref().map(|r| r.user.clone()),
+        user: record.as_ref().and_then(|r| user_name(r.uid)),
         uid: record.as_ref().map(|r| r.uid),
         command: record.as_ref().map(|r| r.command.clone()),
         started: record.as_ref().map(|r| r.started),
@@ -376,6 +388,42 @@ mod tests {
     }
 
     #[test]
+    fn a_task_is_named_from_its_uid_when_listed_and_older_records_still_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        crate::cgroupfs::emulated::create_root(dir.path(), &[crate::config::Controller::Memory])
+            .expect("root");
+        let root = Root::emulated(dir.path());
+        for group in ["app", "app/tasks", "app/tasks/old-7", "app/tasks/gone-8"] {
+            root.create(group).expect("create");
+        }
+        let before = br#"{"name":"old","mode":"run","user":"someone","uid":0,"command":"true","started":"2026-01-01T00:00:00Z"}"#;
+        root.set_attribute("app/tasks/old-7", RECORD, before)
+            .expect("record");
+        let unknown = TaskRecord {
+            name: "gone".into(),
+            mode: Mode::Run,
+            uid: 4_000_000_000,
+            command: "true".into(),
+            started: Timestamp::UNIX_EPOCH,
+        };
+        mark(&root, "app/tasks/gone-8", &unknown, false).expect("mark");
+        let old = describe(&root, "app/tasks", "app/tasks/old-7")
+            .expect("describe")
+            .expect("a task");
+        assert_eq!(old.name.as_deref(), Some("old"));
+        assert_eq!(old.uid, Some(0));
+        assert_eq!(
+            old.user.as_deref(),
+            Some("root"),
+            "named from the uid now, not from the name it recorded"
+        );
+        let gone = describe(&root, "app/tasks", "app/tasks/gone-8")
+            .expect("describe")
+            .expect("a task");
+        assert_eq!((gone.uid, gone.user), (Some(4_000_000_000), None));
+    }
+
+    #[test]
     fn records_round_trip_on_a_group_and_list_shows_them() {
         let dir = tempfile::tempdir().expect("tempdir");
         crate::cgroupfs::emulated::create_root(dir.path(), &[crate::config::Controller::Memory])
@@ -392,7 +440,6 @@ mod tests {
         let record = TaskRecord {
             name: "import".into(),
             mode: Mode::Protect,
-            user: "app".into(),
             uid: 1000,
             command: "php import.php".into(),
             started: Timestamp::UNIX_EPOCH,

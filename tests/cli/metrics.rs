@@ -235,7 +235,6 @@ fn plant_tasks(fx: &Fixture) {
         let record = TaskRecord {
             name: name.to_string(),
             mode: memslice::spawn::policy::Mode::Protect,
-            user: "root".to_string(),
             uid: 0,
             command: "import".to_string(),
             started: jiff::Timestamp::now(),

@@ -170,7 +170,6 @@ fn gc_removes_the_empty_groups_a_killed_memslice_left_behind() {
         let record = TaskRecord {
             name: "left".into(),
             mode: memslice::spawn::policy::Mode::Protect,
-            user: "app".into(),
             uid: 1000,
             command: "php import.php".into(),
             started: jiff::Timestamp::now(),
