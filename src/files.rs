@@ -58,12 +58,24 @@ pub fn read_trusted(path: &Path) -> Result<Vec<u8>, FileError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = File::open(path).map_err(read_error)?;
-    if as_root() {
-        check_trusted(path, &file)?;
-    }
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(read_error)?;
+    let file = File::open(path).map_err(read_error)?;
+    // The size, and one byte more for the read that finds the end.
+    let size_hint = if as_root() {
+        check_trusted(path, &file)?.saturating_add(1)
+    } else {
+        8192
+    };
+    read_all(&file, usize::try_from(size_hint).unwrap_or(8192)).map_err(read_error)
+}
+
+/// The rest of `file`, with read(2) alone, into a buffer of `size_hint`
+/// bytes to start with. std's `read_to_end` on a `File` asks for its size
+/// first (statx, then lseek): two more system calls, and /proc's files
+/// report a size of 0 anyway. Through `Take`, std reads as it would any
+/// reader, the buffer growing as it fills.
+pub fn read_all(file: &File, size_hint: usize) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(size_hint);
+    Read::take(file, u64::MAX).read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
@@ -74,12 +86,12 @@ pub fn root_would_read(path: &Path) -> Result<(), FileError> {
         path: path.to_path_buf(),
         source,
     })?;
-    check_trusted(path, &file)
+    check_trusted(path, &file).map(drop)
 }
 
 /// The file open as `file`, at `path`, and every directory above it are
-/// root's alone.
-fn check_trusted(path: &Path, file: &File) -> Result<(), FileError> {
+/// root's alone. Returns the file's size.
+fn check_trusted(path: &Path, file: &File) -> Result<u64, FileError> {
     let read_error = |source| FileError::Read {
         path: path.to_path_buf(),
         source,
@@ -92,7 +104,8 @@ fn check_trusted(path: &Path, file: &File) -> Result<(), FileError> {
     }
     check_owner(path, "a file", &meta, false)?;
     let real = path.canonicalize().map_err(read_error)?;
-    check_directory_chain(parent_dir(&real))
+    check_directory_chain(parent_dir(&real))?;
+    Ok(meta.len())
 }
 
 /// Checks `dir` (a canonical path) strictly, and the directories above it

@@ -359,7 +359,7 @@ pub const PAM_DEADLINE: Duration = Duration::from_secs(2);
 /// Arms [`PAM_DEADLINE`]: SIGALRM back at its default action (ending the
 /// process), unblocked, whatever sshd, cron or su left it at.
 pub fn arm_deadline() {
-    let _ = crate::sys::reset_signal_dispositions();
+    let _ = crate::sys::reset_signal_dispositions(crate::sys::SignalSet::ALL);
     let _ = nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
         Some(&nix::sys::signal::SigSet::empty()),

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cgroupfs::{self, Root};
 use crate::config::{Controller, NodeFacts};
+use crate::sys::SignalSet;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
@@ -194,13 +195,31 @@ fn read(path: &str) -> Result<String, HostError> {
     read_proc(path).map_err(fail)
 }
 
-/// A file of /proc. /proc reports a size of 0: `fs::read_to_string` would
-/// grow its buffer from 32 bytes, one read(2) per step (six for a stat
-/// line); what memslice reads there fits in one page.
+/// A file of /proc: what memslice reads there fits in one page.
 fn read_proc(path: impl AsRef<Path>) -> std::io::Result<String> {
-    let mut text = String::with_capacity(4096);
-    std::io::Read::read_to_string(&mut std::fs::File::open(path)?, &mut text)?;
-    Ok(text)
+    let bytes = crate::files::read_all(&std::fs::File::open(path)?, 4096)?;
+    String::from_utf8(bytes)
+        .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))
+}
+
+/// The signals this process ignores or catches (SigIgn and SigCgt of
+/// /proc/self/status): those a child must set back to their default action
+/// before exec. Every signal when /proc cannot tell.
+pub fn changed_signal_dispositions() -> SignalSet {
+    read_proc("/proc/self/status")
+        .ok()
+        .and_then(|status| parse_changed_dispositions(&status))
+        .unwrap_or(SignalSet::ALL)
+}
+
+/// SigIgn | SigCgt of a /proc/PID/status text (SigIgn comes first).
+pub fn parse_changed_dispositions(status: &str) -> Option<SignalSet> {
+    let mut lines = status.lines();
+    let mut mask = |key: &str| {
+        let hex = lines.find_map(|line| line.strip_prefix(key))?;
+        u64::from_str_radix(hex.trim(), 16).ok()
+    };
+    Some(SignalSet(mask("SigIgn:")? | mask("SigCgt:")?))
 }
 
 /// /proc/self/cgroup's v2 line (`0::/path`) placed under the cgroup2 mount.
@@ -361,6 +380,35 @@ mod tests {
         assert_eq!(fields.split_whitespace().nth(19), Some("98765"));
         assert!(process_runs(std::process::id()));
         assert!(process_start_time(std::process::id()).is_some());
+    }
+
+    #[test]
+    fn a_child_resets_the_signals_ignored_or_caught() {
+        let status = "Name:\tmemslice\nSigQ:\t0/3\nSigPnd:\t0000000000000000\n\
+                      SigBlk:\t0000000000010000\nSigIgn:\t0000000000001001\n\
+                      SigCgt:\t0000000180000000\n";
+        let changed = parse_changed_dispositions(status).expect("masks");
+        let listed: Vec<i32> = (1..=64)
+            .filter(|&signal| changed.contains(signal))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![1, 13, 32, 33],
+            "SIGHUP and SIGPIPE ignored, 32 and 33 caught; SigBlk is no disposition"
+        );
+        assert_eq!(
+            parse_changed_dispositions("SigIgn:\t0000000000001000\n"),
+            None
+        );
+        assert_eq!(
+            parse_changed_dispositions("SigIgn:\tzz\nSigCgt:\t0\n"),
+            None
+        );
+        assert!(
+            changed_signal_dispositions().contains(libc::SIGPIPE),
+            "the test harness ignores SIGPIPE, as Rust programs do"
+        );
+        assert!(SignalSet::ALL.contains(64) && !SignalSet::ALL.contains(65));
     }
 
     #[test]

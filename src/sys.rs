@@ -374,21 +374,36 @@ pub fn start_process() -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
-/// Sets every catchable signal, real-time ones included, back to its
-/// default action, as a process started by a shell has it: Rust ignores
-/// SIGPIPE at start-up, a parent may have ignored others, and an ignored
-/// signal stays ignored across exec. The raw system call, because the C
-/// library refuses the two real-time signals it keeps for itself (32, 33),
-/// which a parent spawned through posix_spawn may still have ignored.
-/// Runs in the child.
-pub fn reset_signal_dispositions() -> Result<(), nix::errno::Errno> {
+/// A set of signals, bit N-1 for signal N: the kernel's layout, as
+/// /proc/PID/status shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalSet(pub u64);
+
+impl SignalSet {
+    pub const ALL: SignalSet = SignalSet(u64::MAX);
+
+    pub fn contains(self, signal: i32) -> bool {
+        (1..=64).contains(&signal) && self.0 & (1 << (signal - 1)) != 0
+    }
+}
+
+/// Sets the catchable signals of `changed`, real-time ones included, back
+/// to their default action, as a process started by a shell has them: Rust
+/// ignores SIGPIPE at start-up, a parent may have ignored others, and an
+/// ignored signal stays ignored across exec. `changed` is what the process
+/// ignores or catches (`host::changed_signal_dispositions`): the others are
+/// at their default already, and each call is a system call the suspended
+/// parent waits for. The raw system call, because the C library refuses
+/// the two real-time signals it keeps for itself (32, 33), which a parent
+/// spawned through posix_spawn may still have ignored. Runs in the child.
+pub fn reset_signal_dispositions(changed: SignalSet) -> Result<(), nix::errno::Errno> {
     // A zeroed kernel `struct sigaction` is SIG_DFL with no flags and an
     // empty mask whatever the architecture's field order; 32 bytes cover
     // every 64-bit layout.
     let default = [0u64; 4];
     let kernel_sigset_size: usize = 8;
     for signal in 1..=64 {
-        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP || !changed.contains(signal) {
             continue;
         }
         // SAFETY: rt_sigaction reads `default` (valid for 32 bytes) and

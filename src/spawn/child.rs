@@ -21,9 +21,9 @@ use std::os::unix::ffi::OsStrExt;
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 
-use super::SpawnError;
+use super::{SpawnError, TaskSpec};
 use crate::caller::{Credentials, Person};
-use crate::sys::{ExecLine, exit_child, reset_signal_dispositions};
+use crate::sys::{ExecLine, SignalSet, exit_child, reset_signal_dispositions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -76,6 +76,35 @@ pub struct Prepared {
     pub oom_score_adj: Option<i32>,
     pub allow_unprotected: bool,
     pub run_as: Option<Credentials>,
+    /// The signals memslice ignores or catches, which the child sets back
+    /// to their default action.
+    pub signals_to_reset: SignalSet,
+}
+
+impl Prepared {
+    /// What the child of `spec` needs, `program` and `arguments` being its
+    /// command as C strings; `wait_for` as for the field.
+    pub fn for_task(
+        spec: &TaskSpec<'_>,
+        program: CString,
+        arguments: Vec<CString>,
+        wait_for: Option<OwnedFd>,
+    ) -> Result<Prepared, SpawnError> {
+        let launch = spec.launch;
+        Ok(Prepared {
+            line: ExecLine::new(
+                program,
+                arguments,
+                task_environment(launch.run_as.as_ref())?,
+            ),
+            move_into: None,
+            wait_for,
+            oom_score_adj: launch.oom_score_adj,
+            allow_unprotected: spec.allow_unprotected,
+            run_as: launch.run_as.as_ref().map(|person| person.credentials()),
+            signals_to_reset: crate::host::changed_signal_dispositions(),
+        })
+    }
 }
 
 /// The task's environment: memslice's own, without memslice's variables;
@@ -122,9 +151,10 @@ pub fn environment_for(
 }
 
 /// Every signal at its default action and none blocked, as a shell starts
-/// a command: what a task gets, whoever ran before it.
-pub fn clean_signal_state() -> Result<(), Errno> {
-    reset_signal_dispositions()?;
+/// a command: what a task gets, whoever ran before it. `changed` are the
+/// signals not at their default action now.
+pub fn clean_signal_state(changed: SignalSet) -> Result<(), Errno> {
+    reset_signal_dispositions(changed)?;
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
 }
 
@@ -153,7 +183,7 @@ pub fn exec(prepared: &Prepared, report: BorrowedFd<'_>) -> ! {
             fail(Step::MoveIntoGroup, errno_of(&err), 126);
         }
     }
-    if let Err(errno) = clean_signal_state() {
+    if let Err(errno) = clean_signal_state(prepared.signals_to_reset) {
         fail(Step::Exec, errno, 126);
     }
     if let Some(adj) = prepared.oom_score_adj

@@ -20,7 +20,6 @@ use super::{
     protected, read_reports, record, running_tasks, supervise, task,
 };
 use crate::cgroupfs::{self, Root};
-use crate::sys::ExecLine;
 
 /// How long a protect waits for another to finish starting in the slice.
 const SLICE_LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -60,18 +59,7 @@ pub fn run(root: &Root, spec: &TaskSpec<'_>) -> Result<super::Outcome, SpawnErro
     }
     let handle = root.open_group(&group)?;
     become_subreaper()?;
-    let mut prepared = Prepared {
-        line: ExecLine::new(
-            program,
-            arguments,
-            child::task_environment(launch.run_as.as_ref())?,
-        ),
-        move_into: None,
-        wait_for: None,
-        oom_score_adj: launch.oom_score_adj,
-        allow_unprotected: spec.allow_unprotected,
-        run_as: launch.run_as.as_ref().map(|person| person.credentials()),
-    };
+    let mut prepared = Prepared::for_task(spec, program, arguments, None)?;
     let (report_read, report_write) =
         pipe2(OFlag::O_CLOEXEC).map_err(|source| SpawnError::Setup {
             what: "create a pipe",

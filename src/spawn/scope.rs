@@ -24,7 +24,6 @@ use super::{
     running_tasks, task,
 };
 use crate::cgroupfs::{self, Root};
-use crate::sys::ExecLine;
 use crate::systemd::bus::{self, ScopeRequest};
 
 /// Where the task's scope lives.
@@ -71,18 +70,7 @@ pub fn run(
     };
     let (go_read, go_write) = pipe()?;
     let (report_read, report_write) = pipe()?;
-    let mut prepared = Prepared {
-        line: ExecLine::new(
-            program,
-            arguments,
-            child::task_environment(launch.run_as.as_ref())?,
-        ),
-        move_into: None,
-        wait_for: Some(go_read),
-        oom_score_adj: launch.oom_score_adj,
-        allow_unprotected: spec.allow_unprotected,
-        run_as: launch.run_as.as_ref().map(|person| person.credentials()),
-    };
+    let mut prepared = Prepared::for_task(spec, program, arguments, Some(go_read))?;
     let pid = crate::sys::fork(|| child::exec(&prepared, report_write.as_fd())).map_err(|err| {
         SpawnError::Setup {
             what: "fork",

@@ -429,3 +429,60 @@ fn a_task_started_with_closed_standard_descriptors_gets_dev_null() {
         "/dev/null\n/dev/null\n/dev/null\n"
     );
 }
+
+/// Signals its caller ignored (nohup's SIGHUP, a shell's SIGINT and
+/// SIGQUIT for a background job, real-time ones posix_spawn left ignored)
+/// stay ignored across exec: memslice reads which it ignores from
+/// /proc/self/status and sets each back for the task.
+#[test]
+fn a_task_gets_the_signals_its_caller_ignored_back_at_their_default() {
+    let fx = fixture();
+    let out = fx.root().join("task-signals");
+    let script = format!("grep '^SigIgn:' /proc/$$/status > {}", out.display());
+    let mut command = fx.command_on(&fx.root());
+    command.args([
+        "run",
+        "--slice",
+        "app/tasks",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    // SAFETY: rt_sigaction with SIG_IGN installs no handler and touches
+    // only the kernel's table; the forked child runs nothing else before
+    // exec.
+    unsafe {
+        command.pre_exec(|| {
+            // The kernel's struct sigaction: the handler first, SIG_IGN.
+            let action: [u64; 4] = [1, 0, 0, 0];
+            for signal in [
+                libc::SIGHUP,
+                libc::SIGINT,
+                libc::SIGQUIT,
+                libc::SIGUSR2,
+                33,
+                50,
+                64,
+            ] {
+                let result = libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    action.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                );
+                if result != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let status = command.status().expect("run");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("the task wrote its signals"),
+        "SigIgn:\t0000000000000000\n"
+    );
+}
