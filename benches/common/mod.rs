@@ -1,5 +1,5 @@
-//! What the benchmarks share: the C floors (benches/floors/*.c, built here
-//! with the system's C compiler), generated trees with their floor spec,
+//! What the benchmarks share: the floors (benches/floors/*.c, built here
+//! with the system's C compiler, and rust_start.rs), generated trees with their floor spec,
 //! and timing several commands interleaved in one run, so that each figure
 //! is a ratio measured under the same load (the machines are shared).
 //!
@@ -107,6 +107,19 @@ impl Floors {
     pub fn command(&self, name: &str) -> Command {
         Command::new(self.dir.join(format!("floor-{name}")))
     }
+}
+
+/// The start-up floor of a Rust program (benches/floors/rust_start.rs),
+/// built as memslice is.
+pub fn rust_start() -> PathBuf {
+    let floors = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/floors");
+    let program = Path::new(env!("CARGO_TARGET_TMPDIR")).join("rust-start");
+    let status = Command::new(floors.join("build-rust-start"))
+        .arg(&program)
+        .status()
+        .expect("run benches/floors/build-rust-start");
+    assert!(status.success(), "building rust-start failed");
+    program
 }
 
 /// A generated tree: TOPS slices, MIDDLES below each, LEAVES below each of

@@ -1,8 +1,11 @@
 # Spawn overhead on the real kernel: `memslice run -- /bin/true` (mkdir,
-# clone3 into the group, wait, cgroup.kill, rmdir) against the C spawn
-# floor doing the same kernel work (benches/floors/spawn.c), a bare
-# /bin/true, and Debian's cgexec into an existing leaf (it neither creates
-# nor removes a group). Start-up dominates, so once with ASLR on (the
+# clone3 into the group, wait, rmdir) against the C spawn floor doing the
+# same kernel work (benches/floors/spawn.c), a bare /bin/true, and
+# Debian's cgexec into an existing leaf (it neither creates nor removes a
+# group). Beside them an empty Rust program linked as memslice is
+# (benches/floors/rust_start.rs): a run by any such program costs at least
+# the floor with its own start (an empty static C program, start.c)
+# swapped for that one. Start-up dominates, so once with ASLR on (the
 # guest's default) and once off. Under TCG every side is slowed alike;
 # the ratios are what count.
 . /scenarios/lib.sh
@@ -13,6 +16,8 @@ ms --config $TASKS apply > /dev/null 2>&1 || fail "apply tasks.toml"
 mkdir "$CG/app/tasks/cgexec-leaf" || fail "cannot make cgexec's leaf"
 
 run_true() { timeit /bin/true; }
+run_rust() { timeit /bin/rust-start; }
+run_c() { timeit /bin/floor-start; }
 run_floor() { timeit /bin/floor-spawn "$CG/app/tasks/floor" -- /bin/true; }
 run_memslice() { timeit /bin/memslice --cgroup-root "$CG" --config $TASKS run --slice app/tasks -- /bin/true; }
 run_cgexec() { timeit /usr/bin/cgexec -g memory:app/tasks/cgexec-leaf /bin/true; }
@@ -22,11 +27,17 @@ run_cgexec() { timeit /usr/bin/cgexec -g memory:app/tasks/cgexec-leaf /bin/true;
 rounds=$(rounds_for 5 41)
 for setting in 2 0; do
     echo $setting > /proc/sys/kernel/randomize_va_space
-    interleave $rounds true floor memslice cgexec
+    interleave $rounds true c rust floor memslice cgexec
     ratio_note "run -- /bin/true (cgroupfs)" memslice floor
     ratio_note "run -- /bin/true (cgroupfs)" memslice true
     ratio_note "run -- /bin/true (cgroupfs)" memslice cgexec
     ratio_note "spawn floor against bare /bin/true" floor true
+    ratio_note "empty Rust program (memslice's start alone)" rust c
+    # The spawn floor with its own start swapped for the Rust one.
+    awk -v f="$(median_of floor)" -v c="$(median_of c)" -v r="$(median_of rust)" -v aslr="$(aslr)" 'BEGIN {
+        printf "run by any Rust program linked as memslice is | floor - C start + Rust start %.1f ms | floor %.1f ms | %.2fx | VM, ASLR %s\n",
+            (f - c + r) / 1000, f / 1000, (f - c + r) / f, aslr
+    }' | tee -a "$NOTES"
 done
 echo 2 > /proc/sys/kernel/randomize_va_space
 [ -z "$(ls -d $CG/app/tasks/true-* 2>/dev/null)" ] || fail "task groups left behind"
