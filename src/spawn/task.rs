@@ -316,7 +316,12 @@ pub fn describe(
         mode: record.as_ref().map(|r| r.mode),
         user: record.as_ref().and_then(|r| user_name(r.uid)),
         uid: record.as_ref().map(|r| r.uid),
-        command: record.as_ref().map(|r| r.command.clone()),
+        // memslice writes a command's control characters out when it
+        // records it; a record from an older one, by a task still running
+        // across an upgrade, may hold them raw.
+        command: record
+            .as_ref()
+            .map(|r| crate::printable::printable(&r.command).into_owned()),
         started: record.as_ref().map(|r| r.started),
         state,
         memory_current_bytes: root.memory_current(group).ok().flatten(),
@@ -388,7 +393,7 @@ mod tests {
     }
 
     #[test]
-    fn a_task_is_named_from_its_uid_when_listed_and_older_records_still_read() {
+    fn a_task_is_named_from_its_uid_when_listed_and_older_records_still_read_safely() {
         let dir = tempfile::tempdir().expect("tempdir");
         crate::cgroupfs::emulated::create_root(dir.path(), &[crate::config::Controller::Memory])
             .expect("root");
@@ -396,7 +401,7 @@ mod tests {
         for group in ["app", "app/tasks", "app/tasks/old-7", "app/tasks/gone-8"] {
             root.create(group).expect("create");
         }
-        let before = br#"{"name":"old","mode":"run","user":"someone","uid":0,"command":"true","started":"2026-01-01T00:00:00Z"}"#;
+        let before = br#"{"name":"old","mode":"run","user":"someone","uid":0,"command":"true \u001b]0;owned\u0007","started":"2026-01-01T00:00:00Z"}"#;
         root.set_attribute("app/tasks/old-7", RECORD, before)
             .expect("record");
         let unknown = TaskRecord {
@@ -411,6 +416,11 @@ mod tests {
             .expect("describe")
             .expect("a task");
         assert_eq!(old.name.as_deref(), Some("old"));
+        assert_eq!(
+            old.command.as_deref(),
+            Some("true \\x1b]0;owned\\x07"),
+            "an older record's control characters are written out"
+        );
         assert_eq!(old.uid, Some(0));
         assert_eq!(
             old.user.as_deref(),
