@@ -392,15 +392,21 @@ mod tests {
         assert_eq!(Supervisor::parse("12 34 boss"), None);
     }
 
-    #[test]
-    fn a_task_is_named_from_its_uid_when_listed_and_older_records_still_read_safely() {
+    /// An emulated root with `groups` made, kept while the directory lives.
+    fn root_with(groups: &[&str]) -> (tempfile::TempDir, Root) {
         let dir = tempfile::tempdir().expect("tempdir");
         crate::cgroupfs::emulated::create_root(dir.path(), &[crate::config::Controller::Memory])
             .expect("root");
         let root = Root::emulated(dir.path());
-        for group in ["app", "app/tasks", "app/tasks/old-7", "app/tasks/gone-8"] {
+        for group in groups {
             root.create(group).expect("create");
         }
+        (dir, root)
+    }
+
+    #[test]
+    fn a_task_is_named_from_its_uid_when_listed_and_older_records_still_read_safely() {
+        let (_dir, root) = root_with(&["app", "app/tasks", "app/tasks/old-7", "app/tasks/gone-8"]);
         let before = br#"{"name":"old","mode":"run","user":"someone","uid":0,"command":"true \u001b]0;owned\u0007","started":"2026-01-01T00:00:00Z"}"#;
         root.set_attribute("app/tasks/old-7", RECORD, before)
             .expect("record");
@@ -435,18 +441,12 @@ mod tests {
 
     #[test]
     fn records_round_trip_on_a_group_and_list_shows_them() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        crate::cgroupfs::emulated::create_root(dir.path(), &[crate::config::Controller::Memory])
-            .expect("root");
-        let root = Root::emulated(dir.path());
-        for group in [
+        let (_dir, root) = root_with(&[
             "app",
             "app/tasks",
             "app/tasks/import-7",
             "app/tasks/by-hand",
-        ] {
-            root.create(group).expect("create");
-        }
+        ]);
         let record = TaskRecord {
             name: "import".into(),
             mode: Mode::Protect,

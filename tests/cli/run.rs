@@ -389,19 +389,19 @@ fn through_sudo_a_user_the_policy_does_not_name_is_refused_as_root() {
     );
 }
 
-/// Started with descriptors 0, 1 and 2 closed (a careless cron line, a
-/// daemon's child), memslice opens them on /dev/null before anything else,
-/// as std's start-up would: otherwise its signalfd or the task group's
-/// directory would take them, and the task would inherit root's
-/// descriptors as its standard input and output.
-#[test]
-fn a_task_started_with_closed_standard_descriptors_gets_dev_null() {
-    let fx = fixture();
-    let out = fx.root().join("task-fds");
-    let script = format!(
-        "readlink /proc/$$/fd/0 /proc/$$/fd/1 /proc/$$/fd/2 | cat > {}",
-        out.display()
-    );
+/// What `sh -c SCRIPT` wrote to the file `{out}` names in it, run as a task
+/// by a memslice that runs `before_exec` first (in its forked process,
+/// before exec): a caller's state the task must not inherit.
+///
+/// # Safety
+/// `before_exec` runs between fork and exec: async-signal-safe calls only.
+unsafe fn task_output_after(
+    fx: &Fixture,
+    script: &str,
+    before_exec: fn() -> std::io::Result<()>,
+) -> String {
+    let out = fx.root().join("task-output");
+    let script = script.replace("{out}", &out.display().to_string());
     let mut command = fx.command_on(&fx.root());
     command.args([
         "run",
@@ -412,22 +412,39 @@ fn a_task_started_with_closed_standard_descriptors_gets_dev_null() {
         "-c",
         &script,
     ]);
-    // SAFETY: close(2) is async-signal-safe and touches no memory; the
-    // forked child runs nothing else before exec.
+    // SAFETY: the caller's promise.
     unsafe {
-        command.pre_exec(|| {
-            for fd in 0..=2 {
-                libc::close(fd);
-            }
-            Ok(())
-        });
+        command.pre_exec(before_exec);
     }
     let status = command.status().expect("run");
     assert_eq!(status.code(), Some(0));
-    assert_eq!(
-        std::fs::read_to_string(&out).expect("the task wrote its descriptors"),
-        "/dev/null\n/dev/null\n/dev/null\n"
-    );
+    std::fs::read_to_string(&out).expect("the task wrote its file")
+}
+
+/// Started with descriptors 0, 1 and 2 closed (a careless cron line, a
+/// daemon's child), memslice opens them on /dev/null before anything else,
+/// as std's start-up would: otherwise its signalfd or the task group's
+/// directory would take them, and the task would inherit root's
+/// descriptors as its standard input and output.
+#[test]
+fn a_task_started_with_closed_standard_descriptors_gets_dev_null() {
+    fn close_standard() -> std::io::Result<()> {
+        for fd in 0..=2 {
+            // SAFETY: close(2) is async-signal-safe and touches no memory.
+            unsafe { libc::close(fd) };
+        }
+        Ok(())
+    }
+    let fx = fixture();
+    // SAFETY: close_standard calls close(2) alone.
+    let written = unsafe {
+        task_output_after(
+            &fx,
+            "readlink /proc/$$/fd/0 /proc/$$/fd/1 /proc/$$/fd/2 | cat > {out}",
+            close_standard,
+        )
+    };
+    assert_eq!(written, "/dev/null\n/dev/null\n/dev/null\n");
 }
 
 /// Signals its caller ignored (nohup's SIGHUP, a shell's SIGINT and
@@ -436,53 +453,37 @@ fn a_task_started_with_closed_standard_descriptors_gets_dev_null() {
 /// /proc/self/status and sets each back for the task.
 #[test]
 fn a_task_gets_the_signals_its_caller_ignored_back_at_their_default() {
-    let fx = fixture();
-    let out = fx.root().join("task-signals");
-    let script = format!("grep '^SigIgn:' /proc/$$/status > {}", out.display());
-    let mut command = fx.command_on(&fx.root());
-    command.args([
-        "run",
-        "--slice",
-        "app/tasks",
-        "--",
-        "/bin/sh",
-        "-c",
-        &script,
-    ]);
-    // SAFETY: rt_sigaction with SIG_IGN installs no handler and touches
-    // only the kernel's table; the forked child runs nothing else before
-    // exec.
-    unsafe {
-        command.pre_exec(|| {
-            // The kernel's struct sigaction: the handler first, SIG_IGN.
-            let action: [u64; 4] = [1, 0, 0, 0];
-            for signal in [
-                libc::SIGHUP,
-                libc::SIGINT,
-                libc::SIGQUIT,
-                libc::SIGUSR2,
-                33,
-                50,
-                64,
-            ] {
-                let result = libc::syscall(
+    fn ignore_some() -> std::io::Result<()> {
+        // The kernel's struct sigaction: the handler first, SIG_IGN.
+        let action: [u64; 4] = [1, 0, 0, 0];
+        for signal in [
+            libc::SIGHUP,
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGUSR2,
+            33,
+            50,
+            64,
+        ] {
+            // SAFETY: rt_sigaction reads `action` and installs no handler.
+            let result = unsafe {
+                libc::syscall(
                     libc::SYS_rt_sigaction,
                     signal,
                     action.as_ptr(),
                     std::ptr::null_mut::<u64>(),
                     8usize,
-                );
-                if result != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                )
+            };
+            if result != 0 {
+                return Err(std::io::Error::last_os_error());
             }
-            Ok(())
-        });
+        }
+        Ok(())
     }
-    let status = command.status().expect("run");
-    assert_eq!(status.code(), Some(0));
-    assert_eq!(
-        std::fs::read_to_string(&out).expect("the task wrote its signals"),
-        "SigIgn:\t0000000000000000\n"
-    );
+    let fx = fixture();
+    // SAFETY: ignore_some makes rt_sigaction calls alone.
+    let written =
+        unsafe { task_output_after(&fx, "grep '^SigIgn:' /proc/$$/status > {out}", ignore_some) };
+    assert_eq!(written, "SigIgn:\t0000000000000000\n");
 }
