@@ -341,10 +341,14 @@ pub fn fork(child: impl FnOnce()) -> io::Result<Pid> {
 /// (see main.rs): descriptors 0, 1 and 2 open, on /dev/null where the
 /// caller closed them (else the first file memslice opens would become its
 /// stdout or stderr), and SIGPIPE ignored, so that a reader going away is
-/// an EPIPE error (`memslice plan | head -1` ends quietly). Programs
+/// an EPIPE error (`memslice plan | head -1` ends quietly). And SIGCHLD at
+/// its default: a caller's SIG_IGN survives exec, and with it the kernel
+/// reaps memslice's children itself and sends no SIGCHLD, so memslice
+/// would wait for its task forever. Programs
 /// memslice starts get SIGPIPE's default back (`reset_signal_dispositions`,
 /// and std's `Command`).
 pub fn start_process() -> io::Result<()> {
+    use nix::sys::signal::{SigHandler, Signal, signal};
     for fd in 0..=2 {
         // SAFETY: F_GETFD only reads the descriptor's flags.
         if unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1 {
@@ -363,15 +367,13 @@ pub fn start_process() -> io::Result<()> {
         )?;
         std::mem::forget(null);
     }
-    // SAFETY: SIG_IGN installs no handler; no code of ours runs on delivery.
+    // SAFETY: SIG_IGN and SIG_DFL install no handler; no code of ours runs
+    // on delivery.
     unsafe {
-        nix::sys::signal::signal(
-            nix::sys::signal::Signal::SIGPIPE,
-            nix::sys::signal::SigHandler::SigIgn,
-        )
+        signal(Signal::SIGPIPE, SigHandler::SigIgn)?;
+        signal(Signal::SIGCHLD, SigHandler::SigDfl)?;
     }
-    .map(drop)
-    .map_err(io::Error::from)
+    Ok(())
 }
 
 /// A set of signals, bit N-1 for signal N: the kernel's layout, as

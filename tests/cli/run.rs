@@ -487,3 +487,41 @@ fn a_task_gets_the_signals_its_caller_ignored_back_at_their_default() {
         unsafe { task_output_after(&fx, "grep '^SigIgn:' /proc/$$/status > {out}", ignore_some) };
     assert_eq!(written, "SigIgn:\t0000000000000000\n");
 }
+
+/// A caller that ignores SIGCHLD (a daemon that does not reap) passes that
+/// on across exec: the kernel would then reap memslice's task itself and
+/// send no SIGCHLD, and memslice would wait for it forever. memslice sets
+/// SIGCHLD back to its default first.
+#[test]
+fn memslice_started_with_sigchld_ignored_still_sees_its_task_end() {
+    fn ignore_sigchld() -> std::io::Result<()> {
+        // SAFETY: SIG_IGN installs no handler.
+        let previous = unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+        if previous == libc::SIG_ERR {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    let fx = fixture();
+    let mut command = fx.command_on(&fx.root());
+    command.args(["run", "--slice", "app/tasks", "--", "sh", "-c", "exit 7"]);
+    // SAFETY: ignore_sigchld calls signal(2) alone.
+    unsafe {
+        command.pre_exec(ignore_sigchld);
+    }
+    let mut child = command.spawn().expect("spawn");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("memslice still waits for its task 20 s after it exited");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(7));
+    assert!(task_groups(&fx).is_empty(), "{:?}", task_groups(&fx));
+}
