@@ -637,7 +637,8 @@ fn run_tasks(
     let slices = cgroups(config);
     match action {
         None => {
-            let tasks = task::list(&root, &slices).context("cannot read the task groups")?;
+            let mut tasks = task::list(&root, &slices).context("cannot read the task groups")?;
+            task::name_users(&mut tasks);
             let text = if json {
                 format!(
                     "{}\n",

@@ -8,6 +8,7 @@
 //! ignore oom_score_adj and kill whole cgroups by pressure): a protected
 //! task's group carries them from its start.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -265,13 +266,25 @@ pub fn list(root: &Root, slices: &[String]) -> Result<Vec<TaskInfo>, cgroupfs::E
     Ok(tasks)
 }
 
-/// The name the user database gives `uid` now; `None` for a uid it does
-/// not know (a user removed since the task started).
-fn user_name(uid: u32) -> Option<String> {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|user| user.name)
+/// Names each task's user as the user database has it now (`None` for a
+/// uid it does not know: a user removed since), one lookup per uid. Only
+/// `memslice tasks` shows them: the healer and `status` list tasks too, and
+/// must not wait on NSS (nscd, LDAP) when memory is short.
+pub fn name_users(tasks: &mut [TaskInfo]) {
+    let mut names: BTreeMap<u32, Option<String>> = BTreeMap::new();
+    for task in tasks {
+        task.user = task.uid.and_then(|uid| {
+            names
+                .entry(uid)
+                .or_insert_with(|| {
+                    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+                        .ok()
+                        .flatten()
+                        .map(|user| user.name)
+                })
+                .clone()
+        });
+    }
 }
 
 /// The task in `group` below `slice`, or `None` when it is no task of
@@ -314,7 +327,7 @@ pub fn describe(
         slice: slice.to_string(),
         name: record.as_ref().map(|r| r.name.clone()),
         mode: record.as_ref().map(|r| r.mode),
-        user: record.as_ref().and_then(|r| user_name(r.uid)),
+        user: None,
         uid: record.as_ref().map(|r| r.uid),
         // memslice writes a command's control characters out when it
         // records it; a record from an older one, by a task still running
@@ -418,9 +431,15 @@ mod tests {
             started: Timestamp::UNIX_EPOCH,
         };
         mark(&root, "app/tasks/gone-8", &unknown, false).expect("mark");
-        let old = describe(&root, "app/tasks", "app/tasks/old-7")
-            .expect("describe")
-            .expect("a task");
+        let mut tasks = list(&root, &["app/tasks".to_string()]).expect("list");
+        assert!(
+            tasks.iter().all(|task| task.user.is_none()),
+            "listing names no user: the healer lists tasks too"
+        );
+        name_users(&mut tasks);
+        let [gone, old] = tasks.as_slice() else {
+            panic!("two tasks: {tasks:?}");
+        };
         assert_eq!(old.name.as_deref(), Some("old"));
         assert_eq!(
             old.command.as_deref(),
@@ -433,10 +452,10 @@ mod tests {
             Some("root"),
             "named from the uid now, not from the name it recorded"
         );
-        let gone = describe(&root, "app/tasks", "app/tasks/gone-8")
-            .expect("describe")
-            .expect("a task");
-        assert_eq!((gone.uid, gone.user), (Some(4_000_000_000), None));
+        assert_eq!(
+            (gone.uid, gone.user.as_deref()),
+            (Some(4_000_000_000), None)
+        );
     }
 
     #[test]
