@@ -74,7 +74,11 @@ pub fn read_trusted(path: &Path) -> Result<Vec<u8>, FileError> {
 /// report a size of 0 anyway. Through `Take`, std reads as it would any
 /// reader, the buffer growing as it fills.
 pub fn read_all(file: &File, size_hint: usize) -> std::io::Result<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(size_hint);
+    let mut bytes = Vec::new();
+    // A file too big for memory is an error, not an abort.
+    bytes
+        .try_reserve_exact(size_hint)
+        .map_err(|err| std::io::Error::new(std::io::ErrorKind::OutOfMemory, err))?;
     Read::take(file, u64::MAX).read_to_end(&mut bytes)?;
     Ok(bytes)
 }

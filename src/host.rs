@@ -195,11 +195,14 @@ fn read(path: &str) -> Result<String, HostError> {
     read_proc(path).map_err(fail)
 }
 
-/// A file of /proc: what memslice reads there fits in one page.
+/// A file of /proc, a page to start with (all but mountinfo fit). Bytes
+/// that are not UTF-8 are replaced, not refused: a process names itself
+/// (its comm, in stat), and one that picked invalid UTF-8 must not read
+/// as gone to the footprint or the doctor.
 fn read_proc(path: impl AsRef<Path>) -> std::io::Result<String> {
     let bytes = crate::files::read_all(&std::fs::File::open(path)?, 4096)?;
-    String::from_utf8(bytes)
-        .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))
+    Ok(String::from_utf8(bytes)
+        .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned()))
 }
 
 /// The signals this process ignores or catches (SigIgn and SigCgt of
@@ -404,11 +407,35 @@ mod tests {
             parse_changed_dispositions("SigIgn:\tzz\nSigCgt:\t0\n"),
             None
         );
+        let own = changed_signal_dispositions();
         assert!(
-            changed_signal_dispositions().contains(libc::SIGPIPE),
+            !own.contains(libc::SIGKILL),
+            "read from /proc (SIGKILL cannot be ignored or caught), not every signal: {own:?}"
+        );
+        assert!(
+            own.contains(libc::SIGPIPE),
             "the test harness ignores SIGPIPE, as Rust programs do"
         );
         assert!(SignalSet::ALL.contains(64) && !SignalSet::ALL.contains(65));
+    }
+
+    #[test]
+    fn a_process_whose_name_is_not_utf8_still_runs() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let program = dir.path().join(std::ffi::OsStr::from_bytes(b"x\xff\xfe"));
+        std::os::unix::fs::symlink("/bin/sleep", &program).expect("symlink");
+        let mut child = std::process::Command::new(&program)
+            .arg("10")
+            .spawn()
+            .expect("spawn");
+        let pid = child.id();
+        let comm = std::fs::read(format!("/proc/{pid}/comm")).expect("comm");
+        let runs = process_runs(pid);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(comm, b"x\xff\xfe\n", "the kernel took the name as given");
+        assert!(runs, "a name that is not UTF-8 hid a running process");
     }
 
     #[test]
