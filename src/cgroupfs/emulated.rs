@@ -275,8 +275,8 @@ fn forget_pid(dir: &Path, pid: u32) -> io::Result<()> {
 pub fn remove(dir: &Path) -> io::Result<()> {
     let busy = fs::read_to_string(dir.join("cgroup.procs"))?
         .lines()
-        .filter_map(|line| line.trim().parse().ok())
-        .any(crate::host::process_runs)
+        .filter(|line| !line.trim().is_empty())
+        .any(|line| line.trim().parse().map_or(true, crate::host::process_runs))
         || fs::read_dir(dir)?
             .any(|entry| entry.is_ok_and(|e| e.file_type().is_ok_and(|t| t.is_dir())));
     if busy {
@@ -330,11 +330,23 @@ mod tests {
             remove(&child).expect_err("busy").raw_os_error(),
             Some(libc::EBUSY)
         );
+        fs::write(child.join("cgroup.procs"), "not a pid\n").expect("garble the list");
+        assert_eq!(
+            remove(&child)
+                .expect_err("what is listed is unknown")
+                .raw_os_error(),
+            Some(libc::EBUSY)
+        );
+        // A zombie until reaped: its pid cannot go to another process.
         let mut ended = std::process::Command::new("true").spawn().expect("spawn");
-        ended.wait().expect("wait");
+        while crate::host::process_runs(ended.id()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         fs::write(child.join("cgroup.procs"), format!("{}\n", ended.id()))
             .expect("list a process that ended");
-        remove(&child).expect("an ended process holds no group");
+        let removed = remove(&child);
+        ended.wait().expect("reap");
+        removed.expect("an ended process holds no group");
         assert!(!child.exists());
     }
 
