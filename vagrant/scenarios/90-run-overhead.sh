@@ -33,10 +33,13 @@ for setting in 2 0; do
     ratio_note "run -- /bin/true (cgroupfs)" memslice cgexec
     ratio_note "spawn floor against bare /bin/true" floor true
     ratio_note "empty Rust program (memslice's start alone)" rust c
-    # The spawn floor with its own start swapped for the Rust one.
-    awk -v f="$(median_of floor)" -v c="$(median_of c)" -v r="$(median_of rust)" -v aslr="$(aslr)" 'BEGIN {
+    # The spawn floor with its own start swapped for the Rust one, round
+    # by round like every other ratio.
+    awk '$2 == "floor" { f[$1] = $3 } $2 == "c" { c[$1] = $3 } $2 == "rust" { r[$1] = $3 }
+        END { for (k in f) if (f[k] > 0) printf "%.4f\n", (f[k] - c[k] + r[k]) / f[k] }' "$RAW" |
+        median | awk -v f="$(median_of floor)" -v aslr="$(aslr)" '{
         printf "run by any Rust program linked as memslice is | floor - C start + Rust start %.1f ms | floor %.1f ms | %.2fx | VM, ASLR %s\n",
-            (f - c + r) / 1000, f / 1000, (f - c + r) / f, aslr
+            $1 * f / 1000, f / 1000, $1, aslr
     }' | tee -a "$NOTES"
 done
 echo 2 > /proc/sys/kernel/randomize_va_space
