@@ -199,7 +199,7 @@ fn read(path: &str) -> Result<String, HostError> {
 /// that are not UTF-8 are replaced, not refused: a process names itself
 /// (its comm, in stat), and one that picked invalid UTF-8 must not read
 /// as gone to the footprint or the doctor.
-fn read_proc(path: impl AsRef<Path>) -> std::io::Result<String> {
+pub fn read_proc(path: impl AsRef<Path>) -> std::io::Result<String> {
     let bytes = crate::files::read_all(&std::fs::File::open(path)?, 4096)?;
     Ok(String::from_utf8(bytes)
         .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned()))
@@ -283,6 +283,43 @@ pub fn node_facts() -> Result<NodeFacts, HostError> {
         .and_then(|size| u64::try_from(size).ok())
         .unwrap_or(4096);
     Ok(NodeFacts { memory, page_size })
+}
+
+/// `sleep 10` under the name `x\xff\xfe`, which is not UTF-8: a process
+/// picks its own comm (its executable's file name), so a hostile one can.
+#[cfg(test)]
+pub struct NotUtf8Sleeper {
+    pub child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+#[cfg(test)]
+impl NotUtf8Sleeper {
+    pub fn start() -> NotUtf8Sleeper {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let program = dir.path().join(std::ffi::OsStr::from_bytes(b"x\xff\xfe"));
+        std::os::unix::fs::symlink("/bin/sleep", &program).expect("symlink");
+        let child = std::process::Command::new(&program)
+            .arg("10")
+            .spawn()
+            .expect("spawn");
+        // The parent may see exec succeed before the kernel renames the
+        // child (the close-on-exec pipe closes first).
+        let comm = format!("/proc/{}/comm", child.id());
+        for _ in 0..1000 {
+            if std::fs::read(&comm).is_ok_and(|name| name == b"x\xff\xfe\n") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        NotUtf8Sleeper { child, _dir: dir }
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[cfg(test)]
@@ -421,19 +458,11 @@ mod tests {
 
     #[test]
     fn a_process_whose_name_is_not_utf8_still_runs() {
-        use std::os::unix::ffi::OsStrExt;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let program = dir.path().join(std::ffi::OsStr::from_bytes(b"x\xff\xfe"));
-        std::os::unix::fs::symlink("/bin/sleep", &program).expect("symlink");
-        let mut child = std::process::Command::new(&program)
-            .arg("10")
-            .spawn()
-            .expect("spawn");
-        let pid = child.id();
+        let mut sleeper = NotUtf8Sleeper::start();
+        let pid = sleeper.child.id();
         let comm = std::fs::read(format!("/proc/{pid}/comm")).expect("comm");
         let runs = process_runs(pid);
-        let _ = child.kill();
-        let _ = child.wait();
+        sleeper.stop();
         assert_eq!(comm, b"x\xff\xfe\n", "the kernel took the name as given");
         assert!(runs, "a name that is not UTF-8 hid a running process");
     }

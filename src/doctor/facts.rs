@@ -161,8 +161,10 @@ fn processes() -> Vec<Process> {
 /// PF_KTHREAD in the flags of /proc/PID/stat.
 const PF_KTHREAD: u64 = 0x0020_0000;
 
-fn process(pid: u32) -> Option<Process> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+pub(super) fn process(pid: u32) -> Option<Process> {
+    // As host::read_proc reads them: a name that is not UTF-8 (the process
+    // picks it) must not hide the process from the footprint check.
+    let status = host::read_proc(format!("/proc/{pid}/status")).ok()?;
     let uid = status
         .lines()
         .find_map(|line| line.strip_prefix("Uid:"))?
@@ -170,7 +172,7 @@ fn process(pid: u32) -> Option<Process> {
         .next()?
         .parse()
         .ok()?;
-    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let cgroup = host::read_proc(format!("/proc/{pid}/cgroup")).ok()?;
     let cgroup = cgroup
         .lines()
         .find_map(|line| line.strip_prefix("0::"))

@@ -326,3 +326,15 @@ fn the_table_shows_each_check_and_its_fix() {
     );
     assert!(text.ends_with("0 FAIL, 1 WARN, 12 OK\n"), "{text}");
 }
+
+/// The footprint check looks at every process: one whose name is not
+/// UTF-8 (it picks its own) must not slip past it.
+#[test]
+fn a_process_named_in_bytes_that_are_not_utf8_is_still_seen() {
+    let mut sleeper = crate::host::NotUtf8Sleeper::start();
+    let seen = facts::process(sleeper.child.id());
+    sleeper.stop();
+    let seen = seen.expect("the process is seen");
+    assert_eq!(seen.comm, "x\u{fffd}\u{fffd}");
+    assert_eq!(seen.uid, nix::unistd::Uid::current().as_raw());
+}
