@@ -97,6 +97,7 @@ fn clone3_into<F: FnOnce()>(cgroup: u64, argc: usize, child: F) -> io::Result<Pi
         ..CloneArgs::default()
     };
     let mut slot = Some(child);
+    let _dumpable = DumpableKept::new();
     let _blocked = AllSignalsBlocked::new()?;
     let result: i64;
     // SAFETY: `args` is a valid clone_args of the size passed. The parent
@@ -171,11 +172,12 @@ fn clone3_into<F: FnOnce()>(cgroup: u64, _argc: usize, child: F) -> io::Result<P
 /// allocating or panicking: the heap and the thread-local state it would
 /// change are memslice's (a panic would leave memslice's panic count
 /// raised). A user it switches to marks the shared memory not dumpable
-/// (commit_creds), as posix_spawn's child does: memslice dumps no core
-/// after it started a task as another user.
+/// (commit_creds), as posix_spawn's child does; memslice marks it
+/// dumpable again once the child has exec'd (`DumpableKept`).
 pub fn vfork<F: FnOnce()>(argc: usize, child: F) -> io::Result<Pid> {
     let stack = ChildStack::new(argc)?;
     let mut slot = Some(child);
+    let _dumpable = DumpableKept::new();
     let _blocked = AllSignalsBlocked::new()?;
     // SAFETY: glibc's clone runs `enter_child` on the given stack top,
     // which outlives the child's use of it (the parent is suspended until
@@ -287,6 +289,28 @@ impl Drop for ChildStack {
         // (the parent resumed, so it has exec'd or exited).
         unsafe {
             libc::munmap(self.mapping, self.mapped);
+        }
+    }
+}
+
+/// memslice's dumpable flag, put back once a child that shared its memory
+/// has exec'd: the child's switch to another user marks the memory they
+/// share not dumpable (commit_creds), which would leave memslice, still
+/// root, without a core dump for the rest of the task's supervision.
+struct DumpableKept(bool);
+
+impl DumpableKept {
+    fn new() -> DumpableKept {
+        DumpableKept(nix::sys::prctl::get_dumpable().unwrap_or(false))
+    }
+}
+
+impl Drop for DumpableKept {
+    fn drop(&mut self) {
+        if self.0 && nix::sys::prctl::get_dumpable().is_ok_and(|now| !now) {
+            if let Err(err) = nix::sys::prctl::set_dumpable(true) {
+                tracing::debug!("memslice stays without core dumps: {err}");
+            }
         }
     }
 }
