@@ -97,8 +97,7 @@ fn clone3_into<F: FnOnce()>(cgroup: u64, argc: usize, child: F) -> io::Result<Pi
         ..CloneArgs::default()
     };
     let mut slot = Some(child);
-    let _dumpable = DumpableKept::new();
-    let _blocked = AllSignalsBlocked::new()?;
+    let _around = AroundSharedClone::new()?;
     let result: i64;
     // SAFETY: `args` is a valid clone_args of the size passed. The parent
     // is suspended until the child execs or exits (CLONE_VFORK), so the
@@ -177,8 +176,7 @@ fn clone3_into<F: FnOnce()>(cgroup: u64, _argc: usize, child: F) -> io::Result<P
 pub fn vfork<F: FnOnce()>(argc: usize, child: F) -> io::Result<Pid> {
     let stack = ChildStack::new(argc)?;
     let mut slot = Some(child);
-    let _dumpable = DumpableKept::new();
-    let _blocked = AllSignalsBlocked::new()?;
+    let _around = AroundSharedClone::new()?;
     // SAFETY: glibc's clone runs `enter_child` on the given stack top,
     // which outlives the child's use of it (the parent is suspended until
     // the child execs or exits); `slot` lives in this frame, likewise.
@@ -290,6 +288,23 @@ impl Drop for ChildStack {
         unsafe {
             libc::munmap(self.mapping, self.mapped);
         }
+    }
+}
+
+/// What memslice keeps around a clone whose child shares its memory, until
+/// the child has exec'd: its dumpable flag, and every signal blocked.
+/// Dropped in this order: the flag back first, then the signal mask.
+struct AroundSharedClone {
+    _dumpable: DumpableKept,
+    _blocked: AllSignalsBlocked,
+}
+
+impl AroundSharedClone {
+    fn new() -> io::Result<AroundSharedClone> {
+        Ok(AroundSharedClone {
+            _dumpable: DumpableKept::new(),
+            _blocked: AllSignalsBlocked::new()?,
+        })
     }
 }
 
