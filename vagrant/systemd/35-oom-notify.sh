@@ -19,11 +19,13 @@ rm -f /tmp/notices
 memslice --config $CFG apply > /tmp/apply.log 2>&1 || fail "apply: $(cat /tmp/apply.log)"
 memslice --config $CFG heal watch > /tmp/watch.log 2>&1 &
 watcher=$!
+# A failure must not leave the watcher to the scenarios after this one.
+trap 'kill $watcher 2>/dev/null' EXIT
 sleep 3
 for i in 1 2 3 4 5 6; do
     memslice --config $CFG run --slice app/tasks --memory-max 32M --kill-leftovers --name storm$i -- hog 200M 0 > /tmp/storm.$i.log 2>&1
     status=$?
-    [ $status = 137 ] || fail "hog $i was not OOM-killed (exit $status): $(cat /tmp/storm.$i.log)"
+    [ $status = 137 ] || fail "hog $i was not OOM-killed (exit $status): $(cat /tmp/storm.$i.log); systemd said: $(journalctl -q --no-pager -u "memslice-storm$i-*.scope" | tail -n 8)"
 done
 sleep 3
 kill $watcher
