@@ -472,11 +472,7 @@ fn wait_until(
             let ready = |at: Option<usize>| at.is_some_and(|i| fds[i].any().unwrap_or(false));
             (ready(Some(0)), ready(event_at), ready(pressure_at))
         };
-        if signalled {
-            let signal = signals.read().ok().flatten().map(|info| info.ssi_signo);
-            tracing::info!(signal, "heal watch stopping");
-            return Ok(Wake::Stop);
-        }
+        // Events first: a stop must not drop the kills that came before it.
         if let (true, Some(watcher)) = (event, events.as_deref_mut()) {
             match watcher.collect() {
                 Ok(found) => found
@@ -484,6 +480,11 @@ fn wait_until(
                     .for_each(|event| log_memory_event(event, ops_group)),
                 Err(err) => tracing::error!("cannot read memory events: {err}"),
             }
+        }
+        if signalled {
+            let signal = signals.read().ok().flatten().map(|info| info.ssi_signo);
+            tracing::info!(signal, "heal watch stopping");
+            return Ok(Wake::Stop);
         }
         if pressed {
             return Ok(Wake::Pressure);

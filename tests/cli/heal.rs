@@ -246,6 +246,33 @@ fn heal_watch_repeats_and_stops_cleanly_on_sigterm() {
 }
 
 #[test]
+fn heal_watch_logs_the_kills_that_came_just_before_its_stop() {
+    let fx = fixture("1h");
+    let mut watch = Watch::start(&fx, &[]);
+    watch.expect_lines("day grace 1h not over", 1);
+    // Held still, the watcher finds the kills and SIGTERM ready in one look.
+    let pid = nix::unistd::Pid::from_raw(watch.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("stop");
+    oom_kills(&fx, "app/web", 2);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("term");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("cont");
+    let status = watch.child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    let lines: Vec<String> =
+        std::iter::from_fn(|| watch.lines.recv_timeout(Duration::from_secs(5)).ok()).collect();
+    let event = lines
+        .iter()
+        .position(|line| line.contains("memory event:") && line.contains("app/web oom_kill +2"));
+    let stop = lines
+        .iter()
+        .position(|line| line.contains("heal watch stopping"));
+    assert!(
+        matches!((event, stop), (Some(e), Some(s)) if e < s),
+        "the kills are logged, then the stop: {lines:#?}"
+    );
+}
+
+#[test]
 fn heal_watch_serving_metrics_stops_cleanly_and_counts_a_busy_lock() {
     let fx = fixture("1h");
     let lock = std::fs::File::create(fx.dir.path().join("heal.lock")).expect("lock file");

@@ -33,5 +33,5 @@ grep "OOM storm" /tmp/watch.log | head -2
 expect_eq "$status" "137" "the protected task's exit status (killed by the healer)"
 grep -q "acted: OOM storm in app: .* kills in" /tmp/watch.log || fail "no storm response: $(tail -5 /tmp/watch.log)"
 [ "$(event app oom_kill)" -ge 3 ] || fail "fewer than 3 OOM kills in app"
-grep -q "memory event: .* app/web oom_kill +1" /tmp/watch.log || fail "heal watch did not log the kills as memory events"
+grep -q "memory event: .* app/web oom_kill +[1-9]" /tmp/watch.log || fail "heal watch did not log the kills as memory events"
 echo "storm response ${took}s after the first hog, $i hogs, $(event app oom_kill) OOM kills; grace was 10m" > "$NOTES"
