@@ -16,7 +16,7 @@ pub mod parse;
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -442,21 +442,15 @@ impl Root {
         ))
     }
 
-    /// The group's directory, open for clone3(CLONE_INTO_CGROUP); `None`
+    /// The group's directory as clone3(CLONE_INTO_CGROUP) takes it; `None`
     /// where only a process's own write to cgroup.procs can place it (an
     /// emulated root), see [`Root::open_procs`].
-    pub fn open_for_clone(&self, group: &str) -> Result<Option<OwnedFd>, Error> {
+    pub fn clone_target<'h>(&self, handle: &'h GroupHandle) -> Option<BorrowedFd<'h>> {
         #[cfg(any(test, feature = "emulated-root"))]
         if self.backend == Backend::Emulated {
-            return Ok(None);
+            return None;
         }
-        let path = self.dir(group);
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY)
-            .open(&path)
-            .map(|dir| Some(OwnedFd::from(dir)))
-            .map_err(|source| Error::Open { path, source })
+        Some(handle.dir.as_fd())
     }
 
     /// The group's cgroup.procs, open for a forked child to move itself in.
@@ -621,7 +615,6 @@ impl Root {
                     source,
                 })?;
             for marker in DELEGATION_MARKERS {
-                use std::os::fd::AsFd;
                 if let Ok(Some(value)) = crate::sys::get_xattr(open.as_fd(), marker)
                     && value == b"1"
                 {
@@ -715,7 +708,6 @@ impl GroupHandle {
     }
 
     pub fn attribute(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
-        use std::os::fd::AsFd;
         crate::sys::get_xattr(self.dir.as_fd(), name).map_err(|source| Error::Read {
             path: self.path.join(format!("(xattr {name})")),
             source,

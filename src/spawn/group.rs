@@ -19,7 +19,7 @@ use super::{
     SpawnError, Started, TaskSpec, become_subreaper, command_cstrings, follow, group_name, policy,
     protected, read_reports, record, running_tasks, supervise, task,
 };
-use crate::cgroupfs::{self, Root};
+use crate::cgroupfs::{self, GroupHandle, Root};
 
 /// How long a protect waits for another to finish starting in the slice.
 const SLICE_LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -47,11 +47,10 @@ pub fn run(root: &Root, spec: &TaskSpec<'_>) -> Result<super::Outcome, SpawnErro
     if let Some(max) = launch.memory_max {
         root.write(&group, "memory.max", &max.kernel_text())?;
     }
-    root.write(
-        &group,
-        "memory.oom.group",
-        if launch.oom_group { "1" } else { "0" },
-    )?;
+    // A group the kernel has just made has memory.oom.group 0.
+    if launch.oom_group {
+        root.write(&group, "memory.oom.group", "1")?;
+    }
     task::mark(root, &group, &record(spec, &name), protected(launch))?;
     if launch.max_tasks.is_some() {
         let running = running_tasks(root, &launch.slice, &group)?;
@@ -65,7 +64,7 @@ pub fn run(root: &Root, spec: &TaskSpec<'_>) -> Result<super::Outcome, SpawnErro
             what: "create a pipe",
             source,
         })?;
-    let pid = spawn(root, &group, &mut prepared, &report_write)?;
+    let pid = spawn(root, &group, &handle, &mut prepared, &report_write)?;
     drop(report_write);
     let warnings = read_reports(report_read, pid, spec)?;
     // The command runs in its group: the next protect counts it.
@@ -90,6 +89,7 @@ pub fn run(root: &Root, spec: &TaskSpec<'_>) -> Result<super::Outcome, SpawnErro
 fn spawn(
     root: &Root,
     group: &str,
+    handle: &GroupHandle,
     prepared: &mut Prepared,
     report: &OwnedFd,
 ) -> Result<Pid, SpawnError> {
@@ -97,14 +97,13 @@ fn spawn(
     // not wait for memslice (`wait_for` is the scope path's, with fork).
     debug_assert!(prepared.wait_for.is_none());
     let argc = prepared.line.argc();
-    if let Some(dir) = root.open_for_clone(group)? {
-        let spawned = crate::sys::clone_into_cgroup(dir.as_fd(), argc, || {
-            child::exec(prepared, report.as_fd())
-        })
-        .map_err(|err| SpawnError::Setup {
-            what: "clone3 into the task group",
-            source: child::errno_of(&err),
-        })?;
+    if let Some(dir) = root.clone_target(handle) {
+        let spawned =
+            crate::sys::clone_into_cgroup(dir, argc, || child::exec(prepared, report.as_fd()))
+                .map_err(|err| SpawnError::Setup {
+                    what: "clone3 into the task group",
+                    source: child::errno_of(&err),
+                })?;
         if let crate::sys::Spawned::IntoCgroup(pid) = spawned {
             tracing::debug!(%group, pid = pid.as_raw(), "spawned with clone3(CLONE_INTO_CGROUP)");
             return Ok(pid);

@@ -28,7 +28,6 @@ pub mod task;
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
-use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 
@@ -339,8 +338,8 @@ fn read_reports(
     pid: Pid,
     spec: &TaskSpec<'_>,
 ) -> Result<Vec<String>, SpawnError> {
-    let mut bytes = Vec::new();
-    let _ = File::from(read_end).read_to_end(&mut bytes);
+    // A few bytes at most; the pipe closes when the child execs.
+    let bytes = crate::files::read_all(&File::from(read_end), 64).unwrap_or_default();
     let mut warnings = Vec::new();
     let mut fatal = None;
     for (step, errno) in child::parse_reports(&bytes) {
