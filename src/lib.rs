@@ -17,6 +17,7 @@ pub mod host;
 pub mod journal;
 pub mod layout;
 pub mod locations;
+pub mod locks;
 pub mod observe;
 pub mod plan;
 pub mod printable;

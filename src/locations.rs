@@ -42,6 +42,11 @@ pub fn unit_dir() -> PathBuf {
     fixed_or_test_override!("MEMSLICE_TEST_UNIT_DIR", UNIT_DIR)
 }
 
+/// Root's locks (see `locks`): a directory only root can open.
+pub fn lock_dir() -> PathBuf {
+    fixed_or_test_override!("MEMSLICE_TEST_LOCK_DIR", "/run/memslice/locks")
+}
+
 /// The PAM stacks, where doctor looks for the session hook.
 pub fn pam_dir() -> PathBuf {
     fixed_or_test_override!("MEMSLICE_TEST_PAM_DIR", "/etc/pam.d")

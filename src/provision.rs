@@ -73,11 +73,6 @@ const APPLY_WAIT: Duration = Duration::from_secs(30);
 pub enum ProvisionError {
     #[error("another memslice apply still holds {} after {}s; nothing was changed, try again", path.display(), APPLY_WAIT.as_secs())]
     Busy { path: PathBuf },
-    #[error("cannot lock {}: {source}", path.display())]
-    Lock {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error(transparent)]
     Host(#[from] HostError),
     #[error(transparent)]
@@ -171,17 +166,10 @@ pub fn apply(target: &Target<'_>) -> Result<Applied, ProvisionError> {
     })
 }
 
-fn lock_dir(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>, ProvisionError> {
-    let fail = |source| ProvisionError::Lock {
+fn lock_dir(dir: &Path) -> Result<crate::locks::Held, ProvisionError> {
+    crate::locks::lock(dir, APPLY_WAIT)?.ok_or_else(|| ProvisionError::Busy {
         path: dir.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(dir).map_err(fail)?;
-    crate::files::lock(file, APPLY_WAIT)
-        .map_err(|errno| fail(errno.into()))?
-        .ok_or_else(|| ProvisionError::Busy {
-            path: dir.to_path_buf(),
-        })
+    })
 }
 
 fn unit_changes(target: &Target<'_>) -> Result<Vec<UnitChange>, ProvisionError> {

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::config::{Controller, Limit};
+use crate::locks;
 
 pub use parse::{MemoryEvents, ParseError, Pressure};
 
@@ -81,6 +82,8 @@ pub enum Error {
     },
     #[error("{} is not a cgroup v2 hierarchy", path.display())]
     NotCgroup2 { path: PathBuf },
+    #[error(transparent)]
+    Lock(#[from] crate::files::FileError),
 }
 
 impl Error {
@@ -526,28 +529,17 @@ impl Root {
         Ok(false)
     }
 
-    /// Takes the tree's lock, waiting up to `wait`: an flock on the root
-    /// directory, so two memslice runs never change the same tree at once
-    /// (the kernel's cgroupfs and the emulation both take it). `None` when
-    /// another run still holds it.
-    pub fn lock_tree(&self, wait: Duration) -> Result<Option<TreeLock>, Error> {
-        self.lock(self.path.clone(), wait)
+    /// Takes the tree's lock, waiting up to `wait` (see [`crate::locks`]),
+    /// so two memslice runs never change the same tree at once. `None`
+    /// when another run still holds it.
+    pub fn lock_tree(&self, wait: Duration) -> Result<Option<locks::Held>, Error> {
+        Ok(locks::lock(&self.path, wait)?)
     }
 
     /// Takes a group's lock, as [`Root::lock_tree`] takes the root's: the
     /// protect slice's, while counting its tasks and starting one.
-    pub fn lock_group(&self, group: &str, wait: Duration) -> Result<Option<TreeLock>, Error> {
-        self.lock(self.dir(group), wait)
-    }
-
-    fn lock(&self, path: PathBuf, wait: Duration) -> Result<Option<TreeLock>, Error> {
-        let fail = |source| Error::Open {
-            path: path.clone(),
-            source,
-        };
-        let dir = File::open(&path).map_err(fail)?;
-        let lock = crate::files::lock(dir, wait).map_err(|errno| fail(errno.into()))?;
-        Ok(lock.map(|lock| TreeLock { _lock: lock }))
+    pub fn lock_group(&self, group: &str, wait: Duration) -> Result<Option<locks::Held>, Error> {
+        Ok(locks::lock(&self.dir(group), wait)?)
     }
 
     /// Sets an extended attribute of the group's directory (see `sys`):
@@ -727,12 +719,6 @@ pub const DELEGATION_MARKERS: [&str; 2] = ["trusted.delegate", "user.delegate"];
 pub struct Delegation {
     pub at: PathBuf,
     pub marker: &'static str,
-}
-
-/// Held while one memslice run changes the tree; released on drop.
-#[derive(Debug)]
-pub struct TreeLock {
-    _lock: nix::fcntl::Flock<File>,
 }
 
 /// How a cgroup interface file hands out its text. Every file but the

@@ -35,6 +35,12 @@ impl Fixture {
         self.dir.path().join("cgroup")
     }
 
+    /// Where root's locks go (MEMSLICE_TEST_LOCK_DIR), in place of
+    /// /run/memslice/locks.
+    pub fn locks(&self) -> PathBuf {
+        self.dir.path().join("locks")
+    }
+
     pub fn config(&self) -> PathBuf {
         self.dir.path().join("slices.toml")
     }
@@ -62,6 +68,7 @@ impl Fixture {
             .env_remove("SUDO_UID")
             .env_remove("SUDO_GID")
             .env("MEMSLICE_TEST_RUN_SYSTEMD", self.no_systemd())
+            .env("MEMSLICE_TEST_LOCK_DIR", self.locks())
             .envs(env.iter().copied())
             .arg("--config")
             .arg(self.config())
@@ -80,6 +87,7 @@ impl Fixture {
             .env_remove("MEMSLICE_LOG")
             .env_remove("SUDO_UID")
             .env("MEMSLICE_TEST_RUN_SYSTEMD", self.no_systemd())
+            .env("MEMSLICE_TEST_LOCK_DIR", self.locks())
             .arg("--config")
             .arg(self.config())
             .arg("--cgroup-root")
@@ -105,6 +113,7 @@ impl Fixture {
             .env("SUDO_UID", user.uid.to_string())
             .env("SUDO_GID", user.gid.to_string())
             .env("MEMSLICE_TEST_RUN_SYSTEMD", self.no_systemd())
+            .env("MEMSLICE_TEST_LOCK_DIR", self.locks())
             .envs(env.iter().copied())
             .args(args)
             .assert()

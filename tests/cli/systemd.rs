@@ -230,3 +230,23 @@ fn a_unit_that_cannot_be_written_leaves_the_unit_directory_as_it_was() {
     );
     assert_eq!(units.calls(), "", "systemd was asked to reload");
 }
+
+/// Anyone who can open the unit directory can flock it; apply's lock is
+/// root's own file (see tests/cli/trust.rs for the tree's and a slice's).
+#[test]
+fn a_hold_on_the_unit_directory_does_not_block_apply() {
+    let units = Units::new(CONFIG);
+    units.memslice(&["apply"]).success();
+    let _held = nix::fcntl::Flock::lock(
+        std::fs::File::open(units.dir()).expect("open"),
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    )
+    .unwrap_or_else(|(_, errno)| panic!("flock: {errno}"));
+    let started = std::time::Instant::now();
+    units.memslice(&["apply"]).success();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "held up for {:?}",
+        started.elapsed()
+    );
+}

@@ -340,3 +340,42 @@ fn a_setuid_copy_refuses_to_run() {
         "{message}"
     );
 }
+
+/// Any user who can open a directory can flock it. memslice's locks are
+/// root's own files, so a hold on the slice's or the root's directory
+/// stops neither a protect nor an apply (they waited 10 s and 30 s for it,
+/// then gave up).
+#[test]
+fn a_hold_on_the_slice_or_the_root_directory_blocks_no_protect_or_apply() {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::os::unix::fs::MetadataExt;
+    let fx = fixture();
+    let hold = |dir: std::path::PathBuf| {
+        Flock::lock(
+            std::fs::File::open(&dir).expect("open"),
+            FlockArg::LockExclusiveNonblock,
+        )
+        .unwrap_or_else(|(_, errno)| panic!("flock {}: {errno}", dir.display()))
+    };
+    let _slice = hold(fx.root().join("app/tasks"));
+    let _tree = hold(fx.root());
+    let started = std::time::Instant::now();
+    fx.memslice(&["protect", "--allow-unprotected", "--", "true"])
+        .success();
+    fx.memslice(&["apply"]).success();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "held up for {:?}",
+        started.elapsed()
+    );
+    let dir = std::fs::metadata(fx.locks()).expect("the lock directory");
+    assert_eq!((dir.uid(), dir.mode() & 0o7777), (0, 0o700));
+    let locks: Vec<std::fs::Metadata> = std::fs::read_dir(fx.locks())
+        .expect("read_dir")
+        .map(|entry| entry.expect("entry").metadata().expect("stat"))
+        .collect();
+    assert_eq!(locks.len(), 2, "the tree's lock and the slice's");
+    for lock in locks {
+        assert_eq!((lock.uid(), lock.mode() & 0o7777), (0, 0o600));
+    }
+}
