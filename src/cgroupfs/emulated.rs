@@ -185,8 +185,12 @@ pub fn write_subtree_control(dir: &Path, request: &str) -> io::Result<()> {
 /// spawned writes its own pid there), and memslice's own remaining
 /// children, which stand in for the descendants the emulation cannot see
 /// (orphans reparented to memslice as subreaper); then empties the lists,
-/// as the kernel's do once they are gone.
+/// as the kernel's do once they are gone. The children are waited for
+/// until they are dead but left to memslice to reap, as on the kernel: a
+/// supervisor that ends its own task (the stall bound) hears of the
+/// command's end from its own wait.
 pub fn kill(dir: &Path) -> io::Result<()> {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
     let sigkill = |pid: u32| {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).ok()?);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).ok()?;
@@ -194,7 +198,7 @@ pub fn kill(dir: &Path) -> io::Result<()> {
     };
     kill_listed(dir, &sigkill)?;
     for child in own_children().into_iter().filter_map(sigkill) {
-        let _ = nix::sys::wait::waitpid(child, None);
+        let _ = waitid(Id::Pid(child), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT);
     }
     Ok(())
 }

@@ -880,6 +880,12 @@ fn command(
         Some(program) if program.value.trim().is_empty() => {
             Err("no program: the first item, the program to run, is empty".to_string())
         }
+        Some(program) if program.value.contains('/') && !program.value.starts_with('/') => {
+            Err(format!(
+                "the program {:?} is a relative path, which would be found from whatever directory memslice runs in; give an absolute path, or a bare name looked up in PATH",
+                program.value
+            ))
+        }
         Some(_) => Ok(unwrap_list(argv)),
     };
     checked(value, key, problems, outcome)

@@ -526,6 +526,12 @@ fn pressure_and_storm_settings_are_checked() {
         "an empty command runs nothing",
     );
     only_problem(
+        &format!("{HEAL_BASE}[heal]\nnotify = [\"bin/page\", \"-v\"]\n{service}"),
+        9,
+        "heal.notify",
+        "the program \"bin/page\" is a relative path, which would be found from whatever directory memslice runs in; give an absolute path, or a bare name looked up in PATH",
+    );
+    only_problem(
         &format!("{HEAL_BASE}[heal]\nmax_actions = -1\n{service}"),
         9,
         "heal.max_actions",

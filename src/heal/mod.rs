@@ -163,7 +163,7 @@ pub fn check(
     let notice = notify::notice(&verdict, actions.as_ref(), unrecorded.as_ref());
     let tell = actions.is_some() || verdict.flap_tripped_now || unrecorded.is_some();
     if let (Some((hook, timeout)), true) = (config.hook_for(notice.event), tell)
-        && let Err(err) = notify::send(hook, &notice, timeout)
+        && let Err(err) = notify::send(hook, &notice, timeout, probe::Environment::Inherited)
     {
         tracing::warn!("notify hook failed (healing is not affected): {err}");
     }
@@ -207,7 +207,7 @@ fn tell_oom_kills(
             notice.slice
         );
         if let Some((hook, timeout)) = config.hook_for(NotifyEvent::OomKill)
-            && let Err(err) = notify::send(hook, notice, timeout)
+            && let Err(err) = notify::send(hook, notice, timeout, probe::Environment::Inherited)
         {
             tracing::warn!("notify hook failed: {err}");
         }

@@ -13,6 +13,7 @@ use super::Actions;
 use super::decide::Verdict;
 use super::limits::Storm;
 use super::probe;
+pub use super::probe::Environment;
 use crate::config::heal::NotifyEvent;
 
 #[derive(Debug, Serialize)]
@@ -82,10 +83,15 @@ pub struct StallNotice<'a> {
 }
 
 /// Runs the hook with `notice` as one line of JSON on its standard input.
-pub fn send(hook: &[String], notice: &impl Serialize, timeout: Duration) -> Result<(), String> {
+pub fn send(
+    hook: &[String],
+    notice: &impl Serialize,
+    timeout: Duration,
+    environment: probe::Environment,
+) -> Result<(), String> {
     let mut json = serde_json::to_vec(notice).map_err(|err| err.to_string())?;
     json.push(b'\n');
-    probe::run(hook, Some(&json), timeout).map(drop)
+    probe::run(hook, Some(&json), timeout, environment).map(drop)
 }
 
 #[cfg(test)]
@@ -133,6 +139,7 @@ mod tests {
             &hook,
             &notice(&verdict, Some(&actions), None),
             Duration::from_secs(5),
+            Environment::Inherited,
         )
         .expect("hook ran");
         let json: serde_json::Value =
@@ -152,6 +159,7 @@ mod tests {
             &["sleep".into(), "30".into()],
             &notice(&verdict, None, None),
             Duration::from_millis(300),
+            Environment::Inherited,
         );
         assert!(hung.is_err_and(|e| e.contains("killed")));
         assert!(started.elapsed() < Duration::from_secs(3));
@@ -159,6 +167,7 @@ mod tests {
             &["false".into()],
             &notice(&verdict, None, None),
             Duration::from_secs(5),
+            Environment::Inherited,
         );
         assert!(failed.is_err());
         assert_eq!(notice(&verdict, None, None).event, NotifyEvent::Flapping);
@@ -181,12 +190,14 @@ mod tests {
                 &reading,
                 &notice(&verdict, None, None),
                 Duration::from_secs(10),
+                Environment::Inherited,
             );
             let started = Instant::now();
             let ignored = send(
                 &["sleep".into(), "30".into()],
                 &notice(&verdict, None, None),
                 Duration::from_millis(300),
+                Environment::Inherited,
             );
             (reached, ignored, started.elapsed())
         });

@@ -73,9 +73,24 @@ fn tcp(address: &str, timeout: Duration) -> Result<String, String> {
     Err(last)
 }
 
+/// The environment a command gets. A heal run's commands get memslice's
+/// own: what its unit or crontab set. A task's supervisor has the
+/// environment of whoever started the task (through sudo, the app user's
+/// PATH where sudoers sets no secure_path), so its stall hook gets
+/// [`FIXED_PATH`] and nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Inherited,
+    FixedPath,
+}
+
+/// The PATH of a command run with [`Environment::FixedPath`]: systemd's
+/// and sudo's secure_path.
+pub const FIXED_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Runs `argv` with no input and its output discarded; kills it at the deadline.
 pub fn command(argv: &[String], timeout: Duration) -> Result<String, String> {
-    run(argv, None, timeout)
+    run(argv, None, timeout, Environment::Inherited)
 }
 
 /// Runs `argv` with `input` on its standard input (when given) and kills it
@@ -84,13 +99,24 @@ pub fn command(argv: &[String], timeout: Duration) -> Result<String, String> {
 /// command, so input of any size, a command that never reads it, or a
 /// grandchild that keeps the pipe open, cannot hold the caller past it.
 /// Output is discarded (null, not a pipe that someone could keep open).
-pub fn run(argv: &[String], input: Option<&[u8]>, timeout: Duration) -> Result<String, String> {
+/// Every command runs in /, whatever directory memslice was started in.
+pub fn run(
+    argv: &[String],
+    input: Option<&[u8]>,
+    timeout: Duration,
+    environment: Environment,
+) -> Result<String, String> {
     let shown = argv.join(" ");
     let Some((program, args)) = argv.split_first() else {
         return Err("empty command".into());
     };
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    if environment == Environment::FixedPath {
+        command.env_clear().env("PATH", FIXED_PATH);
+    }
+    let mut child = command
         .args(args)
+        .current_dir("/")
         .stdin(if input.is_some() {
             Stdio::piped()
         } else {
@@ -224,7 +250,7 @@ pub(super) mod tests {
         let argv = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
         within(limit, move || {
             let started = Instant::now();
-            let result = run(&argv, Some(&input), timeout);
+            let result = run(&argv, Some(&input), timeout, Environment::Inherited);
             (result, started.elapsed())
         })
     }

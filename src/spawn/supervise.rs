@@ -136,7 +136,12 @@ pub fn handle_stall(root: &Root, watch: &mut StallWatch<'_>, notify: Option<Noti
                     reason: &reason,
                     stalled_seconds: lasted.as_secs(),
                 };
-                if let Err(err) = crate::heal::notify::send(notify.hook, &notice, notify.timeout) {
+                if let Err(err) = crate::heal::notify::send(
+                    notify.hook,
+                    &notice,
+                    notify.timeout,
+                    crate::heal::notify::Environment::FixedPath,
+                ) {
                     tracing::warn!("notify hook failed: {err}");
                 }
             }

@@ -379,3 +379,96 @@ fn a_hold_on_the_slice_or_the_root_directory_blocks_no_protect_or_apply() {
         assert_eq!((lock.uid(), lock.mode() & 0o7777), (0, 0o600));
     }
 }
+
+/// The stall hook runs as root from the supervisor of a task that the app
+/// user started through sudo: it gets a fixed PATH, nothing else of that
+/// user's environment, and / as its working directory. Before, a `sh`
+/// first in the user's PATH ran as root.
+#[test]
+fn a_stall_hook_run_for_a_task_started_through_sudo_gets_no_part_of_the_callers_environment() {
+    let fx = fixture();
+    let dir = fx.dir.path();
+    let heard = dir.join("heard");
+    std::fs::write(
+        fx.config(),
+        CONFIG.replace("max_tasks = 2\n", "max_tasks = 2\nstall_timeout = \"10s\"\n")
+            + &format!(
+                "[heal]\nstate_file = \"{}\"\nlock_file = \"{}\"\nnotify_events = [\"stall\"]\nnotify = [\"sh\", \"-c\", \"(env; pwd) > {}.new && mv {}.new {}\"]\n[[heal.service]]\nname = \"web\"\ncommand = [\"true\"]\n",
+                dir.join("state/heal.state").display(),
+                dir.join("heal.lock").display(),
+                heard.display(),
+                heard.display(),
+                heard.display(),
+            ),
+    )
+    .expect("config");
+    // The caller's own sh, first in its PATH, and its working directory.
+    let theirs = dir.join("theirs");
+    std::fs::create_dir(&theirs).expect("mkdir");
+    let planted = dir.join("planted-sh-ran");
+    std::fs::write(
+        theirs.join("sh"),
+        format!("#!/bin/sh\ntouch {}\n", planted.display()),
+    )
+    .expect("their sh");
+    std::fs::set_permissions(theirs.join("sh"), PermissionsExt::from_mode(0o755)).expect("chmod");
+    let nobody = nobody();
+    let mut supervisor = Command::new(env!("CARGO_BIN_EXE_memslice"))
+        .env_remove("MEMSLICE_LOG")
+        .env("MEMSLICE_TEST_CONFIG", fx.config())
+        .env("MEMSLICE_TEST_CGROUP_ROOT", fx.root())
+        .env("MEMSLICE_TEST_LOCK_DIR", fx.locks())
+        .env("MEMSLICE_TEST_RUN_SYSTEMD", dir.join("no-systemd"))
+        .env("SUDO_UID", nobody.uid.to_string())
+        .env("SUDO_GID", nobody.gid.to_string())
+        .env("PATH", format!("{}:/usr/bin:/bin", theirs.display()))
+        .env("THEIR_VARIABLE", "1")
+        .current_dir(&theirs)
+        .args(["protect", "--allow-unprotected", "--", "sleep", "60"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("said")).expect("said"))
+        .spawn()
+        .expect("memslice");
+    let said = || std::fs::read_to_string(dir.join("said")).unwrap_or_default();
+    let tasks = fx.root().join("app/tasks");
+    let started = std::time::Instant::now();
+    let mut ooms = 0;
+    // OOM events and no kill: the task stalls at its cap until the bound ends it.
+    let ended = loop {
+        if let Some(status) = supervisor.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(40),
+            "the stall bound did not end the task: {}",
+            said()
+        );
+        if let Some(group) = std::fs::read_dir(&tasks)
+            .expect("read_dir")
+            .map(|entry| entry.expect("entry").path())
+            .find(|path| path.is_dir())
+        {
+            ooms += 1;
+            std::fs::write(
+                group.join("memory.events"),
+                format!("low 0\nhigh 0\nmax {ooms}\noom {ooms}\noom_kill 0\noom_group_kill 0\n"),
+            )
+            .expect("memory.events");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    assert!(!ended.success(), "the stalled task was ended: {ended}");
+    let said = std::fs::read_to_string(&heard)
+        .unwrap_or_else(|err| panic!("the hook did not run ({err}): {}", said()));
+    let lines: Vec<&str> = said.lines().collect();
+    assert!(
+        lines.contains(&"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        "{said}"
+    );
+    assert_eq!(lines.last(), Some(&"/"), "its working directory: {said}");
+    assert!(
+        !said.contains("THEIR_VARIABLE") && !said.contains("SUDO_"),
+        "{said}"
+    );
+    assert!(!planted.exists(), "root ran the caller's sh");
+}
