@@ -86,7 +86,7 @@ pub enum Environment {
 
 /// The PATH of a command run with [`Environment::FixedPath`]: systemd's
 /// and sudo's secure_path.
-pub const FIXED_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const FIXED_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Runs `argv` with no input and its output discarded; kills it at the deadline.
 pub fn command(argv: &[String], timeout: Duration) -> Result<String, String> {
