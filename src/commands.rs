@@ -212,7 +212,7 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
         .transpose()
         .context("cannot block signals")?;
     if matches!(cli.command, Command::PamSession) {
-        // Settles its caller itself: the PAM environment is no evidence.
+        // With global options, which it ignores (`main` runs the plain form).
         return Ok(pam_session());
     }
     let caller = caller::resolve(&Process::current(), asked, caller::person_by_uid)?;
@@ -431,8 +431,10 @@ fn placing(caller: &Caller, target: &Target<'_>, slice: &str, how: Placing) -> R
 
 /// `memslice pam-session`: whatever happens, the login goes on (exit 0);
 /// a session left outside its slice is said in the system log and on
-/// stderr (pam_exec's log file, when it has one).
-fn pam_session() -> ExitCode {
+/// stderr (pam_exec's log file, when it has one). It settles its caller
+/// itself: the PAM environment is no evidence. `main` calls it before
+/// the command line is parsed (see `cli::is_pam_session`).
+pub fn pam_session() -> ExitCode {
     footprint::arm_deadline();
     let request = footprint::PamRequest::from_env(std::env::vars_os());
     let (config, cgroup_root) = (locations::config(), locations::cgroup_root());

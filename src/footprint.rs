@@ -375,7 +375,10 @@ const AUTHPRIV_WARNING: u8 = (10 << 3) | 4;
 /// One line to the system log (/dev/log: journald or syslogd), sent
 /// without waiting: a full or absent log socket never holds up a login.
 pub fn system_log(message: &str) -> std::io::Result<()> {
-    let stamp = jiff::Zoned::now().strftime("%b %e %H:%M:%S");
+    // In UTC: the local zone would come from TZ, which the PAM environment
+    // may set (to a FIFO that holds the hook). journald and rsyslog stamp
+    // a local message with the time they got it anyway.
+    let stamp = jiff::Timestamp::now().strftime("%b %e %H:%M:%S");
     let line = format!(
         "<{AUTHPRIV_WARNING}>{stamp} memslice[{}]: {}",
         std::process::id(),

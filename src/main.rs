@@ -39,6 +39,12 @@ fn start() -> c_int {
         return STARTUP_FAILED;
     }
     let code = std::panic::catch_unwind(|| {
+        // In every login, with an environment the user may fill (pam_env's
+        // user_readenv): clap, which takes MEMSLICE_* variables for global
+        // options and rejects an empty one before memslice runs, never sees it.
+        if cli::is_pam_session(std::env::args_os()) {
+            return commands::pam_session();
+        }
         let (cli, asked) = cli::Cli::parse_and_describe();
         commands::init_logging(&cli);
         commands::main(&cli, &asked)

@@ -103,6 +103,12 @@ impl Cli {
     }
 }
 
+/// Whether the command line is the one PAM runs, `memslice pam-session`
+/// and nothing else: `main` then runs it without clap (see there).
+pub fn is_pam_session(mut args: impl Iterator<Item = OsString>) -> bool {
+    args.nth(1).is_some_and(|arg| arg == "pam-session") && args.next().is_none()
+}
+
 /// `args` (the program's name first) parsed by `P`, with clap's matches.
 fn parse<P: CommandFactory + FromArgMatches>(
     args: &[OsString],

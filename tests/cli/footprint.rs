@@ -199,6 +199,10 @@ fn the_pam_hook_places_the_sessions_process_and_nothing_else() {
     ];
     let (_, shell) = pam_session(&fx, "nobody", &hostile);
     assert_eq!(pids(&fx, "app/sessions"), [shell]);
+    // Empty ones too: clap refused them, before memslice ran (exit 2).
+    let empty = [("MEMSLICE_CONFIG", ""), ("MEMSLICE_CGROUP_ROOT", "")];
+    let (_, other) = pam_session(&fx, "nobody", &empty);
+    assert_eq!(pids(&fx, "app/sessions"), [shell, other]);
     let before = fx.snapshot();
     let (out, _) = pam_session(&fx, "root", &[]);
     assert!(
@@ -219,7 +223,11 @@ fn a_session_the_hook_cannot_place_goes_on_and_is_logged() {
     let log = UnixDatagram::bind(fx.dir.path().join("log")).expect("log socket");
     log.set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .expect("timeout");
-    let (out, shell) = pam_session(&fx, "nobody", &[]);
+    // A TZ the user set to a FIFO held the hook until its deadline, and
+    // the line was never logged.
+    let fifo = fx.dir.path().join("zone");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    let (out, shell) = pam_session(&fx, "nobody", &[("TZ", fifo.to_str().expect("utf8"))]);
     let mut line = [0u8; 2048];
     let size = log.recv(&mut line).expect("a log line");
     let line = String::from_utf8_lossy(&line[..size]);
