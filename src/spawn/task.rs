@@ -111,17 +111,19 @@ impl Supervisor {
     }
 }
 
-/// Marks a new group as a task: its record, its supervisor, and, for a
-/// protected task, the userspace OOM killers' markers.
+/// Marks a new group as a task: its supervisor, its record, and, for a
+/// protected task, the userspace OOM killers' markers. The supervisor
+/// first: a `tasks gc` in between would otherwise find a task's record on
+/// an empty group with nobody watching it, and remove the group.
 pub fn mark(
     root: &Root,
     group: &str,
     record: &TaskRecord,
     protected: bool,
 ) -> Result<(), cgroupfs::Error> {
+    set_supervisor(root, group, Supervisor::this(Role::Foreground))?;
     let json = serde_json::to_vec(record).unwrap_or_default();
     root.set_attribute(group, RECORD, &json)?;
-    set_supervisor(root, group, Supervisor::this(Role::Foreground))?;
     if protected {
         for name in OOMD_OMIT {
             if let Err(err) = root.set_attribute(group, name, b"1") {
