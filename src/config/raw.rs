@@ -111,7 +111,7 @@ const SLICE: &[Key<RawSlice>] = &[
     Key {
         name: "description",
         read: |slice, value, key, problems| {
-            slice.description = parsed(value, key, problems, one_line).map(|at| at.value)
+            slice.description = parsed(value, key, problems, description).map(|at| at.value)
         },
     },
     Key {
@@ -706,6 +706,17 @@ fn one_line(text: &str) -> Result<String, String> {
         ));
     }
     Ok(text.to_string())
+}
+
+/// A slice's description, which the systemd driver writes into its unit,
+/// where a line ending in a backslash goes on onto the next one.
+fn description(text: &str) -> Result<String, String> {
+    if text.ends_with('\\') {
+        return Err(format!(
+            "{text:?} ends with a backslash, which systemd reads as the line going on onto the next; remove it"
+        ));
+    }
+    one_line(text)
 }
 
 fn name(text: &str) -> Result<String, String> {

@@ -860,6 +860,12 @@ fn probes_that_cannot_work_are_refused_at_load() {
         "slice.web.description",
         "keep it on one line",
     );
+    only_problem(
+        "[slice.web]\ndescription = 'web \\'\n",
+        2,
+        "slice.web.description",
+        "ends with a backslash, which systemd reads as the line going on onto the next",
+    );
     valid("[slice.web]\ndescription = \"\"\n");
     for good in [
         "http = \"http://[::1]:8080/health\"",
