@@ -21,6 +21,7 @@ use memslice::locations;
 use memslice::observe;
 use memslice::observe::metrics::DecisionCounts;
 use memslice::plan::Plan;
+use memslice::printable::printable;
 use memslice::provision::{self, Applied, Planned, ProvisionError, Target};
 use memslice::signals::{Signals, Use};
 use memslice::spawn::policy::{self, Mode, Request};
@@ -353,7 +354,9 @@ fn run(cli: &Cli, asked: &Asked) -> Result<ExitCode> {
             let mut out = String::new();
             let mut failed = 0;
             for (pid, moved) in footprint::move_processes(&root, &group, pids)? {
-                let name = host::process_name(pid).unwrap_or_else(|| "?".into());
+                // A process picks its own name: no escape reaches the terminal.
+                let name = host::process_name(pid)
+                    .map_or_else(|| "?".into(), |name| printable(&name).into_owned());
                 match moved {
                     Ok(()) => out.push_str(&format!("moved {pid} ({name}) to {group}\n")),
                     Err(err) => {

@@ -20,6 +20,7 @@ pub use facts::gather;
 use crate::config::{Config, Driver};
 use crate::driver::{Fit, Resolved};
 use crate::layout::SESSIONS;
+use crate::printable::printable;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -553,7 +554,14 @@ fn footprint_check(user: &User, processes: &[Process], driver: Driver) -> Check 
     let mut shown: Vec<String> = strays
         .iter()
         .take(STRAYS_SHOWN)
-        .map(|p| format!("{} ({}, in {})", p.pid, p.comm, p.cgroup))
+        .map(|p| {
+            format!(
+                "{} ({}, in {})",
+                p.pid,
+                printable(&p.comm),
+                printable(&p.cgroup)
+            )
+        })
         .collect();
     if strays.len() > STRAYS_SHOWN {
         shown.push(format!("and {} more", strays.len() - STRAYS_SHOWN));

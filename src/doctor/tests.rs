@@ -266,9 +266,11 @@ fn a_users_process_outside_its_slice_is_named() {
     facts
         .processes
         .push(process(900, 1000, "php", "/system.slice/cron.service"));
+    // A process picks its name, and a user may name a delegated group:
+    // escapes in them are written out, not sent to the terminal.
     facts
         .processes
-        .push(process(901, 1000, "php", "/application"));
+        .push(process(901, 1000, "\x1b[2Kphp", "/app\x07lication"));
     facts.processes.push(Process {
         kernel_thread: true,
         ..process(2, 1000, "kthreadd", "/")
@@ -278,7 +280,7 @@ fn a_users_process_outside_its_slice_is_named() {
     assert_eq!(footprint.status, Status::Warn);
     assert_eq!(
         footprint.found,
-        "2 process(es) of app outside app (/app): 900 (php, in /system.slice/cron.service), 901 (php, in /application)"
+        "2 process(es) of app outside app (/app): 900 (php, in /system.slice/cron.service), 901 (\\x1b[2Kphp, in /app\\x07lication)"
     );
     assert!(
         footprint

@@ -16,6 +16,7 @@ use serde::{Serialize, Serializer};
 
 use crate::cgroupfs::{self, MemoryEvents, Root};
 use crate::config::{Config, Limit, size::human_bytes};
+use crate::printable::printable;
 use crate::spawn::task;
 
 #[derive(Debug, Serialize)]
@@ -315,7 +316,9 @@ impl Status {
 
 fn row(group: &GroupStatus) -> Vec<(String, Tone)> {
     let depth = group.path.matches('/').count();
-    let name = group.path.rsplit('/').next().unwrap_or(&group.path);
+    // A user may name a group delegated to them (user@UID.service under
+    // the systemd driver): no escape in it reaches the terminal.
+    let name = printable(group.path.rsplit('/').next().unwrap_or(&group.path));
     let marker = if group.managed { "" } else { " (task)" };
     let label = format!("{}{name}{marker}", "  ".repeat(depth));
     let plain = |text: String| (text, Tone::Plain);

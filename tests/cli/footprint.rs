@@ -112,6 +112,31 @@ fn move_places_running_processes_and_refuses_one_that_is_not() {
     let _ = sleeper.wait();
 }
 
+/// A process picks its own name (its program's file name): `move` writes
+/// an escape sequence in it out instead of sending it to root's terminal.
+#[test]
+fn move_writes_out_control_characters_in_a_process_name() {
+    let fx = applied();
+    let named = fx.dir.path().join("\x1b[2Kevil");
+    std::os::unix::fs::symlink("/bin/sleep", &named).expect("symlink");
+    let mut sleeper = Command::new(&named).arg("30").spawn().expect("sleep");
+    let pid = sleeper.id().to_string();
+    // spawn returns once the exec is under way, maybe before the rename.
+    let comm = format!("/proc/{pid}/comm");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&comm).unwrap_or_default() != "\x1b[2Kevil\n" {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "never renamed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = stdout(&fx.memslice(&["move", "--slice", "app/web", &pid]).success());
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert_eq!(out, format!("moved {pid} (\\x1b[2Kevil) to app/web\n"));
+}
+
 #[test]
 fn exec_and_move_are_roots_alone() {
     let fx = applied();

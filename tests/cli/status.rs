@@ -78,6 +78,22 @@ fn status_lists_task_groups_and_missing_slices() {
     );
 }
 
+/// A user may name a group in a subtree delegated to them (under the
+/// systemd driver, user@UID.service below their slice): the table writes
+/// an escape sequence in the name out instead of sending it to root's
+/// terminal.
+#[test]
+fn status_writes_out_control_characters_in_a_group_name() {
+    let fx = Fixture::new(&shipped_on_16g());
+    fx.memslice(&["apply"]).success();
+    let hostile = fx.root().join("app/web/\x1b]0;owned\x07\x1b[2K");
+    std::fs::create_dir(&hostile).expect("mkdir");
+    memslice::cgroupfs::emulated::populate(&hostile).expect("populate");
+    let out = stdout(&fx.memslice(&["status"]).success());
+    assert!(out.contains("\\x1b]0;owned\\x07\\x1b[2K (task)"), "{out}");
+    assert!(!out.contains('\x07'), "{out:?}");
+}
+
 /// systemd removes an empty scope the moment its last process exits, so a
 /// group can vanish between listing and reading it. A directory without
 /// its cgroup.procs is such a group: status and metrics leave it out
