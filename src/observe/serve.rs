@@ -8,8 +8,10 @@
 //!   must arrive whole within [`READ_TIMEOUT`] of the connection (else 431 or
 //!   408);
 //! - the answer must be taken within [`WRITE_TIMEOUT`];
-//! - at most [`MAX_CONNECTIONS`] are open; when all are taken the oldest makes
-//!   room, so idle connections cannot lock a scrape out.
+//! - at most [`MAX_CONNECTIONS`] are open; when all are taken the oldest
+//!   that has not sent its request makes room (the oldest being answered
+//!   only when none is left), so idle connections can neither lock a scrape
+//!   out nor cut one off while its answer is sent.
 //!
 //! Every connection gets one answer and is closed (`Connection: close`).
 //! Request heads are parsed by httparse, the parser ureq already links in.
@@ -185,8 +187,17 @@ impl<F: Fn() -> String> Server<F> {
             return;
         }
         if self.connections.len() >= MAX_CONNECTIONS {
-            // The oldest has had the longest chance; a scrape takes milliseconds.
-            self.connections.remove(0);
+            // The oldest that has not asked yet has had the longest chance:
+            // a flood of idle connections must not cut off an answer being
+            // sent. Only when every one is being answered, the oldest of
+            // those (a client that asks and never reads cannot lock a
+            // scrape out either).
+            let oldest = self
+                .connections
+                .iter()
+                .position(|c| matches!(c.state, State::Reading { .. }))
+                .unwrap_or(0);
+            self.connections.remove(oldest);
         }
         let mut connection = Connection {
             stream,
@@ -666,6 +677,32 @@ mod tests {
             "only {closed} of {} closed",
             flood.len()
         );
+    }
+
+    #[test]
+    fn a_flood_of_idle_connections_does_not_cut_off_an_answer_being_sent() {
+        let body = "x".repeat(16 << 20);
+        let length = body.len();
+        let addr = serve("127.0.0.1:0", move || body.clone()).expect("bind");
+        let mut scrape = TcpStream::connect(addr).expect("connect");
+        scrape
+            .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+            .expect("send");
+        // The answer is under way, bigger than the socket buffers take.
+        let mut first = [0; 4096];
+        scrape.read_exact(&mut first).expect("the answer starts");
+        let flood: Vec<TcpStream> = (0..4 * MAX_CONNECTIONS)
+            .map(|_| TcpStream::connect(addr).expect("connect"))
+            .collect();
+        // The flood is admitted before the scrape reads on.
+        std::thread::sleep(Duration::from_millis(300));
+        let mut rest = Vec::new();
+        scrape.read_to_end(&mut rest).expect("read");
+        let got = first.len() + rest.len();
+        let head = String::from_utf8_lossy(&first);
+        let body_starts = head.find("\r\n\r\n").expect("a head") + 4;
+        assert_eq!(got - body_starts, length, "the answer was cut off");
+        drop(flood);
     }
 
     #[test]
