@@ -58,7 +58,13 @@ pub fn read_trusted(path: &Path) -> Result<Vec<u8>, FileError> {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(read_error)?;
+    // Nonblocking: a FIFO put in the way must not hold memslice before
+    // `check_trusted` refuses it (no effect on a regular file).
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read_error)?;
     // The size, and one byte more for the read that finds the end.
     let size_hint = if as_root() {
         check_trusted(path, &file)?.saturating_add(1)
@@ -214,26 +220,6 @@ pub fn open_private(path: &Path, mode: u32) -> Result<File, FileError> {
         }
     }
     Ok(file)
-}
-
-/// Reads `path` without following a symlink; `None` when it is absent.
-pub fn read_nofollow(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
-    let fail = |source| FileError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(fail(err)),
-    };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(fail)?;
-    Ok(Some(bytes))
 }
 
 /// A new version of a file written beside it, not yet in its place.

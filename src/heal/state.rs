@@ -30,13 +30,19 @@ const STATE_DIR_MODE: u32 = 0o755;
 const LOCK_MODE: u32 = 0o600;
 const LOCK_DIR_MODE: u32 = 0o700;
 
+/// The record, read as root reads what it trusts (see `files`): a record
+/// another user could have written or replaced (a state_file in a
+/// directory others can write) could skip the grace and the flap limiter,
+/// so it counts as corrupt.
 pub fn load(path: &Path) -> Loaded {
-    match files::read_nofollow(path) {
-        Ok(Some(bytes)) => match serde_json::from_slice::<Record>(&bytes) {
+    match files::read_trusted(path) {
+        Ok(bytes) => match serde_json::from_slice::<Record>(&bytes) {
             Ok(record) => Loaded::Record(record),
             Err(err) => Loaded::Corrupt(format!("{}: {err}", path.display())),
         },
-        Ok(None) => Loaded::Missing,
+        Err(FileError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Loaded::Missing
+        }
         Err(err) => Loaded::Corrupt(err.to_string()),
     }
 }
@@ -107,7 +113,7 @@ pub fn lock(path: &Path, wait: Duration) -> Result<Option<HealLock>, StateError>
 mod tests {
     use super::*;
     use std::fs;
-    use std::os::unix::fs::{MetadataExt, symlink};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
     use std::time::Instant;
 
     fn record(minutes: i64) -> Record {
@@ -154,6 +160,34 @@ mod tests {
             matches!(load(dir.path()), Loaded::Corrupt(_)),
             "a directory is not a record"
         );
+    }
+
+    /// A record someone else could have written counts for nothing: it
+    /// could say the site has been down for hours. A FIFO in its place
+    /// does not hold the healer.
+    #[test]
+    fn as_root_a_record_another_user_could_write_is_corrupt() {
+        assert!(files::as_root(), "needs root, as the suite runs");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("heal.state");
+        save(&path, &record(5)).expect("save");
+        let nobody = nix::unistd::Uid::from_raw(65534);
+        std::os::unix::fs::chown(&path, Some(nobody.as_raw()), None).expect("chown");
+        assert!(
+            matches!(load(&path), Loaded::Corrupt(why) if why.contains("refusing") && why.contains("owned by")),
+            "{:?}",
+            load(&path)
+        );
+        fs::remove_file(&path).expect("rm");
+        save(&path, &record(5)).expect("save");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+        assert!(matches!(load(&path), Loaded::Corrupt(why) if why.contains("refusing")));
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        fs::remove_file(&path).expect("rm");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let started = Instant::now();
+        assert!(matches!(load(&path), Loaded::Corrupt(why) if why.contains("not a regular file")));
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[test]
