@@ -159,9 +159,25 @@ fn collect_unmanaged(
         }
         let status = group_status(root, &path, false, detail)?;
         // Task groups and scopes come and go while they are read.
-        if status.exists {
-            out.push(status);
-            collect_unmanaged(root, managed, &path, below, detail, out)?;
+        if !status.exists {
+            continue;
+        }
+        out.push(status);
+        // A group root does not own was delegated (user@UID.service under
+        // the systemd driver): what its owner makes below it is theirs,
+        // and would cost every status and scrape as many reads and series
+        // as they like.
+        if below == 0 {
+            continue;
+        }
+        match root
+            .open_group(&path)
+            .and_then(|group| group.owned_by_root())
+        {
+            Ok(true) => collect_unmanaged(root, managed, &path, below, detail, out)?,
+            Ok(false) => {}
+            Err(err) if err.group_vanished() => {}
+            Err(err) => return Err(err),
         }
     }
     Ok(())

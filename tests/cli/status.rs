@@ -94,6 +94,27 @@ fn status_writes_out_control_characters_in_a_group_name() {
     assert!(!out.contains('\x07'), "{out:?}");
 }
 
+/// A group delegated to a user (user@UID.service under the systemd
+/// driver, chowned to them) is listed, but not what they make below it:
+/// every status and scrape would read as many groups as they like.
+#[test]
+fn status_does_not_walk_below_a_group_root_does_not_own() {
+    let fx = Fixture::new(&shipped_on_16g());
+    fx.memslice(&["apply"]).success();
+    let delegated = fx.root().join("app/web/user@1000.service");
+    let theirs = delegated.join("made-by-them");
+    for dir in [&delegated, &theirs] {
+        std::fs::create_dir(dir).expect("mkdir");
+        memslice::cgroupfs::emulated::populate(dir).expect("populate");
+    }
+    let out = stdout(&fx.memslice(&["status"]).success());
+    assert!(out.contains("made-by-them"), "root's own is walked: {out}");
+    std::os::unix::fs::chown(&delegated, Some(65534), Some(65534)).expect("chown");
+    let out = stdout(&fx.memslice(&["status"]).success());
+    assert!(out.contains("user@1000.service (task)"), "{out}");
+    assert!(!out.contains("made-by-them"), "{out}");
+}
+
 /// systemd removes an empty scope the moment its last process exits, so a
 /// group can vanish between listing and reading it. A directory without
 /// its cgroup.procs is such a group: status and metrics leave it out
