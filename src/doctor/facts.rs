@@ -211,10 +211,65 @@ fn pam(dir: &Path) -> Pam {
             .chain(included.iter().map(String::as_str))
             .any(opens_logind_sessions)
     });
+    let mut user_environment: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_str()?.to_string();
+            hook_after_user_environment(&flattened(&name, &read, &mut Vec::new())).then_some(name)
+        })
+        .collect();
+    user_environment.sort();
     Pam {
         hook_in,
         cron_logind,
+        user_environment,
     }
+}
+
+/// The active lines of stack `name`, each included file's in its place
+/// (each file once: `seen`).
+fn flattened(
+    name: &str,
+    read: &impl Fn(&str) -> Option<String>,
+    seen: &mut Vec<String>,
+) -> Vec<String> {
+    if seen.iter().any(|known| known == name) {
+        return Vec::new();
+    }
+    seen.push(name.to_string());
+    let Some(text) = read(name) else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    for line in active_lines(&text) {
+        match included(line) {
+            Some(file) => lines.extend(flattened(file, read, seen)),
+            None => lines.push(line.to_string()),
+        }
+    }
+    lines
+}
+
+/// Whether the hook runs with an environment its user filled: pam_env
+/// with user_readenv=1 in the auth phase (which comes first), or before
+/// the hook in the session phase.
+pub(super) fn hook_after_user_environment(lines: &[String]) -> bool {
+    let reads = |line: &str| {
+        let mut words = line.split_whitespace();
+        words.any(|word| word.ends_with("pam_env.so")) && words.any(|word| word == "user_readenv=1")
+    };
+    let mut filled = lines
+        .iter()
+        .any(|line| line.starts_with("auth") && reads(line));
+    for line in lines.iter().filter(|line| line.starts_with("session")) {
+        if runs_the_hook(line) && filled {
+            return true;
+        }
+        filled |= reads(line);
+    }
+    false
 }
 
 /// PAM lines without their comments.
@@ -233,9 +288,21 @@ pub(super) fn opens_logind_sessions(stack: &str) -> bool {
     active_lines(stack).any(|line| line.starts_with("session") && line.contains("pam_systemd.so"))
 }
 
-/// The files an `@include` line names.
+/// The files a stack includes.
 fn includes(stack: &str) -> impl Iterator<Item = &str> {
-    active_lines(stack).filter_map(|line| line.strip_prefix("@include").map(str::trim))
+    active_lines(stack).filter_map(included)
+}
+
+/// The file a line includes: `@include FILE`, or `TYPE include FILE` and
+/// `TYPE substack FILE`.
+fn included(line: &str) -> Option<&str> {
+    if let Some(file) = line.strip_prefix("@include") {
+        return Some(file.trim());
+    }
+    match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+        [_, "include" | "substack", file] => Some(file),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -287,5 +354,42 @@ mod tests {
         .expect("noninteractive");
         assert_eq!(pam(dir.path()).cron_logind, Some(true));
         assert_eq!(pam(&dir.path().join("none")).cron_logind, None);
+    }
+
+    #[test]
+    fn a_stack_that_runs_the_hook_after_users_filled_the_environment_is_found() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write =
+            |name: &str, text: &str| std::fs::write(dir.path().join(name), text).expect(name);
+        write(
+            "common-session",
+            "session optional pam_exec.so quiet seteuid /usr/bin/memslice pam-session\n",
+        );
+        // Debian's sshd: its user_readenv comes after the hook.
+        write(
+            "sshd",
+            "@include common-session\nsession required pam_env.so user_readenv=1 envfile=/etc/default/locale\n",
+        );
+        write(
+            "su",
+            "auth required pam_env.so user_readenv=1\n@include common-session\n",
+        );
+        write("login", "session include system-session\n");
+        write(
+            "system-session",
+            "session required pam_env.so user_readenv=1\nsession substack common-session\n",
+        );
+        write(
+            "cron",
+            "session required pam_env.so envfile=/etc/default/locale\n# session required pam_env.so user_readenv=1\n@include common-session\n",
+        );
+        write(
+            "loop",
+            "@include loop\nsession required pam_env.so user_readenv=1\n",
+        );
+        assert_eq!(
+            pam(dir.path()).user_environment,
+            ["login", "su", "system-session"]
+        );
     }
 }

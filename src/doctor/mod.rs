@@ -84,6 +84,9 @@ pub struct Pam {
     /// Whether cron's stack (/etc/pam.d/cron and what it includes) opens
     /// a logind session (pam_systemd); `None` without /etc/pam.d/cron.
     pub cron_logind: Option<bool>,
+    /// Stacks that run the hook after pam_env read the user's own
+    /// environment (user_readenv=1).
+    pub user_environment: Vec<String>,
 }
 
 /// Which of the healer's units are enabled (`None`: no systemctl).
@@ -156,6 +159,7 @@ pub fn checks(facts: &Facts) -> Report {
             .map(|user| footprint_check(user, &facts.processes, facts.driver.driver)),
     );
     checks.extend(pam_check(facts));
+    checks.extend(user_environment_check(&facts.pam.user_environment));
     let status = checks
         .iter()
         .map(|check| check.status)
@@ -624,6 +628,23 @@ fn pam_check(facts: &Facts) -> Option<Check> {
             )),
         },
     }
+}
+
+/// The hook runs as root with the PAM environment: where users may fill
+/// it (pam_env's user_readenv), they choose the LD_PRELOAD of a root
+/// process, whatever memslice ignores.
+fn user_environment_check(stacks: &[String]) -> Option<Check> {
+    (!stacks.is_empty()).then(|| {
+        row(
+            "PAM environment",
+            Status::Fail,
+            format!(
+                "{} run(s) memslice pam-session after pam_env read users' own ~/.pam_environment (user_readenv=1): a user can set LD_PRELOAD for the hook, which runs as root",
+                stacks.join(", ")
+            ),
+            Some("remove user_readenv=1 from pam_env (off by default; Linux-PAM deprecates it)".to_string()),
+        )
+    })
 }
 
 impl Report {

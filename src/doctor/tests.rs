@@ -51,6 +51,7 @@ fn healthy() -> Facts {
                 "common-session-noninteractive".into(),
             ],
             cron_logind: Some(false),
+            user_environment: Vec::new(),
         },
     }
 }
@@ -339,4 +340,25 @@ fn a_process_named_in_bytes_that_are_not_utf8_is_still_seen() {
     let seen = seen.expect("the process is seen");
     assert_eq!(seen.comm, "x\u{fffd}\u{fffd}");
     assert_eq!(seen.uid, nix::unistd::Uid::current().as_raw());
+}
+
+#[test]
+fn a_hook_in_a_stack_users_fill_the_environment_of_fails() {
+    let mut facts = healthy();
+    assert!(
+        checks(&facts)
+            .checks
+            .iter()
+            .all(|check| check.check != "PAM environment")
+    );
+    facts.pam.user_environment = vec!["sshd".into()];
+    let report = checks(&facts);
+    let found = find(&report, "PAM environment");
+    assert_eq!(found.status, Status::Fail);
+    assert!(
+        found.found.starts_with("sshd run(s) memslice pam-session")
+            && found.found.contains("LD_PRELOAD"),
+        "{}",
+        found.found
+    );
 }
