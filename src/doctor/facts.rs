@@ -195,32 +195,28 @@ pub(super) fn process(pid: u32) -> Option<Process> {
 
 fn pam(dir: &Path) -> Pam {
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
-    let mut hook_in: Vec<String> = std::fs::read_dir(dir)
+    let mut stacks: Vec<String> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().to_str()?.to_string();
-            runs_the_hook(&read(&name)?).then_some(name)
-        })
+        .filter_map(|entry| entry.file_name().to_str().map(str::to_string))
         .collect();
-    hook_in.sort();
+    stacks.sort();
+    let hook_in = stacks
+        .iter()
+        .filter(|name| read(name).is_some_and(|stack| runs_the_hook(&stack)))
+        .cloned()
+        .collect();
     let cron_logind = read("cron").map(|cron| {
         let included: Vec<String> = includes(&cron).filter_map(read).collect();
         std::iter::once(cron.as_str())
             .chain(included.iter().map(String::as_str))
             .any(opens_logind_sessions)
     });
-    let mut user_environment: Vec<String> = std::fs::read_dir(dir)
+    let user_environment = stacks
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().to_str()?.to_string();
-            hook_after_user_environment(&flattened(&name, &read, &mut Vec::new())).then_some(name)
-        })
+        .filter(|name| hook_after_user_environment(&flattened(name, &read, &mut Vec::new())))
         .collect();
-    user_environment.sort();
     Pam {
         hook_in,
         cron_logind,
