@@ -105,18 +105,24 @@ impl Fixture {
         env: &[(&str, &str)],
         args: &[&str],
     ) -> assert_cmd::assert::Assert {
-        Command::cargo_bin("memslice")
-            .expect("binary")
+        let mut command = self.command_as_sudo(user);
+        command.envs(env.iter().copied()).args(args);
+        Command::from_std(command).assert()
+    }
+
+    /// [`Fixture::memslice_as_sudo`]'s command, for what assert_cmd cannot
+    /// ask: a process to watch while it runs, its working directory.
+    pub fn command_as_sudo(&self, user: &nix::unistd::User) -> std::process::Command {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_memslice"));
+        command
             .env_remove("MEMSLICE_LOG")
             .env("MEMSLICE_TEST_CONFIG", self.config())
             .env("MEMSLICE_TEST_CGROUP_ROOT", self.root())
             .env("SUDO_UID", user.uid.to_string())
             .env("SUDO_GID", user.gid.to_string())
             .env("MEMSLICE_TEST_RUN_SYSTEMD", self.no_systemd())
-            .env("MEMSLICE_TEST_LOCK_DIR", self.locks())
-            .envs(env.iter().copied())
-            .args(args)
-            .assert()
+            .env("MEMSLICE_TEST_LOCK_DIR", self.locks());
+        command
     }
 
     pub fn read(&self, group: &str, file: &str) -> String {

@@ -61,13 +61,18 @@ fn status_json_schema() {
     insta::assert_snapshot!("status_json", out.replace(&root, "<root>"));
 }
 
+/// A group memslice did not make (a task's, a scope, a user's), with its
+/// interface files.
+fn made_outside(dir: &std::path::Path) {
+    std::fs::create_dir(dir).expect("mkdir");
+    memslice::cgroupfs::emulated::populate(dir).expect("populate");
+}
+
 #[test]
 fn status_lists_task_groups_and_missing_slices() {
     let fx = Fixture::new(&shipped_on_16g());
     fx.memslice(&["apply"]).success();
-    std::fs::create_dir(fx.root().join("app/tasks/import-1")).expect("mkdir");
-    memslice::cgroupfs::emulated::populate(&fx.root().join("app/tasks/import-1"))
-        .expect("populate");
+    made_outside(&fx.root().join("app/tasks/import-1"));
     std::fs::remove_dir_all(fx.root().join("app/db")).expect("rm");
     let out = stdout(&fx.memslice(&["status"]).success());
     assert!(out.contains("\n    import-1 (task)"), "{out}");
@@ -86,9 +91,7 @@ fn status_lists_task_groups_and_missing_slices() {
 fn status_writes_out_control_characters_in_a_group_name() {
     let fx = Fixture::new(&shipped_on_16g());
     fx.memslice(&["apply"]).success();
-    let hostile = fx.root().join("app/web/\x1b]0;owned\x07\x1b[2K");
-    std::fs::create_dir(&hostile).expect("mkdir");
-    memslice::cgroupfs::emulated::populate(&hostile).expect("populate");
+    made_outside(&fx.root().join("app/web/\x1b]0;owned\x07\x1b[2K"));
     let out = stdout(&fx.memslice(&["status"]).success());
     assert!(out.contains("\\x1b]0;owned\\x07\\x1b[2K (task)"), "{out}");
     assert!(!out.contains('\x07'), "{out:?}");
@@ -103,10 +106,8 @@ fn status_does_not_walk_below_a_group_root_does_not_own() {
     fx.memslice(&["apply"]).success();
     let delegated = fx.root().join("app/web/user@1000.service");
     let theirs = delegated.join("made-by-them");
-    for dir in [&delegated, &theirs] {
-        std::fs::create_dir(dir).expect("mkdir");
-        memslice::cgroupfs::emulated::populate(dir).expect("populate");
-    }
+    made_outside(&delegated);
+    made_outside(&theirs);
     let out = stdout(&fx.memslice(&["status"]).success());
     assert!(out.contains("made-by-them"), "root's own is walked: {out}");
     std::os::unix::fs::chown(&delegated, Some(65534), Some(65534)).expect("chown");

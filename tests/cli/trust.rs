@@ -413,14 +413,8 @@ fn a_stall_hook_run_for_a_task_started_through_sudo_gets_no_part_of_the_callers_
     .expect("their sh");
     std::fs::set_permissions(theirs.join("sh"), PermissionsExt::from_mode(0o755)).expect("chmod");
     let nobody = nobody();
-    let mut supervisor = Command::new(env!("CARGO_BIN_EXE_memslice"))
-        .env_remove("MEMSLICE_LOG")
-        .env("MEMSLICE_TEST_CONFIG", fx.config())
-        .env("MEMSLICE_TEST_CGROUP_ROOT", fx.root())
-        .env("MEMSLICE_TEST_LOCK_DIR", fx.locks())
-        .env("MEMSLICE_TEST_RUN_SYSTEMD", dir.join("no-systemd"))
-        .env("SUDO_UID", nobody.uid.to_string())
-        .env("SUDO_GID", nobody.gid.to_string())
+    let mut supervisor = fx
+        .command_as_sudo(&nobody)
         .env("PATH", format!("{}:/usr/bin:/bin", theirs.display()))
         .env("THEIR_VARIABLE", "1")
         .current_dir(&theirs)
