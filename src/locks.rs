@@ -26,7 +26,15 @@ const LOCK_MODE: u32 = 0o600;
 /// A lock memslice holds; released on drop.
 #[derive(Debug)]
 pub struct Held {
-    _lock: Flock<File>,
+    lock: Flock<File>,
+}
+
+impl Held {
+    /// Another descriptor for the same lock: unlocking either lets go of
+    /// it (flock locks belong to the open file, not the descriptor).
+    pub fn duplicate(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        self.lock.try_clone().map(std::os::fd::OwnedFd::from)
+    }
 }
 
 /// Takes the lock that stands for `dir`, waiting up to `wait` for another
@@ -46,7 +54,7 @@ pub fn lock(dir: &Path, wait: Duration) -> Result<Option<Held>, FileError> {
         path: dir.to_path_buf(),
         source: errno.into(),
     })?;
-    Ok(lock.map(|lock| Held { _lock: lock }))
+    Ok(lock.map(|lock| Held { lock }))
 }
 
 /// Where root's lock for `dir` is, in `locks`: one file per directory,

@@ -8,14 +8,15 @@
 //! and Rust ignores SIGPIPE; a task must start as a shell would start it),
 //! lowers oom_score_adj while it is still root (lowering needs
 //! CAP_SYS_RESOURCE), then drops to the target user (which clears every
-//! capability), then execs with the environment made for that user. Every
-//! descriptor memslice opened is close-on-exec, so the task gets only what
-//! its caller passed.
+//! capability), lets go of the protect slice's lock (see
+//! [`Prepared::release_before_exec`]), then execs with the environment
+//! made for that user. Every descriptor memslice opened is close-on-exec,
+//! so the task gets only what its caller passed.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
@@ -73,6 +74,17 @@ pub struct Prepared {
     /// child sharing memslice's memory holds memslice suspended, and would
     /// wait forever.
     pub wait_for: Option<OwnedFd>,
+    /// The protect slice's lock (a descriptor of its own for it), let go
+    /// of once the child is in its group, right before exec. memslice is
+    /// suspended until the exec completes (the child shares its memory),
+    /// and an exec may block: a program on a FUSE mount its user serves
+    /// would otherwise hold every other protect of the slice back. From
+    /// here on the group counts by itself: it has a process.
+    pub release_before_exec: Option<OwnedFd>,
+    /// Test builds: a descriptor to read one byte from right before exec,
+    /// standing for an exec that blocks (MEMSLICE_TEST_EXEC_GATE_FD).
+    #[cfg(feature = "emulated-root")]
+    pub exec_gate: Option<std::os::fd::RawFd>,
     pub oom_score_adj: Option<i32>,
     pub allow_unprotected: bool,
     pub run_as: Option<Credentials>,
@@ -99,6 +111,11 @@ impl Prepared {
             ),
             move_into: None,
             wait_for,
+            release_before_exec: None,
+            #[cfg(feature = "emulated-root")]
+            exec_gate: std::env::var("MEMSLICE_TEST_EXEC_GATE_FD")
+                .ok()
+                .and_then(|fd| fd.parse().ok()),
             oom_score_adj: launch.oom_score_adj,
             allow_unprotected: spec.allow_unprotected,
             run_as: launch.run_as.as_ref().map(|person| person.credentials()),
@@ -202,6 +219,17 @@ pub fn exec(prepared: &Prepared, report: BorrowedFd<'_>) -> ! {
         && let Err(errno) = drop_privileges(who)
     {
         fail(Step::DropPrivileges, errno, 126);
+    }
+    if let Some(lock) = &prepared.release_before_exec {
+        // SAFETY: flock(2) on a descriptor the child owns; it unlocks the
+        // open file description memslice's own lock is on.
+        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_UN) };
+    }
+    #[cfg(feature = "emulated-root")]
+    if let Some(gate) = prepared.exec_gate {
+        let mut byte = [0u8; 1];
+        // SAFETY: `byte` is valid for one byte; a bad descriptor fails.
+        unsafe { libc::read(gate, byte.as_mut_ptr().cast(), 1) };
     }
     let errno = prepared.line.exec();
     let code = if errno == Errno::ENOENT { 127 } else { 126 };

@@ -6,7 +6,9 @@
 //!
 //! With `max_tasks`, counting the slice's running tasks and starting this
 //! one is one step under the slice's lock, so concurrent protects cannot
-//! all slip under the limit.
+//! all slip under the limit. The step ends when the command's process is
+//! in its group, not when its exec completes (see
+//! `Prepared::release_before_exec`).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
@@ -59,6 +61,14 @@ pub fn run(root: &Root, spec: &TaskSpec<'_>) -> Result<super::Outcome, SpawnErro
     let handle = root.open_group(&group)?;
     become_subreaper()?;
     let mut prepared = Prepared::for_task(spec, program, arguments, None)?;
+    prepared.release_before_exec = slice_lock
+        .as_ref()
+        .map(|lock| lock.duplicate())
+        .transpose()
+        .map_err(|err| SpawnError::Setup {
+            what: "duplicate the slice's lock",
+            source: child::errno_of(&err),
+        })?;
     let (report_read, report_write) =
         pipe2(OFlag::O_CLOEXEC).map_err(|source| SpawnError::Setup {
             what: "create a pipe",
@@ -67,7 +77,7 @@ pub fn run(root: &Root, spec: &TaskSpec<'_>) -> Result<super::Outcome, SpawnErro
     let pid = spawn(root, &group, &handle, &mut prepared, &report_write)?;
     drop(report_write);
     let warnings = read_reports(report_read, pid, spec)?;
-    // The command runs in its group: the next protect counts it.
+    // The child let go of the lock before its exec, unless it failed first.
     drop(slice_lock);
     guard.armed = false;
     follow(

@@ -98,13 +98,14 @@ pub fn run(
             return Err(err);
         }
     };
-    // In its scope: the child may go on.
+    // In its scope: the child may go on, and the next protect counts the
+    // scope, whatever its exec does (it may block: a program on a FUSE
+    // mount its user serves).
     let _ = nix::unistd::write(&go_write, &[1]);
     drop(go_write);
+    drop(slice_lock);
     tracing::debug!(%unit, pid = pid.as_raw(), "started in a transient scope");
     let warnings = read_reports(report_read, pid, spec)?;
-    // The scope holds the command: the next protect counts it.
-    drop(slice_lock);
     follow(
         root,
         spec,

@@ -4,7 +4,7 @@
 //! real kernel are vagrant/scenarios/6x.
 
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use memslice::spawn::task::{self, Role, Supervisor, TaskRecord};
@@ -21,11 +21,13 @@ fn fixture() -> Fixture {
 
 /// memslice with `args`, in the background, its stderr kept.
 fn start(fx: &Fixture, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_memslice"))
-        .arg("--config")
-        .arg(fx.config())
-        .arg("--cgroup-root")
-        .arg(fx.root())
+    start_env(fx, &[], args)
+}
+
+/// [`start`] with variables of its own.
+fn start_env(fx: &Fixture, env: &[(&str, &str)], args: &[&str]) -> Child {
+    fx.command_on(&fx.root())
+        .envs(env.iter().copied())
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -198,6 +200,54 @@ fn gc_removes_the_empty_groups_a_killed_memslice_left_behind() {
         stdout(&fx.memslice(&["tasks", "gc"]).success()),
         "no task group was left behind\n"
     );
+}
+
+/// A task's exec may block (a program on a FUSE mount its user serves),
+/// and memslice waits in it: the slice's lock must be free by then, or
+/// every other protect of the slice waits 10 s and gives up.
+#[test]
+fn a_blocked_exec_holds_no_other_protect_back() {
+    use std::os::fd::AsRawFd;
+
+    let fx = fixture();
+    let (gate, opener) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+    // memslice inherits the end it waits on; the test keeps the other.
+    nix::fcntl::fcntl(
+        &gate,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .expect("fcntl");
+    let gate_fd = gate.as_raw_fd().to_string();
+    let blocked = start_env(
+        &fx,
+        &[("MEMSLICE_TEST_EXEC_GATE_FD", &gate_fd)],
+        &[
+            "protect",
+            "--allow-unprotected",
+            "--name",
+            "blocked",
+            "--",
+            "true",
+        ],
+    );
+    drop(gate);
+    wait_for_tasks(&fx, 1);
+    let began = Instant::now();
+    let mut other = start(&fx, &["protect", "--allow-unprotected", "--", "true"]);
+    let status = loop {
+        if let Some(status) = other.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "the second protect still waits for the slice's lock after 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{}", finish(other).1);
+    nix::unistd::write(&opener, b"x").expect("open the gate");
+    let (code, said) = finish(blocked);
+    assert_eq!(code, Some(0), "{said}");
 }
 
 #[test]
