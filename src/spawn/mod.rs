@@ -364,14 +364,25 @@ fn read_reports(
     })
 }
 
-/// Other task groups of the slice that still have processes (running or
-/// detached): what `max_tasks` counts.
+/// Other protected tasks of the slice that still have processes (running
+/// or detached): what `max_tasks` counts. Groups that are no protected
+/// task do not count: a `run` task (the OOM killer may take it), a child
+/// slice, the sessions of a slice's users, a group made by hand.
 fn running_tasks(root: &Root, slice: &str, own: &str) -> Result<usize, cgroupfs::Error> {
     let mut running = 0;
     for child in root.children(slice)? {
         let path = cgroupfs::join(slice, &child);
-        if path != own && root.populated(&path)? {
-            running += 1;
+        if path == own {
+            continue;
+        }
+        let counted = root.populated(&path).and_then(|populated| {
+            Ok(populated && task::is_task(root, &path, Some(task::Mode::Protect))?)
+        });
+        match counted {
+            Ok(true) => running += 1,
+            Ok(false) => {}
+            Err(err) if err.group_vanished() => {}
+            Err(err) => return Err(err),
         }
     }
     Ok(running)

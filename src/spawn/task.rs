@@ -289,15 +289,17 @@ pub fn name_users(tasks: &mut [TaskInfo]) {
     }
 }
 
-/// The task in `group` below `slice`, or `None` when it is no task of
+/// How a group shows it is a task of memslice's.
+enum Mark {
+    Recorded(TaskRecord),
+    /// A scope of memslice's name without a record (yet, or any more).
+    Scope,
+}
+
+/// `group`'s mark, read through `handle`; `None` when it is no task of
 /// memslice's: no record and no scope of memslice's name, or a directory
 /// root does not own (a record there is the owner's forgery).
-pub fn describe(
-    root: &Root,
-    slice: &str,
-    group: &str,
-) -> Result<Option<TaskInfo>, cgroupfs::Error> {
-    let handle = root.open_group(group)?;
+fn mark_of(handle: &GroupHandle, group: &str) -> Result<Option<Mark>, cgroupfs::Error> {
     if !handle.owned_by_root()? {
         return Ok(None);
     }
@@ -308,9 +310,37 @@ pub fn describe(
         .rsplit('/')
         .next()
         .is_some_and(|name| name.starts_with("memslice-") && name.ends_with(".scope"));
-    if record.is_none() && !scope {
-        return Ok(None);
-    }
+    Ok(match record {
+        Some(record) => Some(Mark::Recorded(record)),
+        None if scope => Some(Mark::Scope),
+        None => None,
+    })
+}
+
+/// Whether `group` is a task of memslice's, of the `mode` given; a scope
+/// of memslice's name whose record is missing counts as either.
+pub fn is_task(root: &Root, group: &str, mode: Option<Mode>) -> Result<bool, cgroupfs::Error> {
+    let handle = root.open_group(group)?;
+    Ok(match mark_of(&handle, group)? {
+        None => false,
+        Some(Mark::Scope) => true,
+        Some(Mark::Recorded(record)) => mode.is_none_or(|mode| record.mode == mode),
+    })
+}
+
+/// The task in `group` below `slice`, or `None` when it is no task of
+/// memslice's (see `mark_of`).
+pub fn describe(
+    root: &Root,
+    slice: &str,
+    group: &str,
+) -> Result<Option<TaskInfo>, cgroupfs::Error> {
+    let handle = root.open_group(group)?;
+    let record = match mark_of(&handle, group)? {
+        None => return Ok(None),
+        Some(Mark::Recorded(record)) => Some(record),
+        Some(Mark::Scope) => None,
+    };
     let supervisor = handle
         .attribute(SUPERVISOR)?
         .and_then(|bytes| Supervisor::parse(&String::from_utf8_lossy(&bytes)));

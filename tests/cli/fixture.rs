@@ -136,6 +136,23 @@ impl Fixture {
         std::fs::write(self.root().join(group).join(file), value).expect("write");
     }
 
+    /// A task group as memslice makes one for a `mode` task, watched by this
+    /// process and with a process in it (cgroup.events says so).
+    pub fn running_task(&self, group: &str, mode: memslice::spawn::policy::Mode) {
+        use memslice::spawn::{policy::Mode, task};
+        let root = memslice::cgroupfs::Root::emulated(self.root());
+        assert!(root.create(group).expect("create"), "{group} exists");
+        let record = task::TaskRecord {
+            name: group.rsplit('/').next().unwrap_or(group).into(),
+            mode,
+            uid: 1000,
+            command: "php import.php".into(),
+            started: jiff::Timestamp::now(),
+        };
+        task::mark(&root, group, &record, mode == Mode::Protect).expect("mark");
+        self.write(group, "cgroup.events", "populated 1\nfrozen 0\n");
+    }
+
     /// Every file and group under the root with its value: equal listings
     /// mean the tree is as it was (values written back count as unchanged;
     /// the kernel reads a value back with a newline however it was

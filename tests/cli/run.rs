@@ -7,6 +7,8 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use memslice::spawn::policy::Mode;
+
 use crate::fixture::{Fixture, nobody, stderr, stdout};
 
 const CONFIG: &str = "[node]\nmemory = \"16G\"\n[slice.app]\nmemory_max = \"8G\"\n[slice.app.web]\n[slice.app.tasks]\nmemory_max = \"4G\"\n[protect]\nslice = \"app/tasks\"\nmemory_max = \"2G\"\nmax_tasks = 1\nusers = [\"nobody\"]\n";
@@ -251,17 +253,29 @@ fn signals_sent_to_memslice_reach_the_command() {
     assert!(task_groups(&fx).is_empty());
 }
 
+/// max_tasks bounds the tasks the OOM killer skips. A `run` task in the
+/// slice, a group made by hand, the sessions of a slice's users (the
+/// slice may have users) are none of them, and hold no protect back.
 #[test]
-fn protect_refuses_past_max_tasks() {
+fn max_tasks_counts_protected_tasks_alone() {
     let fx = fixture();
-    let busy = fx.root().join("app/tasks/import-1");
-    std::fs::create_dir(&busy).expect("mkdir");
-    memslice::cgroupfs::emulated::populate(&busy).expect("populate");
+    fx.running_task("app/tasks/report-1", Mode::Run);
+    let by_hand = fx.root().join("app/tasks/by-hand");
+    std::fs::create_dir(&by_hand).expect("mkdir");
+    memslice::cgroupfs::emulated::populate(&by_hand).expect("populate");
     fx.write(
-        "app/tasks/import-1",
+        "app/tasks/by-hand",
         "cgroup.events",
         "populated 1\nfrozen 0\n",
     );
+    fx.memslice(&["protect", "--allow-unprotected", "--", "true"])
+        .success();
+}
+
+#[test]
+fn protect_refuses_past_max_tasks() {
+    let fx = fixture();
+    fx.running_task("app/tasks/import-1", Mode::Protect);
     let out = fx.memslice(&["protect", "--", "true"]).code(125);
     assert!(
         stderr(&out).contains(

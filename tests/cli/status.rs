@@ -1,3 +1,5 @@
+use memslice::spawn::policy::Mode;
+
 use crate::fixture::{Fixture, shipped_on_16g, stdout};
 
 #[test]
@@ -40,14 +42,7 @@ fn status_table_shows_usage_against_the_limit() {
         "memory.events",
         "low 0\nhigh 9\nmax 4\noom 2\noom_kill 1\noom_group_kill 0\n",
     );
-    let task = fx.root().join("app/tasks/import-1");
-    std::fs::create_dir(&task).expect("mkdir");
-    memslice::cgroupfs::emulated::populate(&task).expect("populate");
-    fx.write(
-        "app/tasks/import-1",
-        "cgroup.events",
-        "populated 1\nfrozen 0\n",
-    );
+    fx.running_task("app/tasks/import-1", Mode::Protect);
     insta::assert_snapshot!("status_table", stdout(&fx.memslice(&["status"]).success()));
 }
 
@@ -66,6 +61,32 @@ fn status_json_schema() {
 fn made_outside(dir: &std::path::Path) {
     std::fs::create_dir(dir).expect("mkdir");
     memslice::cgroupfs::emulated::populate(dir).expect("populate");
+}
+
+/// A slice's `tasks` are the run and protect tasks with processes in it;
+/// under the systemd driver a user's slice holds their session scopes and
+/// user@UID.service too, which are none.
+#[test]
+fn a_slices_tasks_are_memslices_tasks_alone() {
+    let fx = Fixture::new(&shipped_on_16g());
+    fx.memslice(&["apply"]).success();
+    fx.running_task("app/tasks/import-1", Mode::Protect);
+    fx.running_task("app/tasks/report-2", Mode::Run);
+    made_outside(&fx.root().join("app/tasks/session-3.scope"));
+    fx.write(
+        "app/tasks/session-3.scope",
+        "cgroup.events",
+        "populated 1\nfrozen 0\n",
+    );
+    let out = stdout(&fx.memslice(&["status", "--json"]).success());
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let tasks = json["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|group| group["path"] == "app/tasks")
+        .map(|group| group["tasks"].clone());
+    assert_eq!(tasks, Some(serde_json::json!(2)), "{out}");
 }
 
 #[test]
