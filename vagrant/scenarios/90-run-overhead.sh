@@ -6,8 +6,8 @@
 # (benches/floors/rust_start.rs): a run by any such program costs at least
 # the floor with its own start (an empty static C program, start.c)
 # swapped for that one. Start-up dominates, so once with ASLR on (the
-# guest's default) and once off. Under TCG every side is slowed alike;
-# the ratios are what count.
+# guest's default) and once off, with the page faults of one run of
+# each. Under TCG every side is slowed alike; the ratios are what count.
 . /scenarios/lib.sh
 . /scenarios/bench.sh
 reset_tree
@@ -24,6 +24,12 @@ run_cgexec() { timeit /usr/bin/cgexec -g memory:app/tasks/cgexec-leaf /bin/true;
 # The systemd driver's run against systemd-run --scope is measured in the
 # systemd guest (vagrant/systemd/), where systemd runs.
 
+# Minor page faults of one run, its children's included: under TCG each
+# costs far more than natively, and they explain much of the start-up.
+faults() {
+    busybox time -v "$@" 2>&1 > /dev/null | sed -n 's/^.*Minor.*: *//p'
+}
+
 rounds=$(rounds_for 5 41)
 for setting in 2 0; do
     echo $setting > /proc/sys/kernel/randomize_va_space
@@ -33,6 +39,15 @@ for setting in 2 0; do
     ratio_note "run -- /bin/true (cgroupfs)" memslice cgexec
     ratio_note "spawn floor against bare /bin/true" floor true
     ratio_note "empty Rust program (memslice's start alone)" rust c
+    m=$(faults /bin/memslice --cgroup-root "$CG" --config $TASKS run --slice app/tasks -- /bin/true)
+    f=$(faults /bin/floor-spawn "$CG/app/tasks/floor" -- /bin/true)
+    t=$(faults /bin/true)
+    r=$(faults /bin/rust-start)
+    c=$(faults /bin/floor-start)
+    for count in "$m" "$f" "$t" "$r" "$c"; do
+        [ -n "$count" ] || fail "busybox time -v gave no page fault count"
+    done
+    echo "page faults of one run, its task's included | memslice $m | floor $f | /bin/true $t | empty Rust program $r | C start $c | VM, ASLR $(aslr)" | tee -a "$NOTES"
     # The spawn floor with its own start swapped for the Rust one, round
     # by round like every other ratio.
     awk '$2 == "floor" { f[$1] = $3 } $2 == "c" { c[$1] = $3 } $2 == "rust" { r[$1] = $3 }
