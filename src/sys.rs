@@ -648,7 +648,12 @@ mod tests {
             None
         );
         for value in [b"1".to_vec(), vec![b'x'; 4000], Vec::new()] {
-            set_xattr(&path, "user.memslice.test", &value).expect("write");
+            set_xattr(&path, "user.memslice.test", &value).unwrap_or_else(|err| {
+                panic!(
+                    "user.* attribute on {}: {err}; the tests need a TMPDIR that takes them (ext4, or tmpfs on Linux 6.6 or later)",
+                    path.display()
+                )
+            });
             assert_eq!(
                 get_xattr(open.as_fd(), "user.memslice.test").expect("read"),
                 Some(value)

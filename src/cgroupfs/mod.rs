@@ -685,14 +685,17 @@ pub struct GroupHandle {
 }
 
 impl GroupHandle {
-    /// Whether root owns the group's directory: only then are the records
-    /// on it memslice's (a user may set `user.*` attributes on a group
-    /// delegated to them).
-    pub fn owned_by_root(&self) -> Result<bool, Error> {
+    /// Whether root, or the user memslice runs as, owns the group's
+    /// directory: only then are the records on it memslice's (a user may
+    /// set `user.*` attributes on a group delegated to them). As root that
+    /// is root alone; a memslice of a user's own, on a subtree delegated
+    /// to them, makes its task groups as that user.
+    pub fn owned_by_root_or_us(&self) -> Result<bool, Error> {
         use std::os::unix::fs::MetadataExt;
+        let us = nix::unistd::geteuid().as_raw();
         self.dir
             .metadata()
-            .map(|meta| meta.uid() == 0)
+            .map(|meta| meta.uid() == 0 || meta.uid() == us)
             .map_err(|source| Error::Read {
                 path: self.path.clone(),
                 source,

@@ -163,8 +163,8 @@ fn collect_unmanaged(
             continue;
         }
         out.push(status);
-        // A group root does not own was delegated (user@UID.service under
-        // the systemd driver): what its owner makes below it is theirs,
+        // A group another user owns was delegated to them (user@UID.service
+        // under the systemd driver): what they make below it is theirs,
         // and would cost every status and scrape as many reads and series
         // as they like.
         if below == 0 {
@@ -172,7 +172,7 @@ fn collect_unmanaged(
         }
         match root
             .open_group(&path)
-            .and_then(|group| group.owned_by_root())
+            .and_then(|group| group.owned_by_root_or_us())
         {
             Ok(true) => collect_unmanaged(root, managed, &path, below, detail, out)?,
             Ok(false) => {}

@@ -75,6 +75,8 @@ pub fn run(root: &Root, spec: &TaskSpec<'_>) -> Result<super::Outcome, SpawnErro
             source,
         })?;
     let pid = spawn(root, &group, &handle, &mut prepared, &report_write)?;
+    // A keeper forked for detached work must not keep it.
+    prepared.release_before_exec = None;
     drop(report_write);
     let warnings = read_reports(report_read, pid, spec)?;
     // The child let go of the lock before its exec, unless it failed first.

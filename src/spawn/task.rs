@@ -298,9 +298,10 @@ enum Mark {
 
 /// `group`'s mark, read through `handle`; `None` when it is no task of
 /// memslice's: no record and no scope of memslice's name, or a directory
-/// root does not own (a record there is the owner's forgery).
+/// owned by another user than root or memslice's own (a record there is
+/// the owner's forgery).
 fn mark_of(handle: &GroupHandle, group: &str) -> Result<Option<Mark>, cgroupfs::Error> {
-    if !handle.owned_by_root()? {
+    if !handle.owned_by_root_or_us()? {
         return Ok(None);
     }
     let record: Option<TaskRecord> = handle

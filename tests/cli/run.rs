@@ -272,6 +272,45 @@ fn max_tasks_counts_protected_tasks_alone() {
         .success();
 }
 
+/// A user's own memslice, on a subtree delegated to them, makes its task
+/// groups as that user: max_tasks counts those, as root's counts root's.
+#[test]
+fn max_tasks_holds_for_a_memslice_of_a_users_own() {
+    // A user cannot lower oom_score_adj: their protect keeps it at 0.
+    let fx = Fixture::new(&CONFIG.replace("max_tasks = 1\n", "max_tasks = 1\noom_score_adj = 0\n"));
+    fx.memslice(&["apply"]).success();
+    fx.running_task("app/tasks/import-1", Mode::Protect);
+    let nobody = nobody();
+    let owner = Some(nobody.uid.as_raw());
+    for entry in walk(fx.dir.path()) {
+        std::os::unix::fs::lchown(&entry, owner, Some(nobody.gid.as_raw())).expect("chown");
+    }
+    let out = fx
+        .command_on(&fx.root())
+        .uid(nobody.uid.as_raw())
+        .gid(nobody.gid.as_raw())
+        .args(["protect", "--", "true"])
+        .output()
+        .expect("run");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{said}");
+    assert!(
+        said.contains("1 protected task(s) are running in app/tasks"),
+        "{said}"
+    );
+}
+
+/// `dir` and everything below it.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = vec![dir.to_path_buf()];
+    if dir.is_dir() && !dir.is_symlink() {
+        for entry in std::fs::read_dir(dir).expect("read_dir") {
+            found.extend(walk(&entry.expect("entry").path()));
+        }
+    }
+    found
+}
+
 #[test]
 fn protect_refuses_past_max_tasks() {
     let fx = fixture();

@@ -202,14 +202,41 @@ fn gc_removes_the_empty_groups_a_killed_memslice_left_behind() {
     );
 }
 
-/// A task's exec may block (a program on a FUSE mount its user serves),
-/// and memslice waits in it: the slice's lock must be free by then, or
-/// every other protect of the slice waits 10 s and gives up.
-#[test]
-fn a_blocked_exec_holds_no_other_protect_back() {
+/// A memslice run in the background, killed and reaped when the test
+/// lets go of it, whether the test passed or not.
+struct Background(Option<Child>);
+
+impl Background {
+    /// Its exit status and stderr, once it ends within `bound`.
+    fn finish_within(mut self, bound: Duration) -> (Option<i32>, String) {
+        let began = Instant::now();
+        let child = self.0.as_mut().expect("a child");
+        while child.try_wait().expect("wait").is_none() {
+            assert!(
+                began.elapsed() < bound,
+                "still running after {bound:?} (waiting for the slice's lock?)"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        finish(self.0.take().expect("a child"))
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A protect whose exec blocks until the returned descriptor is written
+/// to (a program on a FUSE mount its user serves), once its task shows in
+/// `memslice tasks` with its process in place.
+fn start_blocked_protect(fx: &Fixture) -> (Background, std::os::fd::OwnedFd) {
     use std::os::fd::AsRawFd;
 
-    let fx = fixture();
     let (gate, opener) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
     // memslice inherits the end it waits on; the test keeps the other.
     nix::fcntl::fcntl(
@@ -218,8 +245,8 @@ fn a_blocked_exec_holds_no_other_protect_back() {
     )
     .expect("fcntl");
     let gate_fd = gate.as_raw_fd().to_string();
-    let blocked = start_env(
-        &fx,
+    let blocked = Background(Some(start_env(
+        fx,
         &[("MEMSLICE_TEST_EXEC_GATE_FD", &gate_fd)],
         &[
             "protect",
@@ -229,24 +256,48 @@ fn a_blocked_exec_holds_no_other_protect_back() {
             "--",
             "true",
         ],
-    );
+    )));
     drop(gate);
-    wait_for_tasks(&fx, 1);
-    let began = Instant::now();
-    let mut other = start(&fx, &["protect", "--allow-unprotected", "--", "true"]);
-    let status = loop {
-        if let Some(status) = other.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(5),
-            "the second protect still waits for the slice's lock after 5 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(status.success(), "{}", finish(other).1);
+    wait_for_tasks(fx, 1);
+    (blocked, opener)
+}
+
+/// memslice waits inside a task's exec, which may block: the slice's lock
+/// must be free by then, or every other protect of the slice waits 10 s
+/// and gives up.
+#[test]
+fn a_blocked_exec_holds_no_other_protect_back() {
+    let fx = fixture();
+    let (blocked, opener) = start_blocked_protect(&fx);
+    let other = Background(Some(start(
+        &fx,
+        &["protect", "--allow-unprotected", "--", "true"],
+    )));
+    let (code, said) = other.finish_within(Duration::from_secs(5));
+    assert_eq!(code, Some(0), "{said}");
     nix::unistd::write(&opener, b"x").expect("open the gate");
-    let (code, said) = finish(blocked);
+    let (code, said) = blocked.finish_within(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{said}");
+}
+
+/// ... and the blocked task counts all the same: it has its process.
+#[test]
+fn a_blocked_exec_counts_toward_max_tasks() {
+    let fx = Fixture::new(&CONFIG.replace("max_tasks = 2\n", "max_tasks = 1\n"));
+    fx.memslice(&["apply"]).success();
+    let (blocked, opener) = start_blocked_protect(&fx);
+    let other = Background(Some(start(
+        &fx,
+        &["protect", "--allow-unprotected", "--", "true"],
+    )));
+    let (code, said) = other.finish_within(Duration::from_secs(5));
+    assert_eq!(code, Some(125), "{said}");
+    assert!(
+        said.contains("1 protected task(s) are running in app/tasks"),
+        "{said}"
+    );
+    nix::unistd::write(&opener, b"x").expect("open the gate");
+    let (code, said) = blocked.finish_within(Duration::from_secs(10));
     assert_eq!(code, Some(0), "{said}");
 }
 
