@@ -118,7 +118,7 @@ fn collect(root: &Root, config: &Config, detail: Detail) -> Result<Status, cgrou
                 .iter_mut()
                 .filter(|g| g.path.matches('/').count() == depth)
             {
-                if is_running_task(root, &task.path)? {
+                if task::is_running(root, &task.path, None)? {
                     tasks += 1;
                 }
                 if detail == Detail::Full {
@@ -212,20 +212,6 @@ fn missing(path: &str, managed: bool) -> GroupStatus {
         events: None,
         pressure_some_avg10: None,
         task: None,
-    }
-}
-
-/// Whether `path` is a task of memslice's (run or protect) with processes.
-/// A slice may hold other groups: under the systemd driver a user's slice
-/// holds their session scopes and user@UID.service. A group removed while
-/// it is read runs nothing.
-fn is_running_task(root: &Root, path: &str) -> Result<bool, cgroupfs::Error> {
-    let running = root
-        .populated(path)
-        .and_then(|populated| Ok(populated && task::is_task(root, path, None)?));
-    match running {
-        Err(err) if err.group_vanished() => Ok(false),
-        other => other,
     }
 }
 

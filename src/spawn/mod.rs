@@ -375,14 +375,8 @@ fn running_tasks(root: &Root, slice: &str, own: &str) -> Result<usize, cgroupfs:
         if path == own {
             continue;
         }
-        let counted = root.populated(&path).and_then(|populated| {
-            Ok(populated && task::is_task(root, &path, Some(task::Mode::Protect))?)
-        });
-        match counted {
-            Ok(true) => running += 1,
-            Ok(false) => {}
-            Err(err) if err.group_vanished() => {}
-            Err(err) => return Err(err),
+        if task::is_running(root, &path, Some(task::Mode::Protect))? {
+            running += 1;
         }
     }
     Ok(running)

@@ -318,15 +318,28 @@ fn mark_of(handle: &GroupHandle, group: &str) -> Result<Option<Mark>, cgroupfs::
     })
 }
 
-/// Whether `group` is a task of memslice's, of the `mode` given; a scope
-/// of memslice's name whose record is missing counts as either.
-pub fn is_task(root: &Root, group: &str, mode: Option<Mode>) -> Result<bool, cgroupfs::Error> {
-    let handle = root.open_group(group)?;
-    Ok(match mark_of(&handle, group)? {
-        None => false,
-        Some(Mark::Scope) => true,
-        Some(Mark::Recorded(record)) => mode.is_none_or(|mode| record.mode == mode),
-    })
+/// Whether `group` is a task of memslice's with processes, of the `mode`
+/// given (either for `None`); a scope of memslice's name whose record is
+/// missing counts as either. A slice may hold other groups: a child slice,
+/// a group made by hand, a user's sessions (under the systemd driver their
+/// session scopes and user@UID.service). A group removed while it is read
+/// runs nothing.
+pub fn is_running(root: &Root, group: &str, mode: Option<Mode>) -> Result<bool, cgroupfs::Error> {
+    let running = root.populated(group).and_then(|populated| {
+        if !populated {
+            return Ok(false);
+        }
+        let handle = root.open_group(group)?;
+        Ok(match mark_of(&handle, group)? {
+            None => false,
+            Some(Mark::Scope) => true,
+            Some(Mark::Recorded(record)) => mode.is_none_or(|mode| record.mode == mode),
+        })
+    });
+    match running {
+        Err(err) if err.group_vanished() => Ok(false),
+        other => other,
+    }
 }
 
 /// The task in `group` below `slice`, or `None` when it is no task of

@@ -262,21 +262,27 @@ fn start_blocked_protect(fx: &Fixture) -> (Background, std::os::fd::OwnedFd) {
     (blocked, opener)
 }
 
+/// A second protect started while another's exec blocks, as it ends (within
+/// 5 s: the slice's lock would keep it 10 s); the blocked one then ends too.
+fn protect_beside_a_blocked_exec(fx: &Fixture) -> (Option<i32>, String) {
+    let (blocked, opener) = start_blocked_protect(fx);
+    let other = Background(Some(start(
+        fx,
+        &["protect", "--allow-unprotected", "--", "true"],
+    )));
+    let second = other.finish_within(Duration::from_secs(5));
+    nix::unistd::write(&opener, b"x").expect("open the gate");
+    let (code, said) = blocked.finish_within(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{said}");
+    second
+}
+
 /// memslice waits inside a task's exec, which may block: the slice's lock
 /// must be free by then, or every other protect of the slice waits 10 s
 /// and gives up.
 #[test]
 fn a_blocked_exec_holds_no_other_protect_back() {
-    let fx = fixture();
-    let (blocked, opener) = start_blocked_protect(&fx);
-    let other = Background(Some(start(
-        &fx,
-        &["protect", "--allow-unprotected", "--", "true"],
-    )));
-    let (code, said) = other.finish_within(Duration::from_secs(5));
-    assert_eq!(code, Some(0), "{said}");
-    nix::unistd::write(&opener, b"x").expect("open the gate");
-    let (code, said) = blocked.finish_within(Duration::from_secs(10));
+    let (code, said) = protect_beside_a_blocked_exec(&fixture());
     assert_eq!(code, Some(0), "{said}");
 }
 
@@ -285,20 +291,12 @@ fn a_blocked_exec_holds_no_other_protect_back() {
 fn a_blocked_exec_counts_toward_max_tasks() {
     let fx = Fixture::new(&CONFIG.replace("max_tasks = 2\n", "max_tasks = 1\n"));
     fx.memslice(&["apply"]).success();
-    let (blocked, opener) = start_blocked_protect(&fx);
-    let other = Background(Some(start(
-        &fx,
-        &["protect", "--allow-unprotected", "--", "true"],
-    )));
-    let (code, said) = other.finish_within(Duration::from_secs(5));
+    let (code, said) = protect_beside_a_blocked_exec(&fx);
     assert_eq!(code, Some(125), "{said}");
     assert!(
         said.contains("1 protected task(s) are running in app/tasks"),
         "{said}"
     );
-    nix::unistd::write(&opener, b"x").expect("open the gate");
-    let (code, said) = blocked.finish_within(Duration::from_secs(10));
-    assert_eq!(code, Some(0), "{said}");
 }
 
 #[test]
