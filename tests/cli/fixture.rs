@@ -150,6 +150,20 @@ impl Fixture {
             started: jiff::Timestamp::now(),
         };
         task::mark(&root, group, &record, mode == Mode::Protect).expect("mark");
+        self.set_populated(group);
+    }
+
+    /// A group memslice did not make (a task's, a scope, a user's), with
+    /// its interface files.
+    pub fn made_outside(&self, group: &str) {
+        let dir = self.root().join(group);
+        std::fs::create_dir(&dir).expect("mkdir");
+        emulated::populate(&dir).expect("populate");
+    }
+
+    /// Says in `group`'s cgroup.events that it has processes, as the
+    /// kernel would.
+    pub fn set_populated(&self, group: &str) {
         self.write(group, "cgroup.events", "populated 1\nfrozen 0\n");
     }
 
@@ -210,6 +224,16 @@ pub fn nobody() -> nix::unistd::User {
     nix::unistd::User::from_name("nobody")
         .expect("passwd")
         .expect("the user nobody exists")
+}
+
+/// `path`'s entry in the groups of `status --json`.
+pub fn status_group<'a>(json: &'a serde_json::Value, path: &str) -> &'a serde_json::Value {
+    json["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|group| group["path"] == path)
+        .unwrap_or_else(|| panic!("{path} missing: {json}"))
 }
 
 pub fn stdout(assert: &assert_cmd::assert::Assert) -> String {

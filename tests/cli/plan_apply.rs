@@ -93,9 +93,7 @@ fn plan_on_an_empty_directory_prints_the_whole_plan() {
 fn unmanaged_groups_are_noted_and_left_alone() {
     let fx = Fixture::new(&shipped_on_16g());
     fx.memslice(&["apply"]).success();
-    std::fs::create_dir(fx.root().join("app/tasks/import-1")).expect("mkdir");
-    memslice::cgroupfs::emulated::populate(&fx.root().join("app/tasks/import-1"))
-        .expect("populate");
+    fx.made_outside("app/tasks/import-1");
     fx.write("app/tasks/import-1", "cgroup.procs", "4242\n");
     let out = fx.memslice(&["plan"]).success();
     assert!(

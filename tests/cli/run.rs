@@ -260,14 +260,8 @@ fn signals_sent_to_memslice_reach_the_command() {
 fn max_tasks_counts_protected_tasks_alone() {
     let fx = fixture();
     fx.running_task("app/tasks/report-1", Mode::Run);
-    let by_hand = fx.root().join("app/tasks/by-hand");
-    std::fs::create_dir(&by_hand).expect("mkdir");
-    memslice::cgroupfs::emulated::populate(&by_hand).expect("populate");
-    fx.write(
-        "app/tasks/by-hand",
-        "cgroup.events",
-        "populated 1\nfrozen 0\n",
-    );
+    fx.made_outside("app/tasks/by-hand");
+    fx.set_populated("app/tasks/by-hand");
     fx.memslice(&["protect", "--allow-unprotected", "--", "true"])
         .success();
 }

@@ -1,6 +1,6 @@
 use memslice::spawn::policy::Mode;
 
-use crate::fixture::{Fixture, shipped_on_16g, stdout};
+use crate::fixture::{Fixture, shipped_on_16g, status_group, stdout};
 
 #[test]
 fn status_json_reports_usage_limits_and_kills() {
@@ -15,13 +15,7 @@ fn status_json_reports_usage_limits_and_kills() {
     );
     let out = fx.memslice(&["status", "--json"]).success();
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
-    let groups = json["groups"].as_array().expect("groups");
-    let find = |path: &str| {
-        groups
-            .iter()
-            .find(|g| g["path"] == path)
-            .unwrap_or_else(|| panic!("{path} missing"))
-    };
+    let find = |path: &str| status_group(&json, path);
     assert_eq!(find("app/web")["current_bytes"], 1_073_741_824u64);
     assert_eq!(find("app/web")["procs"], 2);
     assert_eq!(find("app/web")["max"], "max");
@@ -56,13 +50,6 @@ fn status_json_schema() {
     insta::assert_snapshot!("status_json", out.replace(&root, "<root>"));
 }
 
-/// A group memslice did not make (a task's, a scope, a user's), with its
-/// interface files.
-fn made_outside(dir: &std::path::Path) {
-    std::fs::create_dir(dir).expect("mkdir");
-    memslice::cgroupfs::emulated::populate(dir).expect("populate");
-}
-
 /// A slice's `tasks` are the run and protect tasks with processes in it;
 /// under the systemd driver a user's slice holds their session scopes and
 /// user@UID.service too, which are none.
@@ -72,28 +59,18 @@ fn a_slices_tasks_are_memslices_tasks_alone() {
     fx.memslice(&["apply"]).success();
     fx.running_task("app/tasks/import-1", Mode::Protect);
     fx.running_task("app/tasks/report-2", Mode::Run);
-    made_outside(&fx.root().join("app/tasks/session-3.scope"));
-    fx.write(
-        "app/tasks/session-3.scope",
-        "cgroup.events",
-        "populated 1\nfrozen 0\n",
-    );
+    fx.made_outside("app/tasks/session-3.scope");
+    fx.set_populated("app/tasks/session-3.scope");
     let out = stdout(&fx.memslice(&["status", "--json"]).success());
     let json: serde_json::Value = serde_json::from_str(&out).expect("json");
-    let tasks = json["groups"]
-        .as_array()
-        .expect("groups")
-        .iter()
-        .find(|group| group["path"] == "app/tasks")
-        .map(|group| group["tasks"].clone());
-    assert_eq!(tasks, Some(serde_json::json!(2)), "{out}");
+    assert_eq!(status_group(&json, "app/tasks")["tasks"], 2, "{out}");
 }
 
 #[test]
 fn status_lists_task_groups_and_missing_slices() {
     let fx = Fixture::new(&shipped_on_16g());
     fx.memslice(&["apply"]).success();
-    made_outside(&fx.root().join("app/tasks/import-1"));
+    fx.made_outside("app/tasks/import-1");
     std::fs::remove_dir_all(fx.root().join("app/db")).expect("rm");
     let out = stdout(&fx.memslice(&["status"]).success());
     assert!(out.contains("\n    import-1 (task)"), "{out}");
@@ -112,7 +89,7 @@ fn status_lists_task_groups_and_missing_slices() {
 fn status_writes_out_control_characters_in_a_group_name() {
     let fx = Fixture::new(&shipped_on_16g());
     fx.memslice(&["apply"]).success();
-    made_outside(&fx.root().join("app/web/\x1b]0;owned\x07\x1b[2K"));
+    fx.made_outside("app/web/\x1b]0;owned\x07\x1b[2K");
     let out = stdout(&fx.memslice(&["status"]).success());
     assert!(out.contains("\\x1b]0;owned\\x07\\x1b[2K (task)"), "{out}");
     assert!(!out.contains('\x07'), "{out:?}");
@@ -125,10 +102,9 @@ fn status_writes_out_control_characters_in_a_group_name() {
 fn status_does_not_walk_below_a_group_root_does_not_own() {
     let fx = Fixture::new(&shipped_on_16g());
     fx.memslice(&["apply"]).success();
+    fx.made_outside("app/web/user@1000.service");
+    fx.made_outside("app/web/user@1000.service/made-by-them");
     let delegated = fx.root().join("app/web/user@1000.service");
-    let theirs = delegated.join("made-by-them");
-    made_outside(&delegated);
-    made_outside(&theirs);
     let out = stdout(&fx.memslice(&["status"]).success());
     assert!(out.contains("made-by-them"), "root's own is walked: {out}");
     std::os::unix::fs::chown(&delegated, Some(65534), Some(65534)).expect("chown");

@@ -162,8 +162,7 @@ fn status_reads_the_tree_systemd_built() {
     let root = units.fx.root();
     std::fs::write(root.join("cgroup.subtree_control"), "memory\n").expect("enable");
     for group in ["app.slice", "ops.slice", "app.slice/app-web.slice"] {
-        std::fs::create_dir(root.join(group)).expect("mkdir");
-        memslice::cgroupfs::emulated::populate(&root.join(group)).expect("populate");
+        units.fx.made_outside(group);
         std::fs::write(root.join(group).join("cgroup.subtree_control"), "memory\n")
             .expect("enable");
     }
@@ -174,12 +173,7 @@ fn status_reads_the_tree_systemd_built() {
     .expect("usage");
     let out = stdout(&units.memslice(&["status", "--json"]).success());
     let json: serde_json::Value = serde_json::from_str(&out).expect("json");
-    let web = json["groups"]
-        .as_array()
-        .expect("groups")
-        .iter()
-        .find(|g| g["path"] == "app/web")
-        .expect("app/web");
+    let web = crate::fixture::status_group(&json, "app/web");
     assert_eq!(
         (web["exists"].as_bool(), web["current_bytes"].as_u64()),
         (Some(true), Some(4096))
