@@ -255,13 +255,25 @@ fn signals_sent_to_memslice_reach_the_command() {
 
 /// max_tasks bounds the tasks the OOM killer skips. A `run` task in the
 /// slice, a group made by hand, the sessions of a slice's users (the
-/// slice may have users) are none of them, and hold no protect back.
+/// slice may have users), a record another user forged are none of them,
+/// and hold no protect back.
 #[test]
 fn max_tasks_counts_protected_tasks_alone() {
     let fx = fixture();
     fx.running_task("app/tasks/report-1", Mode::Run);
     fx.made_outside("app/tasks/by-hand");
     fx.set_populated("app/tasks/by-hand");
+    // A protect record on a group another user owns is that user's
+    // forgery (they may set user.* attributes on a group delegated to
+    // them): it must not fill the slice.
+    fx.running_task("app/tasks/forged-2", Mode::Protect);
+    let nobody = nobody();
+    std::os::unix::fs::chown(
+        fx.root().join("app/tasks/forged-2"),
+        Some(nobody.uid.as_raw()),
+        Some(nobody.gid.as_raw()),
+    )
+    .expect("chown");
     fx.memslice(&["protect", "--allow-unprotected", "--", "true"])
         .success();
 }
